@@ -9,12 +9,12 @@ WARN     = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 # -ffp-contract=off keeps the portable path bit-stable across compilers; SIMD paths use
 # explicit FMA intrinsics where they want it.
 BASEFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -ffp-contract=off $(WARN) -Isrc -Iinclude -MMD -MP
-LDLIBS   = -ljansson -lmicrohttpd -lm -fopenmp -lpthread
+LDLIBS   = -ljansson -lm -fopenmp -lpthread
 SIMD_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c -mavx2
 SIMD_AVX2   = -mavx2 -mfma -mf16c
 
 LIB_SRC  = $(sort $(wildcard src/core/*.c src/io/*.c src/tokenizer/*.c src/kernels/*.c \
-                           src/model/*.c src/train/*.c src/eval/*.c src/serve/*.c src/demo/*.c))
+                           src/model/*.c src/train/*.c src/eval/*.c src/demo/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 TEST_SRC = $(sort $(wildcard tests/unit/test_*.c))
 
@@ -68,11 +68,17 @@ build-fuzz/fuzz_tokenizer: tests/fuzz/fuzz_tokenizer.c src/tokenizer/tokenizer.c
 deps:
 	@scripts/install-deps
 
-test: deps all unit
+# Dependencies are installed before anything compiles (also under make -j).
+test:
+	@scripts/install-deps
+	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory asan
 	@tests/run.sh
 
-demo: deps all
+# The demo needs only the build dependencies (no PyTorch, no npm oracles).
+demo:
+	@scripts/install-deps --build
+	@$(MAKE) --no-print-directory all
 	@OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} $(BUILD)/rmu demo
 
 install: all
@@ -82,7 +88,7 @@ install: all
 	install -m 644 include/rmu.h $(DESTDIR)$(PREFIX)/include/rmu.h
 	cd src && for h in $$(find . -name '*.h' ! -name '*_impl.h'); do \
 	    install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/rmu/$$h; done
-	sed -e 's|@PREFIX@|$(PREFIX)|' rmu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rmu.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/.*RMU_VERSION \"\(.*\)\"/\1/p' src/core/version.h)|" rmu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rmu.pc
 
 clean:
 	rm -rf build build-asan build-fuzz

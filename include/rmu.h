@@ -8,7 +8,7 @@
 #ifndef RMU_H
 #define RMU_H
 
-#define RMU_VERSION "0.1.0"
+#include "core/version.h" /* RMU_VERSION */
 
 #include "core/err.h"          /* rmu_err */
 #include "core/dtype.h"        /* rmu_dtype, bf16/f16 conversion */

@@ -21,6 +21,15 @@ const char *rmu_dtype_name(rmu_dtype t) {
     }
 }
 
+const char *rmu_dtype_torch_name(rmu_dtype t) {
+    switch (t) {
+    case RMU_DT_F32: return "float32";
+    case RMU_DT_F16: return "float16";
+    case RMU_DT_BF16: return "bfloat16";
+    default: return NULL;
+    }
+}
+
 rmu_dtype rmu_dtype_parse(const char *s) {
     if (!s) return RMU_DT_INVALID;
     if (!strcasecmp(s, "F32") || !strcmp(s, "float32") || !strcmp(s, "fp32")) return RMU_DT_F32;

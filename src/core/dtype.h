@@ -20,6 +20,8 @@ const char *rmu_dtype_name(rmu_dtype t);
 /* Parses "F32"/"F16"/"BF16" (safetensors) and "float32"/"float16"/"bfloat16"
  * (torch_dtype, --dtype). Returns RMU_DT_INVALID when unknown. */
 rmu_dtype rmu_dtype_parse(const char *s);
+/* config.json's torch_dtype spelling: "float32", "float16", "bfloat16" (NULL if none). */
+const char *rmu_dtype_torch_name(rmu_dtype t);
 
 static inline float rmu_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;

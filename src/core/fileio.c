@@ -220,6 +220,10 @@ void rmu_sha256(const void *data, size_t n, uint8_t out[32]) {
     sha256_final(&c, out);
 }
 
+static void hex_digest(const uint8_t d[32], char hex[65]) {
+    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", d[i]);
+}
+
 int rmu_file_sha256(const char *path, char hex[65], rmu_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return rmu_errf(e, "%s: cannot open: %s", path, strerror(errno));
@@ -230,6 +234,12 @@ int rmu_file_sha256(const char *path, char hex[65], rmu_err *e) {
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
     fclose(f);
     sha256_final(&c, out);
-    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", out[i]);
+    hex_digest(out, hex);
     return 0;
+}
+
+void rmu_sha256_hex(const void *data, size_t n, char hex[65]) {
+    uint8_t out[32];
+    rmu_sha256(data, n, out);
+    hex_digest(out, hex);
 }

@@ -38,5 +38,7 @@ int rmu_path_join(char *dst, size_t cap, const char *dir, const char *name, rmu_
 /* SHA-256 of a file, as 64 lowercase hex chars + NUL in hex[65]. */
 int rmu_file_sha256(const char *path, char hex[65], rmu_err *e);
 void rmu_sha256(const void *data, size_t n, uint8_t out[32]);
+/* SHA-256 of a buffer as 64 lowercase hex chars + NUL. */
+void rmu_sha256_hex(const void *data, size_t n, char hex[65]);
 
 #endif

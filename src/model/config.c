@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
 
 /* Dimension sizes beyond this are certainly a corrupt file, and keeping them small
  * means products like hidden * intermediate never overflow 64 bits. */
@@ -256,15 +257,6 @@ static json_t *float_json(float f) {
     return json_real(strtod(buf, NULL));
 }
 
-static const char *torch_dtype_name(rmu_dtype t) {
-    switch (t) {
-    case RMU_DT_F32: return "float32";
-    case RMU_DT_F16: return "float16";
-    case RMU_DT_BF16: return "bfloat16";
-    default: return NULL;
-    }
-}
-
 int rmu_cfg_save(const rmu_config *c, const char *dir, rmu_err *e) {
     char path[4096];
     if (rmu_path_join(path, sizeof path, dir, "config.json", e)) return -1;
@@ -298,16 +290,11 @@ int rmu_cfg_save(const rmu_config *c, const char *dir, rmu_err *e) {
     json_object_set_new(r, "bos_token_id", c->bos_id >= 0 ? json_integer(c->bos_id) : json_null());
     json_object_set_new(r, "eos_token_id", c->eos_id >= 0 ? json_integer(c->eos_id) : json_null());
     if (c->pad_id >= 0) json_object_set_new(r, "pad_token_id", json_integer(c->pad_id));
-    if (torch_dtype_name(c->torch_dtype))
-        json_object_set_new(r, "torch_dtype", json_string(torch_dtype_name(c->torch_dtype)));
+    if (rmu_dtype_torch_name(c->torch_dtype))
+        json_object_set_new(r, "torch_dtype", json_string(rmu_dtype_torch_name(c->torch_dtype)));
     /* sorted keys like transformers; precision 9 prints the shortest form of float_json values */
-    char *txt = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
+    int rc = rmu_json_write_file(path, r, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9), e);
     json_decref(r);
-    if (!txt) return rmu_errf(e, "%s: out of memory", path);
-    size_t l = strlen(txt);
-    txt[l] = '\n'; /* replaces the NUL; l + 1 bytes are written */
-    int rc = rmu_file_write_atomic(path, txt, l + 1, e);
-    free(txt);
     return rc;
 }
 

@@ -3,26 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Growable text buffer for the generated reply. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static int sbuf_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
+#include "core/strbuf.h"
 
 /* Length of the longest suffix of text that is a proper prefix of some stop string: that
  * much text is held back from the stream until we know it is not a stop. */
@@ -49,7 +30,7 @@ int rmu_gen_run(const rmu_model *m, const rmu_tokenizer *t, rmu_state *s, rmu_sa
     int V = m->cfg.vocab_size, eos = rmu_tok_eos_id(t);
     float *logits = malloc(sizeof(float) * V);
     r->ids = malloc(sizeof(int) * (o->max_new > 0 ? o->max_new : 1));
-    sbuf text = {0};
+    rmu_sb text = {0};
     size_t emitted = 0;
     rmu_tok_stream st;
     rmu_tok_stream_init(&st, t);
@@ -69,7 +50,7 @@ int rmu_gen_run(const rmu_model *m, const rmu_tokenizer *t, rmu_state *s, rmu_sa
         r->ids[r->n++] = id;
         char piece[256];
         int np = rmu_tok_stream_push(&st, id, piece, sizeof piece);
-        if (sbuf_add(&text, piece, np)) { rmu_errf(e, "out of memory"); goto fail; }
+        if (rmu_sb_add(&text, piece, np)) { rmu_errf(e, "out of memory"); goto fail; }
         /* stop strings: search the new tail of the text */
         int stopped = 0;
         for (int k = 0; k < o->nstops && !stopped; k++) {
@@ -98,10 +79,10 @@ int rmu_gen_run(const rmu_model *m, const rmu_tokenizer *t, rmu_state *s, rmu_sa
     if (r->stop_reason != 2) {
         char tail[64];
         int nt = rmu_tok_stream_flush(&st, tail, sizeof tail);
-        if (sbuf_add(&text, tail, nt)) { rmu_errf(e, "out of memory"); goto fail; }
+        if (rmu_sb_add(&text, tail, nt)) { rmu_errf(e, "out of memory"); goto fail; }
     }
     if (o->cb && text.n > emitted) o->cb(o->ud, text.p + emitted);
-    if (!text.p && sbuf_add(&text, "", 0)) { rmu_errf(e, "out of memory"); goto fail; }
+    if (!text.p && rmu_sb_add(&text, "", 0)) { rmu_errf(e, "out of memory"); goto fail; }
     r->text = text.p;
     free(logits);
     return 0;

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/rng.h"
 #include "io/safetensors.h"
 
 /* Values are generated in fixed blocks of the tensor's element index space; each block
@@ -15,16 +17,10 @@
  * threads and of how the writer chunks a tensor. */
 #define BLOCK 1024
 
-static inline uint64_t mix64(uint64_t z) { /* splitmix64 finaliser */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 uint64_t rmu_init_tensor_seed(uint64_t seed, const char *name) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a of the name */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
-    return mix64(mix64(seed) ^ h);
+    uint64_t h = rmu_fnv1a(RMU_FNV_INIT, name, strlen(name));
+    return rmu_mix64(rmu_mix64(seed) ^ h);
 }
 
 /* BLOCK standard normals of block b by Box-Muller on 24-bit uniforms (float precision is
@@ -34,9 +30,9 @@ uint64_t rmu_init_tensor_seed(uint64_t seed, const char *name) {
  * contraction in this build) the values are the same on every path. */
 static void normal_block(float *z, uint64_t tseed, uint64_t b) {
     uint32_t k1[BLOCK / 2], k2[BLOCK / 2];
-    uint64_t s = mix64(tseed ^ mix64(b + 1));
+    uint64_t s = rmu_mix64(tseed ^ rmu_mix64(b + 1));
     for (int p = 0; p < BLOCK / 2; p++) {
-        uint64_t r = mix64(s + (uint64_t)(p + 1) * 0x9e3779b97f4a7c15ull);
+        uint64_t r = rmu_mix64(s + (uint64_t)(p + 1) * 0x9e3779b97f4a7c15ull);
         k1[p] = (uint32_t)(r >> 40) + 1; /* [1, 2^24]: u1 in (0, 1], log finite */
         k2[p] = (uint32_t)r & 0xffffff;
     }
@@ -143,13 +139,8 @@ static int write_generation_config(const char *dir, const rmu_config *c, rmu_err
     if (c->bos_id >= 0) json_object_set_new(r, "bos_token_id", json_integer(c->bos_id));
     if (c->eos_id >= 0) json_object_set_new(r, "eos_token_id", json_integer(c->eos_id));
     if (c->pad_id >= 0) json_object_set_new(r, "pad_token_id", json_integer(c->pad_id));
-    char *txt = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS);
+    int rc = rmu_json_write_file(path, r, JSON_INDENT(2) | JSON_SORT_KEYS, e);
     json_decref(r);
-    if (!txt) return rmu_errf(e, "%s: out of memory", path);
-    size_t l = strlen(txt);
-    txt[l] = '\n'; /* replaces the NUL; l + 1 bytes are written */
-    int rc = rmu_file_write_atomic(path, txt, l + 1, e);
-    free(txt);
     return rc;
 }
 

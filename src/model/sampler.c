@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
+
 int rmu_sampler_init(rmu_sampler *s, int vocab, const rmu_sampler_cfg *cfg, rmu_err *e) {
     memset(s, 0, sizeof *s);
     if (cfg->temp < 0) return rmu_errf(e, "--temp: must be >= 0, got %g", cfg->temp);
@@ -28,16 +30,10 @@ void rmu_sampler_free(rmu_sampler *s) {
     s->prob = NULL;
 }
 
-void rmu_sampler_seed(rmu_sampler *s, uint64_t seed) { s->rng = seed ^ 0x9e3779b97f4a7c15ull; }
+void rmu_sampler_seed(rmu_sampler *s, uint64_t seed) { s->rng = seed ^ RMU_GOLDEN64; }
 
-/* splitmix64: a small, well-mixed generator; state is the sampler's own. */
-static double next_uniform(rmu_sampler *s) {
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (z >> 11) * (1.0 / 9007199254740992.0);
-}
+/* SplitMix64 (core/rng.h); the state is the sampler's own. */
+static double next_uniform(rmu_sampler *s) { return rmu_rng_uniform(&s->rng); }
 
 static int argmax(const float *x, int n) {
     int best = 0;

@@ -1,0 +1,10 @@
+/* util.h - small helpers every layer needs: a monotonic clock and string predicates. */
+#ifndef RMU_UTIL_H
+#define RMU_UTIL_H
+
+/* Seconds on the monotonic clock (for durations only). */
+double rmu_now_s(void);
+/* 1 when s ends with suffix. */
+int rmu_ends_with(const char *s, const char *suffix);
+
+#endif
