@@ -1,5 +1,6 @@
 /* cmd_eval.c - `rmu eval`: WMDP / MMLU / multiple-choice accuracy scored as
  * lm-evaluation-harness v0.4.2 scores it (see src/eval/eval.h for tasks and --data). */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,8 @@
 
 #include "cli.h"
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/util.h"
 #include "eval/eval.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -118,11 +121,6 @@ typedef struct progress {
     long total;
 } progress;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void fmt_eta(double s, char *out, size_t cap) {
     if (s < 0 || s > 1e7) {
@@ -140,7 +138,7 @@ static void fmt_eta(double s, char *out, size_t cap) {
 
 static void on_progress(progress *pr, long done, long total) {
     if (pr->quiet || total <= 0) return;
-    double el = now_s() - pr->t0, rate = el > 0 ? done / el : 0;
+    double el = rmu_now_s() - pr->t0, rate = el > 0 ? done / el : 0;
     char eta[32];
     fmt_eta(rate > 0 ? (total - done) / rate : -1, eta, sizeof eta);
     if (pr->tty) {
@@ -211,11 +209,8 @@ static int on_sample(void *ud, const rmu_eval_sample *s, rmu_err *e) {
             json_object_set_new(o, "acc_norm", json_real(s->pred_norm == s->gold));
         }
         json_object_set_new(o, "onepass", json_boolean(s->onepass));
-        char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        int r = rmu_json_write_line(&k->log, o, JSON_COMPACT | JSON_REAL_PRECISION(17), e);
         json_decref(o);
-        if (!line) return rmu_errf(e, "--log-samples: out of memory (or invalid UTF-8 in the data)");
-        int r = rmu_afile_write(&k->log, line, strlen(line), e) || rmu_afile_write(&k->log, "\n", 1, e);
-        free(line);
         if (r) {
             k->log_open = 0;
             return -1;
@@ -240,18 +235,7 @@ static int on_sample(void *ud, const rmu_eval_sample *s, rmu_err *e) {
 static void on_prog(void *ud, long done, long total) { on_progress(&((sink *)ud)->pr, done, total); }
 
 static int write_json(const char *path, json_t *j, size_t flags, rmu_err *e) {
-    char *s = json_dumps(j, flags | JSON_REAL_PRECISION(17));
-    if (!s) return rmu_errf(e, "%s: out of memory", path);
-    size_t n = strlen(s);
-    char *s2 = realloc(s, n + 2);
-    if (!s2) {
-        free(s);
-        return rmu_errf(e, "%s: out of memory", path);
-    }
-    s2[n] = '\n';
-    int r = rmu_file_write_atomic(path, s2, n + 1, e);
-    free(s2);
-    return r;
+    return rmu_json_write_file(path, j, flags | JSON_REAL_PRECISION(17), e);
 }
 
 int rmu_cmd_eval(int argc, char **argv) {
@@ -259,13 +243,14 @@ int rmu_cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(cmd, argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
+    static const char *const fields[] = {"tasks", "format", "data", "num_fewshot", NULL};
     rmu_err e;
     rmu_eval_plan plan;
-    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) return cli_fail(cmd, 2, "%s", e.msg);
+    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) return cli_fail_lib(cmd, 2, e.msg, fields);
     plan.desc_newlines = a.desc_nl;
     if (rmu_eval_plan_load(&plan, a.data, a.fewshot, a.limit, &e)) {
         rmu_eval_plan_free(&plan);
-        return cli_fail(cmd, 1, "%s", e.msg);
+        return cli_fail_lib(cmd, 1, e.msg, fields);
     }
     rmu_model model;
     if (rmu_model_load(&model, a.model, &e)) {
@@ -310,14 +295,14 @@ int rmu_cmd_eval(int argc, char **argv) {
         .ud = &sk,
     };
     rmu_eval_counts cnt;
-    sk.pr.t0 = now_s();
+    sk.pr.t0 = rmu_now_s();
     sk.pr.total = rmu_eval_plan_rows(&plan);
     if (rmu_eval_run(&plan, &model, tok, &o, &cnt, &e)) {
         if (sk.pr.tty && !a.quiet) fputc('\n', stderr);
         cli_fail(cmd, 1, "%s", e.msg);
         goto out;
     }
-    double secs = now_s() - sk.pr.t0;
+    double secs = rmu_now_s() - sk.pr.t0;
     if (sk.log_open) {
         sk.log_open = 0;
         if (rmu_afile_commit(&sk.log, &e)) {

@@ -114,7 +114,8 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
         rmu_state_free(&s->state);
         rmu_tok_free(s->tok);
         rmu_model_free(&s->model);
-        return cli_fail(cmd, 2, "%s", e.msg);
+        static const char *const fields[] = {"temp", "top_k", "top_p", NULL};
+        return cli_fail_lib(cmd, 2, e.msg, fields);
     }
     return 0;
 }

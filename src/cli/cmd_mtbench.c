@@ -1,5 +1,6 @@
 /* cmd_mtbench.c - `rmu mtbench`: MT-Bench answers in FastChat's model-answer format,
  * resumable (see src/eval/mtbench.h for the generation rules). */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/version.h"
 
 typedef struct {
     const char *name;
@@ -27,12 +28,16 @@ static const command COMMANDS[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: rmu COMMAND [options]   (rmu COMMAND --help for its options)\n\ncommands:\n");
+    fprintf(f, "usage: rmu COMMAND [options]   (rmu COMMAND --help for its options; rmu --version)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
+        printf("rmu %s\n", RMU_VERSION);
+        return 0;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -69,8 +69,11 @@ int rmu_json_write_file(const char *path, const json_t *j, size_t flags, rmu_err
 }
 
 int rmu_json_write_line(rmu_afile *a, const json_t *j, size_t flags, rmu_err *e) {
-    char *s = rmu_json_dumps_line(j, flags | JSON_COMPACT);
-    if (!s) return rmu_errf(e, "%s: out of memory encoding JSON", a->path);
+    char *s = rmu_json_dumps_line(j, flags);
+    if (!s) {
+        rmu_afile_abort(a);
+        return rmu_errf(e, "%s: out of memory encoding JSON", a->path);
+    }
     int rc = rmu_afile_write(a, s, strlen(s), e);
     free(s);
     return rc;

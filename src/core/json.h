@@ -35,7 +35,8 @@ int rmu_json_is_array_text(const char *text, size_t len);
 char *rmu_json_dumps_line(const json_t *j, size_t flags);
 /* Whole JSON document + "\n" to PATH atomically (temporary name, fsync, rename). */
 int rmu_json_write_file(const char *path, const json_t *j, size_t flags, rmu_err *e);
-/* One JSON line appended to an open atomic file. */
+/* One JSON line (flags as json_dumps: pass JSON_COMPACT for the compact form) appended to
+ * an open atomic file; on failure the file is aborted, as rmu_afile_write does. */
 int rmu_json_write_line(rmu_afile *a, const json_t *j, size_t flags, rmu_err *e);
 
 #endif

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 double rmu_now_s(void) {
@@ -11,5 +12,5 @@ double rmu_now_s(void) {
 
 int rmu_ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !memcmp(s + a - b, suffix, b);
+    return a >= b && !strcasecmp(s + a - b, suffix);
 }

@@ -4,7 +4,7 @@
 
 /* Seconds on the monotonic clock (for durations only). */
 double rmu_now_s(void);
-/* 1 when s ends with suffix. */
+/* 1 when s ends with suffix, ignoring ASCII case (file extensions: ".JSONL" is ".jsonl"). */
 int rmu_ends_with(const char *s, const char *suffix);
 
 #endif

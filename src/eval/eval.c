@@ -12,6 +12,7 @@
  *  - --batch-size B: B rows are tokenized together and scored in token order so requests
  *    with long common prefixes follow each other (the forward itself is one sequence).
  * Hidden switches turn both shortcuts off so tests can check they change nothing. */
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

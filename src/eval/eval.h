@@ -28,12 +28,15 @@
 #ifndef RMU_EVAL_H
 #define RMU_EVAL_H
 
-#include <jansson.h>
 
 #include "core/err.h"
 #include "eval/mcq.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+
+/* jansson's value type, declared (C11 allows the repeat) so that users of this header need
+ * not include <jansson.h>. */
+typedef struct json_t json_t;
 
 typedef enum rmu_eval_family {
     RMU_EVAL_GROUP = 0,

@@ -1,5 +1,6 @@
 /* eval_plan.c - the task tree of an evaluation run, where its data comes from, and the
  * context strings. Pure (no model): unit-tested on its own. */
+#include <jansson.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,8 @@ static int add_node(rmu_eval_plan *p, const char *name, const char *alias, int p
         if (!strcmp(p->nodes[i].name, name)) {
             const char *via = parent >= 0 ? p->nodes[parent].name : NULL;
             for (int q = p->nodes[i].parent; q >= 0 && !via; q = p->nodes[q].parent) via = p->nodes[q].name;
-            if (via) return rmu_errf(e, "--tasks: '%s' is requested twice (it is part of '%s')", name, via);
-            return rmu_errf(e, "--tasks: '%s' is requested twice", name);
+            if (via) return rmu_errf(e, "tasks: '%s' is requested twice (it is part of '%s')", name, via);
+            return rmu_errf(e, "tasks: '%s' is requested twice", name);
         }
     if (p->n == p->cap) {
         int cap = p->cap ? p->cap * 2 : 16;
@@ -97,12 +98,12 @@ static int add_task(rmu_eval_plan *p, const char *t, rmu_err *e) {
             if (!strcmp(t + 5, RMU_MCQ_MMLU_CATEGORIES[c])) return add_mmlu_category(p, t + 5, -1, e) < 0 ? -1 : 0;
         int s = rmu_mcq_mmlu_find(t + 5);
         if (s >= 0) return add_mmlu_subject(p, s, -1, e) < 0 ? -1 : 0;
-        return rmu_errf(e, "--tasks: unknown MMLU subject '%s' in '%s' (the 57 subjects of lm-eval, e.g. mmlu_anatomy)",
+        return rmu_errf(e, "tasks: unknown MMLU subject '%s' in '%s' (the 57 subjects of lm-eval, e.g. mmlu_anatomy)",
                         t + 5, t);
     }
     if (!strcmp(t, "mcq")) return add_node(p, "mcq", "mcq", -1, RMU_EVAL_MCQ, e) < 0 ? -1 : 0;
     return rmu_errf(e,
-                    "--tasks: unknown task '%s' (known: wmdp, wmdp_bio, wmdp_chem, wmdp_cyber, mmlu, mmlu_stem, "
+                    "tasks: unknown task '%s' (known: wmdp, wmdp_bio, wmdp_chem, wmdp_cyber, mmlu, mmlu_stem, "
                     "mmlu_other, mmlu_social_sciences, mmlu_humanities, mmlu_SUBJECT, mcq)",
                     t);
 }
@@ -111,7 +112,7 @@ int rmu_eval_plan_init(rmu_eval_plan *p, const char *tasks, rmu_mcq_format fmt, 
     memset(p, 0, sizeof *p);
     p->format = fmt;
     p->desc_newlines = 1;
-    if (!tasks || !*tasks) return rmu_errf(e, "--tasks: empty task list");
+    if (!tasks || !*tasks) return rmu_errf(e, "tasks: empty task list");
     char *dup = strdup(tasks);
     if (!dup) return rmu_errf(e, "out of memory");
     int rc = 0;
@@ -123,11 +124,11 @@ int rmu_eval_plan_init(rmu_eval_plan *p, const char *tasks, rmu_mcq_format fmt, 
         if ((rc = add_task(p, t, e))) break;
     }
     free(dup);
-    if (!rc && p->n == 0) rc = rmu_errf(e, "--tasks: empty task list");
+    if (!rc && p->n == 0) rc = rmu_errf(e, "tasks: empty task list");
     if (!rc && fmt == RMU_MCQ_CLOZE)
         for (int i = 0; i < p->n; i++)
             if (p->nodes[i].family == RMU_EVAL_WMDP || p->nodes[i].family == RMU_EVAL_MMLU) {
-                rc = rmu_errf(e, "--format cloze: only for the mcq task; %s is scored on the letters A-D as lm-eval does",
+                rc = rmu_errf(e, "format: cloze is only for the mcq task; %s is scored on the letters A-D as lm-eval does",
                               p->nodes[i].name);
                 break;
             }
@@ -232,19 +233,19 @@ static int parse_entries(loader *L, const char *data, rmu_err *e) {
                 size_t bl = strlen(base);
                 if (bl > 4 && !strcmp(base + bl - 4, "_dev")) base[bl - 4] = 0;
                 if (node_find(L->p, base) < 0) {
-                    rc = rmu_errf(e, "--data: '%s=' names no task or group of this run (see --tasks)", en->key);
+                    rc = rmu_errf(e, "data: '%s=' names no task or group of this run (see the task list)", en->key);
                     break;
                 }
             }
         }
         if (strlen(path) >= sizeof en->path) {
-            rc = rmu_errf(e, "--data: path too long");
+            rc = rmu_errf(e, "data: path too long");
             break;
         }
         snprintf(en->path, sizeof en->path, "%s", path);
         en->is_dir = is_dir(path);
         if (!en->is_dir && !is_file(path)) {
-            rc = rmu_errf(e, "--data: %s: no such file or folder", path);
+            rc = rmu_errf(e, "data: %s: no such file or folder", path);
             break;
         }
         L->nent++;
@@ -426,8 +427,8 @@ static int take_rows(const rmu_eval_node *d, const rmu_mcq_set *src, int shared,
 }
 
 int rmu_eval_plan_load(rmu_eval_plan *p, const char *data, int num_fewshot, double limit, rmu_err *e) {
-    if (!data || !*data) return rmu_errf(e, "--data: no data given");
-    if (num_fewshot < 0) return rmu_errf(e, "--num-fewshot: must be >= 0");
+    if (!data || !*data) return rmu_errf(e, "data: no data given");
+    if (num_fewshot < 0) return rmu_errf(e, "num_fewshot: must be >= 0");
     p->num_fewshot = num_fewshot;
     loader L = {.p = p};
     int rc = parse_entries(&L, data, e);
@@ -479,15 +480,15 @@ int rmu_eval_plan_load(rmu_eval_plan *p, const char *data, int num_fewshot, doub
                 if (!found) {
                     if (d->family == RMU_EVAL_WMDP)
                         rc = rmu_errf(e,
-                                      "%s: --num-fewshot %d needs few-shot rows, and WMDP has no dev split (lm-eval "
-                                      "would draw test rows at random); give %s_dev=FILE in --data",
+                                      "%s: num_fewshot %d needs few-shot rows, and WMDP has no dev split (lm-eval "
+                                      "would draw test rows at random); give %s_dev=FILE in the data list",
                                       d->name, num_fewshot, d->name);
                     else if (test_dir[0]) {
                         tried_names(d, 1, tried, sizeof tried);
-                        rc = rmu_errf(e, "%s: --num-fewshot %d: no few-shot rows in %s (looked for %s); or give %s_dev=FILE",
+                        rc = rmu_errf(e, "%s: num_fewshot %d: no few-shot rows in %s (looked for %s); or give %s_dev=FILE",
                                       d->name, num_fewshot, test_dir, tried, d->name);
                     } else
-                        rc = rmu_errf(e, "%s: --num-fewshot %d needs few-shot rows: give %s_dev=FILE in --data", d->name,
+                        rc = rmu_errf(e, "%s: num_fewshot %d needs few-shot rows: give %s_dev=FILE in the data list", d->name,
                                       num_fewshot, d->name);
                     break;
                 }
@@ -511,10 +512,10 @@ int rmu_eval_plan_load(rmu_eval_plan *p, const char *data, int num_fewshot, doub
             if (!found) {
                 tried_names(d, 0, tried, sizeof tried);
                 if (d->family == RMU_EVAL_MMLU)
-                    rc = rmu_errf(e, "%s: no test data for subject '%s' in --data (looked for %s in each folder); or give %s=FILE",
+                    rc = rmu_errf(e, "%s: no test data for subject '%s' in the data list (looked for %s in each folder); or give %s=FILE",
                                   d->name, d->subject, tried, d->name);
                 else
-                    rc = rmu_errf(e, "%s: no test data in --data (looked for %s in each folder); or give %s=FILE", d->name,
+                    rc = rmu_errf(e, "%s: no test data in the data list (looked for %s in each folder); or give %s=FILE", d->name,
                                   tried, d->name);
                 break;
             }
@@ -537,7 +538,7 @@ int rmu_eval_plan_load(rmu_eval_plan *p, const char *data, int num_fewshot, doub
             break;
         }
         if (num_fewshot > d->dev.n && num_fewshot > 0) {
-            rc = rmu_errf(e, "%s: --num-fewshot %d but %s has only %d rows", d->name, num_fewshot, d->dev.path, d->dev.n);
+            rc = rmu_errf(e, "%s: num_fewshot %d but %s has only %d rows", d->name, num_fewshot, d->dev.path, d->dev.n);
             break;
         }
         /* lm-eval: limit < 1 is a fraction of each task's rows, else a count */

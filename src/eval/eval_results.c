@@ -5,11 +5,12 @@
  * first, each from its DIRECT children's results: size-weighted mean, and
  * pooled_sample_stderr over the children's stderrs and sizes - so mmlu pools its four
  * categories, each of which pooled its subjects. */
+#include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strbuf.h"
 #include "eval/eval.h"
 
 void rmu_eval_stat_mean(const double *x, int n, rmu_eval_stat *out) {
@@ -201,39 +202,13 @@ json_t *rmu_eval_results_json(const rmu_eval_plan *p, json_t *config) {
 
 /* ---- table ---- */
 
-typedef struct tbuf {
-    char *p;
-    size_t n, cap;
-} tbuf;
-
-static void tb_printf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tb_printf(tbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (need < 0) return;
-    if (b->n + (size_t)need + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + (size_t)need + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return;
-        b->p = np;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)need + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)need;
-}
-
-static void table_rows(tbuf *b, const rmu_eval_plan *p, const int *order, const int *depth, int n, int groups_only,
+static void table_rows(rmu_sb *b, const rmu_eval_plan *p, const int *order, const int *depth, int n, int groups_only,
                        int w) {
-    tb_printf(b, "|%-*s|%6s|%6s|%-8s|%6s|   |%6s|\n", w, "Tasks", "n", "n-shot", "Metric", "Value", "Stderr");
+    rmu_sb_printf(b, "|%-*s|%6s|%6s|%-8s|%6s|   |%6s|\n", w, "Tasks", "n", "n-shot", "Metric", "Value", "Stderr");
     char dash[256];
     memset(dash, '-', (size_t)w);
     dash[w] = 0;
-    tb_printf(b, "|%s|-----:|-----:|--------|-----:|---|-----:|\n", dash);
+    rmu_sb_printf(b, "|%s|-----:|-----:|--------|-----:|---|-----:|\n", dash);
     for (int i = 0; i < n; i++) {
         const rmu_eval_node *d = &p->nodes[order[i]];
         if (groups_only && d->family != RMU_EVAL_GROUP) continue;
@@ -249,7 +224,7 @@ static void table_rows(tbuf *b, const rmu_eval_plan *p, const int *order, const 
                 snprintf(se, sizeof se, "%6.4f", s->stderr);
             else
                 snprintf(se, sizeof se, "%6s", "N/A");
-            tb_printf(b, "|%-*s|%6ld|%6d|%-8s|%6.4f|±  |%s|\n", w, m ? "" : label, d->samples, p->num_fewshot,
+            rmu_sb_printf(b, "|%-*s|%6ld|%6d|%-8s|%6.4f|±  |%s|\n", w, m ? "" : label, d->samples, p->num_fewshot,
                       m ? "acc_norm" : "acc", s->value, se);
         }
     }
@@ -270,14 +245,13 @@ char *rmu_eval_table(const rmu_eval_plan *p) {
         ngroups += p->nodes[order[i]].family == RMU_EVAL_GROUP;
     }
     if (w > 200) w = 200;
-    tbuf b = {0};
+    rmu_sb b = {0};
     table_rows(&b, p, order, depth, n, 0, w);
     if (ngroups) {
-        tb_printf(&b, "\n");
+        rmu_sb_printf(&b, "\n");
         table_rows(&b, p, order, depth, n, 1, w);
     }
     free(order);
     free(depth);
-    if (!b.p) return strdup("");
-    return b.p;
+    return rmu_sb_take(&b);
 }

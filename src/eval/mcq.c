@@ -10,44 +10,12 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/strbuf.h"
+#include "core/util.h"
 
 /* ---- small string helpers ---- */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* The string (malloc'd, "" when empty) or NULL on allocation failure. */
-static char *sb_take(sbuf *b) {
-    if (b->oom) {
-        free(b->p);
-        return NULL;
-    }
-    if (!b->p) return calloc(1, 1);
-    return b->p;
-}
 
 static char *xstrndup(const char *s, size_t n) {
     char *d = malloc(n + 1);
@@ -179,14 +147,13 @@ int rmu_csv_parse(const char *text, size_t len, const char *path, rmu_csv_row_fn
     enum { MAXF = 64 };
     char *fields[MAXF];
     int nf = 0, rc = 0;
-    sbuf f = {0};
+    rmu_sb f = {0};
     while (i < len) {
         int rec_line = line;
         nf = 0;
         int record_empty = 1; /* a line with nothing on it is skipped, not a 1-field row */
         for (;;) {               /* one field per iteration */
-            f.n = 0;
-            if (f.p) f.p[0] = 0;
+            rmu_sb_truncate(&f, 0);
             int quoted = 0;
             if (i < len && text[i] == '"') {
                 quoted = 1;
@@ -202,7 +169,7 @@ int rmu_csv_parse(const char *text, size_t len, const char *path, rmu_csv_row_fn
                     char c = text[i];
                     if (c == '"') {
                         if (i + 1 < len && text[i + 1] == '"') { /* "" is one quote */
-                            sb_put(&f, "\"", 1);
+                            rmu_sb_add(&f, "\"", 1);
                             i += 2;
                             continue;
                         }
@@ -210,13 +177,13 @@ int rmu_csv_parse(const char *text, size_t len, const char *path, rmu_csv_row_fn
                         break;
                     }
                     if (c == '\n') line++;
-                    sb_put(&f, &text[i], 1);
+                    rmu_sb_add(&f, &text[i], 1);
                     i++;
                 }
             }
             /* unquoted text, or text after a closing quote (kept, as Python's non-strict reader) */
             while (i < len && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
-                sb_put(&f, &text[i], 1);
+                rmu_sb_add(&f, &text[i], 1);
                 record_empty = 0;
                 i++;
             }
@@ -363,14 +330,25 @@ static int json_item(rmu_mcq_set *s, json_t *o, const char *where, int line, int
     return set_push(s, &it, e);
 }
 
+typedef struct {
+    rmu_mcq_set *s;
+    int min_c, max_c;
+    const char *path;
+} mcq_rows;
+
+static int jsonl_row(void *ud, json_t *o, long line, rmu_err *e) {
+    mcq_rows *r = ud;
+    char where[4200];
+    snprintf(where, sizeof where, "%s:%ld", r->path, line);
+    return json_item(r->s, o, where, (int)line, r->min_c, r->max_c, e);
+}
+
 int rmu_mcq_parse_json(rmu_mcq_set *s, const char *text, size_t len, const char *path, int min_c, int max_c,
                        rmu_err *e) {
     if (!s->path[0]) snprintf(s->path, sizeof s->path, "%s", path);
-    size_t i = 0;
-    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) i = 3;
-    while (i < len && isspace((unsigned char)text[i])) i++;
-    char where[4200];
-    if (i < len && text[i] == '[') { /* one JSON array */
+    if (rmu_json_is_array_text(text, len)) { /* one JSON array */
+        size_t i = len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3) ? 3 : 0;
+        char where[4200];
         json_error_t je;
         json_t *root = json_loadb(text + i, len - i, 0, &je);
         if (!root) return rmu_errf(e, "%s:%d: invalid JSON: %s", path, je.line, je.text);
@@ -385,34 +363,8 @@ int rmu_mcq_parse_json(rmu_mcq_set *s, const char *text, size_t len, const char 
         json_decref(root);
         return 0;
     }
-    int line = 1;
-    i = (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3)) ? 3 : 0;
-    while (i < len) { /* JSONL */
-        size_t j = i;
-        while (j < len && text[j] != '\n') j++;
-        size_t b = i;
-        while (b < j && isspace((unsigned char)text[b])) b++;
-        if (b < j) {
-            json_error_t je;
-            json_t *o = json_loadb(text + b, j - b, 0, &je);
-            if (!o) return rmu_errf(e, "%s:%d: invalid JSON: %s", path, line, je.text);
-            snprintf(where, sizeof where, "%s:%d", path, line);
-            int r = json_item(s, o, where, line, min_c, max_c, e);
-            json_decref(o);
-            if (r) return -1;
-        }
-        i = j + 1;
-        line++;
-    }
-    return 0;
-}
-
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    if (a < b) return 0;
-    for (size_t k = 0; k < b; k++)
-        if (tolower((unsigned char)s[a - b + k]) != suf[k]) return 0;
-    return 1;
+    mcq_rows rows = {s, min_c, max_c, path};
+    return rmu_jsonl_parse(path, text, len, 0, jsonl_row, &rows, e);
 }
 
 int rmu_mcq_load(rmu_mcq_set *s, const char *path, int min_c, int max_c, rmu_err *e) {
@@ -421,7 +373,7 @@ int rmu_mcq_load(rmu_mcq_set *s, const char *path, int min_c, int max_c, rmu_err
     if (!text) return -1;
     snprintf(s->path, sizeof s->path, "%s", path);
     int r;
-    if (ends_with(path, ".csv")) {
+    if (rmu_ends_with(path, ".csv")) {
         if (min_c > 4 || max_c < 4) {
             free(text);
             return rmu_errf(e, "%s: CSV files hold 4 choices per row; this task needs %d to %d", path, min_c, max_c);
@@ -437,39 +389,39 @@ int rmu_mcq_load(rmu_mcq_set *s, const char *path, int min_c, int max_c, rmu_err
 /* ---- prompts ---- */
 
 char *rmu_mcq_description(const char *topic, int newlines) {
-    sbuf b = {0};
+    rmu_sb b = {0};
     if (topic && *topic) {
-        sb_puts(&b, "The following are multiple choice questions (with answers) about ");
-        sb_puts(&b, topic);
-        sb_puts(&b, ".");
-        for (int k = 0; k < newlines; k++) sb_puts(&b, "\n");
+        rmu_sb_puts(&b, "The following are multiple choice questions (with answers) about ");
+        rmu_sb_puts(&b, topic);
+        rmu_sb_puts(&b, ".");
+        for (int k = 0; k < newlines; k++) rmu_sb_puts(&b, "\n");
     }
-    return sb_take(&b);
+    return rmu_sb_take(&b);
 }
 
-static void put_stripped(sbuf *b, const char *s) {
+static void put_stripped(rmu_sb *b, const char *s) {
     size_t n = strlen(s);
     size_t off = rmu_py_lstrip_off(s, n);
     size_t end = rmu_py_rstrip_len(s, n);
-    if (end > off) sb_put(b, s + off, end - off);
+    if (end > off) rmu_sb_add(b, s + off, end - off);
 }
 
 char *rmu_mcq_doc_text(const rmu_mcq_item *it, rmu_mcq_format fmt) {
-    sbuf b = {0};
+    rmu_sb b = {0};
     if (fmt == RMU_MCQ_CLOZE) {
-        sb_puts(&b, "Question: ");
+        rmu_sb_puts(&b, "Question: ");
         put_stripped(&b, it->question);
-        sb_puts(&b, "\nAnswer:");
-        return sb_take(&b);
+        rmu_sb_puts(&b, "\nAnswer:");
+        return rmu_sb_take(&b);
     }
     put_stripped(&b, it->question);
     for (int j = 0; j < it->nchoices; j++) {
         char lab[5] = {'\n', (char)('A' + j), '.', ' ', 0};
-        sb_puts(&b, lab);
-        sb_puts(&b, it->choices[j]);
+        rmu_sb_puts(&b, lab);
+        rmu_sb_puts(&b, it->choices[j]);
     }
-    sb_puts(&b, "\nAnswer:");
-    return sb_take(&b);
+    rmu_sb_puts(&b, "\nAnswer:");
+    return rmu_sb_take(&b);
 }
 
 const char *rmu_mcq_choice_target(const rmu_mcq_item *it, int choice, rmu_mcq_format fmt, char letter[2]) {
@@ -481,16 +433,16 @@ const char *rmu_mcq_choice_target(const rmu_mcq_item *it, int choice, rmu_mcq_fo
 
 char *rmu_mcq_continuation(const rmu_mcq_item *it, int choice, rmu_mcq_format fmt) {
     char l[2];
-    sbuf b = {0};
-    sb_puts(&b, " ");
-    sb_puts(&b, rmu_mcq_choice_target(it, choice, fmt, l));
-    return sb_take(&b);
+    rmu_sb b = {0};
+    rmu_sb_puts(&b, " ");
+    rmu_sb_puts(&b, rmu_mcq_choice_target(it, choice, fmt, l));
+    return rmu_sb_take(&b);
 }
 
 char *rmu_mcq_context(const char *description, const rmu_mcq_item *shots, int nshots, const rmu_mcq_item *doc,
                       rmu_mcq_format fmt) {
-    sbuf b = {0};
-    if (description) sb_puts(&b, description);
+    rmu_sb b = {0};
+    if (description) rmu_sb_puts(&b, description);
     for (int k = 0; k < nshots; k++) {
         char *t = rmu_mcq_doc_text(&shots[k], fmt);
         if (!t) {
@@ -498,10 +450,10 @@ char *rmu_mcq_context(const char *description, const rmu_mcq_item *shots, int ns
             return NULL;
         }
         char l[2];
-        sb_puts(&b, t);
-        sb_puts(&b, " "); /* target_delimiter */
-        sb_puts(&b, rmu_mcq_choice_target(&shots[k], shots[k].answer, fmt, l));
-        sb_puts(&b, "\n\n"); /* fewshot_delimiter, also after the last example */
+        rmu_sb_puts(&b, t);
+        rmu_sb_puts(&b, " "); /* target_delimiter */
+        rmu_sb_puts(&b, rmu_mcq_choice_target(&shots[k], shots[k].answer, fmt, l));
+        rmu_sb_puts(&b, "\n\n"); /* fewshot_delimiter, also after the last example */
         free(t);
     }
     char *t = rmu_mcq_doc_text(doc, fmt);
@@ -509,9 +461,9 @@ char *rmu_mcq_context(const char *description, const rmu_mcq_item *shots, int ns
         free(b.p);
         return NULL;
     }
-    sb_puts(&b, t);
+    rmu_sb_puts(&b, t);
     free(t);
-    return sb_take(&b);
+    return rmu_sb_take(&b);
 }
 
 /* ---- MMLU registry: lm-eval v0.4.2 _generate_configs.py SUBJECTS ---- */

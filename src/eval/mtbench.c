@@ -2,11 +2,13 @@
  * model): unit-tested on its own. */
 #include "eval/mtbench.h"
 
-#include <ctype.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/rng.h"
 #include "eval/mcq.h"
 
 /* ---- questions ---- */
@@ -62,49 +64,40 @@ static int parse_question(rmu_mtb_question *q, json_t *o, const char *path, int 
     return 0;
 }
 
+typedef struct {
+    rmu_mtb_questions *qs;
+    int cap;
+    const char *path;
+} question_rows;
+
+static int question_row(void *ud, json_t *o, long line, rmu_err *e) {
+    question_rows *r = ud;
+    rmu_mtb_questions *qs = r->qs;
+    if (qs->n == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 64;
+        rmu_mtb_question *nq = realloc(qs->q, (size_t)cap * sizeof *nq);
+        if (!nq) return rmu_errf(e, "out of memory");
+        qs->q = nq;
+        r->cap = cap;
+    }
+    if (parse_question(&qs->q[qs->n], o, r->path, (int)line, e)) return -1;
+    qs->n++;
+    for (int k = 0; k < qs->n - 1; k++)
+        if (json_equal(qs->q[k].qid, qs->q[qs->n - 1].qid)) {
+            char *s = json_dumps(qs->q[qs->n - 1].qid, JSON_ENCODE_ANY);
+            rmu_errf(e, "%s:%ld: question_id %s appears twice", r->path, line, s ? s : "?");
+            free(s);
+            return -1;
+        }
+    return 0;
+}
+
 int rmu_mtb_parse_questions(rmu_mtb_questions *qs, const char *text, size_t len, const char *path, rmu_err *e) {
     memset(qs, 0, sizeof *qs);
-    int cap = 0, line = 1;
-    for (size_t i = 0; i < len; line++) {
-        size_t j = i;
-        while (j < len && text[j] != '\n') j++;
-        size_t b = i;
-        while (b < j && isspace((unsigned char)text[b])) b++;
-        if (b < j) {
-            json_error_t je;
-            json_t *o = json_loadb(text + b, j - b, 0, &je);
-            if (!o) {
-                rmu_mtb_questions_free(qs);
-                return rmu_errf(e, "%s:%d: invalid JSON: %s", path, line, je.text);
-            }
-            if (qs->n == cap) {
-                cap = cap ? cap * 2 : 64;
-                rmu_mtb_question *nq = realloc(qs->q, (size_t)cap * sizeof *nq);
-                if (!nq) {
-                    json_decref(o);
-                    rmu_mtb_questions_free(qs);
-                    return rmu_errf(e, "out of memory");
-                }
-                qs->q = nq;
-            }
-            int r = parse_question(&qs->q[qs->n], o, path, line, e);
-            json_decref(o);
-            if (r) {
-                rmu_mtb_questions_free(qs);
-                return -1;
-            }
-            for (int k = 0; k < qs->n; k++)
-                if (json_equal(qs->q[k].qid, qs->q[qs->n].qid)) {
-                    char *s = json_dumps(qs->q[qs->n].qid, JSON_ENCODE_ANY);
-                    rmu_errf(e, "%s:%d: question_id %s appears twice", path, line, s ? s : "?");
-                    free(s);
-                    qs->n++;
-                    rmu_mtb_questions_free(qs);
-                    return -1;
-                }
-            qs->n++;
-        }
-        i = j + 1;
+    question_rows r = {qs, 0, path};
+    if (rmu_jsonl_parse(path, text, len, 0, question_row, &r, e)) {
+        rmu_mtb_questions_free(qs);
+        return -1;
     }
     if (qs->n == 0) return rmu_errf(e, "%s: no questions", path);
     return 0;
@@ -132,20 +125,11 @@ double rmu_mtb_temperature(const char *c) {
     return 0.7;
 }
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
-
 uint64_t rmu_mtb_seed(uint64_t base, const json_t *qid) {
     char *s = json_dumps(qid, JSON_ENCODE_ANY);
-    uint64_t z = base ^ (s ? fnv1a(s) : 0);
+    uint64_t z = base ^ (s ? rmu_fnv1a(RMU_FNV_INIT, s, strlen(s)) : 0);
     free(s);
-    z += 0x9e3779b97f4a7c15ull; /* splitmix64 finaliser */
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return rmu_mix64(z + RMU_GOLDEN64);
 }
 
 int rmu_mtb_qid_cmp(const json_t *a, const json_t *b) {
@@ -266,6 +250,19 @@ int rmu_mtb_answers_put(json_t *arr, json_t *rec, rmu_err *e) {
     return 0;
 }
 
+typedef struct {
+    json_t *arr;
+    const char *path;
+} answer_rows;
+
+static int answer_row(void *ud, json_t *o, long line, rmu_err *e) {
+    answer_rows *r = ud;
+    json_t *id = json_is_object(o) ? json_object_get(o, "question_id") : NULL;
+    if (!json_is_integer(id) && !json_is_string(id))
+        return rmu_errf(e, "%s:%ld: not an answer record (no question_id); refusing to overwrite it", r->path, line);
+    return rmu_mtb_answers_put(r->arr, json_incref(o), e); /* a later line replaces an earlier one */
+}
+
 int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e) {
     *arr = json_array();
     if (!*arr) return rmu_errf(e, "out of memory");
@@ -277,26 +274,11 @@ int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e) {
         *arr = NULL;
         return -1;
     }
-    int line = 1, rc = 0;
-    for (size_t i = 0; i < len && !rc; line++) {
-        size_t j = i;
-        while (j < len && text[j] != '\n') j++;
-        size_t b = i;
-        while (b < j && isspace((unsigned char)text[b])) b++;
-        if (b < j) {
-            json_error_t je;
-            json_t *o = json_loadb(text + b, j - b, 0, &je);
-            json_t *id = o ? json_object_get(o, "question_id") : NULL;
-            if (!o)
-                rc = rmu_errf(e, "%s:%d: invalid JSON: %s (not an answer file? refusing to overwrite it)", path, line,
-                              je.text);
-            else if (!json_is_integer(id) && !json_is_string(id)) {
-                rc = rmu_errf(e, "%s:%d: not an answer record (no question_id); refusing to overwrite it", path, line);
-                json_decref(o);
-            } else
-                rc = rmu_mtb_answers_put(*arr, o, e); /* a later line replaces an earlier one */
-        }
-        i = j + 1;
+    answer_rows rows = {*arr, path};
+    int rc = rmu_jsonl_parse(path, text, len, 0, answer_row, &rows, e);
+    if (rc && strstr(e->msg, ": invalid JSON: ")) {
+        size_t n = strlen(e->msg);
+        snprintf(e->msg + n, sizeof e->msg - n, " (not an answer file? refusing to overwrite it)");
     }
     free(text);
     if (rc) {
@@ -309,16 +291,8 @@ int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e) {
 int rmu_mtb_answers_save(const char *path, const json_t *arr, rmu_err *e) {
     rmu_afile a;
     if (rmu_afile_open(&a, path, e)) return -1;
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        char *s = json_dumps(json_array_get(arr, i), JSON_ENSURE_ASCII | JSON_REAL_PRECISION(16));
-        if (!s) {
-            rmu_afile_abort(&a);
-            return rmu_errf(e, "%s: out of memory", path);
-        }
-        int r = rmu_afile_write(&a, s, strlen(s), e) || rmu_afile_write(&a, "\n", 1, e);
-        free(s);
-        if (r) return -1;
-    }
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        if (rmu_json_write_line(&a, json_array_get(arr, i), JSON_ENSURE_ASCII | JSON_REAL_PRECISION(16), e)) return -1;
     return rmu_afile_commit(&a, e);
 }
 

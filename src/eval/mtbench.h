@@ -16,13 +16,16 @@
 #ifndef RMU_MTBENCH_H
 #define RMU_MTBENCH_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 #include "core/err.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
+
+/* jansson's value type, declared (C11 allows the repeat) so that users of this header need
+ * not include <jansson.h>. */
+typedef struct json_t json_t;
 
 typedef struct rmu_mtb_question {
     json_t *qid; /* integer or string, as in question.jsonl */

@@ -1,5 +1,6 @@
 /* mtbench_gen.c - answering one MT-Bench question with the model (FastChat's
  * get_model_answers loop over turns). */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -25,7 +25,7 @@ int rmu_gen_run(const rmu_model *m, const rmu_tokenizer *t, rmu_state *s, rmu_sa
     memset(r, 0, sizeof *r);
     if (n_prompt <= 0) return rmu_errf(e, "empty prompt");
     if (s->pos + n_prompt >= s->ctx)
-        return rmu_errf(e, "prompt of %d tokens does not fit the context of %d tokens (%d already used); use --ctx",
+        return rmu_errf(e, "prompt of %d tokens does not fit the context of %d tokens (%d already used)",
                         n_prompt, s->ctx, s->pos);
     int V = m->cfg.vocab_size, eos = rmu_tok_eos_id(t);
     float *logits = malloc(sizeof(float) * V);

@@ -8,9 +8,9 @@
 
 int rmu_sampler_init(rmu_sampler *s, int vocab, const rmu_sampler_cfg *cfg, rmu_err *e) {
     memset(s, 0, sizeof *s);
-    if (cfg->temp < 0) return rmu_errf(e, "--temp: must be >= 0, got %g", cfg->temp);
-    if (cfg->top_k < 0) return rmu_errf(e, "--top-k: must be >= 0, got %d", cfg->top_k);
-    if (!(cfg->top_p > 0 && cfg->top_p <= 1)) return rmu_errf(e, "--top-p: must be in (0, 1], got %g", cfg->top_p);
+    if (cfg->temp < 0) return rmu_errf(e, "temp: must be >= 0, got %g", cfg->temp);
+    if (cfg->top_k < 0) return rmu_errf(e, "top_k: must be >= 0, got %d", cfg->top_k);
+    if (!(cfg->top_p > 0 && cfg->top_p <= 1)) return rmu_errf(e, "top_p: must be in (0, 1], got %g", cfg->top_p);
     s->cfg = *cfg;
     s->vocab = vocab;
     s->idx = malloc(sizeof(int) * vocab);

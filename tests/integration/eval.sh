@@ -42,7 +42,7 @@ mkdir -p "$TMP/wmdp"
 printf '{"question": "q", "choices": ["a", "b", "c", "d"], "answer": 1}\n' > "$TMP/wmdp/bio.jsonl"
 expect_error "eval: wmdp has no few-shot split" "WMDP has no dev split" \
     "$RMU" eval -m "$TMP/none" --tasks wmdp_bio --data "$TMP/wmdp" --num-fewshot 5
-expect_error "eval: cloze only for mcq" "--format cloze: only for the mcq task" \
+expect_error "eval: cloze only for mcq" "--format: cloze is only for the mcq task" \
     "$RMU" eval -m "$TMP/none" --tasks mmlu --data "$TMP" --format cloze
 expect_error "eval: missing model" "none/config.json: cannot open" "$RMU" eval -m "$TMP/none" --tasks mcq --data "$TMP/mcq.jsonl"
 expect_error "mtbench: --out required" "--out FILE is required" "$RMU" mtbench -m "$TMP/none" --questions "$TMP/mcq.jsonl"

@@ -1,5 +1,6 @@
 /* test_eval.c - multiple-choice data, lm-eval v0.4.2 context strings byte for byte, data
  * lookup, result arithmetic and the error messages of bad input. No model needed. */
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -371,7 +372,7 @@ static void test_mcq_cloze(void **st) {
     rmu_eval_plan_free(&p);
     /* cloze is not how lm-eval scores WMDP/MMLU */
     assert_int_equal(rmu_eval_plan_init(&p, "wmdp_bio", RMU_MCQ_CLOZE, &e), -1);
-    assert_string_equal(e.msg, "--format cloze: only for the mcq task; wmdp_bio is scored on the letters A-D as lm-eval does");
+    assert_string_equal(e.msg, "format: cloze is only for the mcq task; wmdp_bio is scored on the letters A-D as lm-eval does");
 }
 
 /* ---- task names, data lookup errors, limit ---- */
@@ -406,14 +407,14 @@ static void test_task_tree(void **st) {
     rmu_eval_plan_free(&p);
 
     assert_int_equal(rmu_eval_plan_init(&p, "wmdp,mmlu_bogus", RMU_MCQ_LETTER, &e), -1);
-    assert_string_equal(e.msg, "--tasks: unknown MMLU subject 'bogus' in 'mmlu_bogus' (the 57 subjects of lm-eval, e.g. mmlu_anatomy)");
+    assert_string_equal(e.msg, "tasks: unknown MMLU subject 'bogus' in 'mmlu_bogus' (the 57 subjects of lm-eval, e.g. mmlu_anatomy)");
     assert_int_equal(rmu_eval_plan_init(&p, "wmdp_bio,hellaswag", RMU_MCQ_LETTER, &e), -1);
-    assert_string_equal(e.msg, "--tasks: unknown task 'hellaswag' (known: wmdp, wmdp_bio, wmdp_chem, wmdp_cyber, mmlu, "
+    assert_string_equal(e.msg, "tasks: unknown task 'hellaswag' (known: wmdp, wmdp_bio, wmdp_chem, wmdp_cyber, mmlu, "
                                "mmlu_stem, mmlu_other, mmlu_social_sciences, mmlu_humanities, mmlu_SUBJECT, mcq)");
     assert_int_equal(rmu_eval_plan_init(&p, "mmlu_stem,mmlu_anatomy", RMU_MCQ_LETTER, &e), -1);
-    assert_string_equal(e.msg, "--tasks: 'mmlu_anatomy' is requested twice (it is part of 'mmlu_stem')");
+    assert_string_equal(e.msg, "tasks: 'mmlu_anatomy' is requested twice (it is part of 'mmlu_stem')");
     assert_int_equal(rmu_eval_plan_init(&p, "", RMU_MCQ_LETTER, &e), -1);
-    assert_string_equal(e.msg, "--tasks: empty task list");
+    assert_string_equal(e.msg, "tasks: empty task list");
 }
 
 static void test_data_errors(void **st) {
@@ -424,7 +425,7 @@ static void test_data_errors(void **st) {
     /* virology has no file in the folder */
     OK(rmu_eval_plan_init(&p, "mmlu_anatomy,mmlu_virology", RMU_MCQ_LETTER, &e));
     assert_int_equal(rmu_eval_plan_load(&p, at("mmlu"), 0, 0, &e), -1);
-    assert_string_equal(e.msg, "mmlu_virology: no test data for subject 'virology' in --data (looked for "
+    assert_string_equal(e.msg, "mmlu_virology: no test data for subject 'virology' in the data list (looked for "
                                "test/virology_test.csv, test/virology.jsonl, test/virology_test.jsonl, "
                                "test/virology.json, test.jsonl, ... in each folder); or give mmlu_virology=FILE");
     rmu_eval_plan_free(&p);
@@ -433,7 +434,7 @@ static void test_data_errors(void **st) {
     OK(rmu_eval_plan_init(&p, "mmlu_anatomy", RMU_MCQ_LETTER, &e));
     assert_int_equal(rmu_eval_plan_load(&p, at("mmlu"), 6, 0, &e), -1);
     char want[700];
-    snprintf(want, sizeof want, "mmlu_anatomy: --num-fewshot 6 but %s has only 5 rows", at("mmlu/dev/anatomy_dev.csv"));
+    snprintf(want, sizeof want, "mmlu_anatomy: num_fewshot 6 but %s has only 5 rows", at("mmlu/dev/anatomy_dev.csv"));
     assert_string_equal(e.msg, want);
     rmu_eval_plan_free(&p);
 
@@ -441,8 +442,8 @@ static void test_data_errors(void **st) {
     write_wmdp();
     OK(rmu_eval_plan_init(&p, "wmdp_bio", RMU_MCQ_LETTER, &e));
     assert_int_equal(rmu_eval_plan_load(&p, at("wmdp"), 1, 0, &e), -1);
-    assert_string_equal(e.msg, "wmdp_bio: --num-fewshot 1 needs few-shot rows, and WMDP has no dev split (lm-eval would "
-                               "draw test rows at random); give wmdp_bio_dev=FILE in --data");
+    assert_string_equal(e.msg, "wmdp_bio: num_fewshot 1 needs few-shot rows, and WMDP has no dev split (lm-eval would "
+                               "draw test rows at random); give wmdp_bio_dev=FILE in the data list");
     rmu_eval_plan_free(&p);
 
     /* a bad row is reported with its file and line through the plan */
@@ -458,9 +459,9 @@ static void test_data_errors(void **st) {
     /* unknown key, missing path */
     OK(rmu_eval_plan_init(&p, "wmdp_bio", RMU_MCQ_LETTER, &e));
     assert_int_equal(rmu_eval_plan_load(&p, "mmlu=/nonexistent", 0, 0, &e), -1);
-    assert_string_equal(e.msg, "--data: 'mmlu=' names no task or group of this run (see --tasks)");
+    assert_string_equal(e.msg, "data: 'mmlu=' names no task or group of this run (see the task list)");
     assert_int_equal(rmu_eval_plan_load(&p, "/nonexistent/x.jsonl", 0, 0, &e), -1);
-    assert_string_equal(e.msg, "--data: /nonexistent/x.jsonl: no such file or folder");
+    assert_string_equal(e.msg, "data: /nonexistent/x.jsonl: no such file or folder");
     rmu_eval_plan_free(&p);
 }
 
@@ -500,7 +501,7 @@ static void test_data_lookup_and_limit(void **st) {
     put("misc.jsonl", "{\"question\": \"q\", \"choices\": [\"a\",\"b\",\"c\",\"d\"], \"answer\": 0}\n");
     OK(rmu_eval_plan_init(&p, "wmdp", RMU_MCQ_LETTER, &e));
     assert_int_equal(rmu_eval_plan_load(&p, at("misc.jsonl"), 0, 0, &e), -1);
-    assert_string_equal(e.msg, "wmdp_bio: no test data in --data (looked for wmdp-bio.jsonl, wmdp_bio.jsonl, bio.jsonl "
+    assert_string_equal(e.msg, "wmdp_bio: no test data in the data list (looked for wmdp-bio.jsonl, wmdp_bio.jsonl, bio.jsonl "
                                "or .json in each folder); or give wmdp_bio=FILE");
     rmu_eval_plan_free(&p);
 }

@@ -1,5 +1,6 @@
 /* test_eval_mtbench.c - MT-Bench questions, FastChat answer records, the resumable answer
  * file, temperatures, seeds and answer ids. No model needed. */
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
