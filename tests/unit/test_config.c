@@ -7,40 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
 #include "core/fileio.h"
 #include "model/config.h"
-
-#define MISTRAL_DIR "/work/shared/data/mistral-7b-v0.1"
-#define STORIES_DIR "/work/shared/models/stories260K"
-
-/* The shared folder sits next to the checkout; tests may run from elsewhere. */
-static const char *shared_dir(const char *abs, const char *rel) {
-    return rmu_file_exists(abs) ? abs : rmu_file_exists(rel) ? rel : NULL;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int make_tmpdir(void **state) {
-    char *d = malloc(64);
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(d, 64, "%.40s/rmu_cfg_XXXXXX", base);
-    if (!mkdtemp(d)) return -1;
-    *state = d;
-    return 0;
-}
-
-static int remove_tmpdir(void **state) {
-    nftw(*state, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(*state);
-    return 0;
-}
 
 /* Minimal valid Mistral config with one extra fragment spliced in before the end. */
 static int parse_with(rmu_config *c, const char *extra, rmu_err *e) {
@@ -63,8 +35,7 @@ static void expect_error(const char *extra, const char *frag1, const char *frag2
 
 static void test_real_mistral(void **state) {
     (void)state;
-    const char *d = shared_dir(MISTRAL_DIR, "../shared/data/mistral-7b-v0.1");
-    if (!d) skip();
+    TU_NEED_SHARED(d, "data/mistral-7b-v0.1");
     rmu_config c;
     rmu_err e = {{0}};
     if (rmu_cfg_load(&c, d, &e)) fail_msg("%s", e.msg);
@@ -94,8 +65,7 @@ static void test_real_mistral(void **state) {
 
 static void test_real_stories(void **state) {
     (void)state;
-    const char *d = shared_dir(STORIES_DIR, "../shared/models/stories260K");
-    if (!d) skip();
+    TU_NEED_SHARED(d, "models/stories260K");
     rmu_config c;
     rmu_err e = {{0}};
     if (rmu_cfg_load(&c, d, &e)) fail_msg("%s", e.msg);
@@ -330,7 +300,7 @@ int main(void) {
         cmocka_unit_test(test_nulls_and_lists),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_model_type),
-        cmocka_unit_test_setup_teardown(test_save_roundtrip, make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_save_roundtrip, tu_setup_tmp, tu_teardown_tmp),
         cmocka_unit_test(test_presets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

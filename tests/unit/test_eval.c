@@ -14,60 +14,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "eval/eval.h"
 #include "eval/mcq.h"
 
 /* ---- helpers ---- */
 
-static char g_dir[256];
+static char *g_dir; /* the group's temporary folder */
 
-static void mkdirp(const char *rel) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", g_dir, rel);
-    mkdir(p, 0755);
-}
+static void mkdirp(const char *rel) { mkdir(tu_path(g_dir, rel), 0755); }
 
-static void put(const char *rel, const char *text) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", g_dir, rel);
-    FILE *f = fopen(p, "wb");
-    assert_non_null(f);
-    fwrite(text, 1, strlen(text), f);
-    fclose(f);
-}
+static void put(const char *rel, const char *text) { tu_write_file(tu_path(g_dir, rel), text); }
 
-static const char *at(const char *rel) {
-    static char bufs[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(bufs[k], sizeof bufs[k], "%s/%s", g_dir, rel);
-    return bufs[k];
-}
+static const char *at(const char *rel) { return tu_path(g_dir, rel); }
 
 static int setup(void **st) {
     (void)st;
-    snprintf(g_dir, sizeof g_dir, "/tmp/rmu_test_eval_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return (g_dir = tu_mkdtemp("test_eval")) ? 0 : -1;
 }
 
 static int teardown(void **st) {
     (void)st;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    tu_rmtree(g_dir);
+    free(g_dir);
+    return 0;
 }
-
-/* Fails the test with the message when a call that should succeed does not. */
-#define OK(call)                                                         \
-    do {                                                                 \
-        if ((call) != 0) fail_msg("%s failed: %s", #call, e.msg);       \
-    } while (0)
-
-#define assert_near(a, b, eps)                                                   \
-    do {                                                                         \
-        double a_ = (a), b_ = (b);                                               \
-        if (!(fabs(a_ - b_) <= (eps))) fail_msg("%.17g != %.17g", a_, b_);       \
-    } while (0)
 
 static void assert_contains(const char *hay, const char *needle) {
     if (!strstr(hay, needle)) fail_msg("'%s' does not contain '%s'", hay, needle);

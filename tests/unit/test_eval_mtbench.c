@@ -12,28 +12,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "core/fileio.h"
 #include "eval/mtbench.h"
 
-static char g_dir[256];
+static char *g_dir; /* the group's temporary folder */
 
 static int setup(void **st) {
     (void)st;
-    snprintf(g_dir, sizeof g_dir, "/tmp/rmu_test_mtb_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return (g_dir = tu_mkdtemp("test_mtb")) ? 0 : -1;
 }
 
 static int teardown(void **st) {
     (void)st;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    tu_rmtree(g_dir);
+    free(g_dir);
+    return 0;
 }
-
-#define OK(call)                                                   \
-    do {                                                           \
-        if ((call) != 0) fail_msg("%s failed: %s", #call, e.msg); \
-    } while (0)
 
 static void test_questions(void **st) {
     (void)st;

@@ -8,31 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
 #include "core/fileio.h"
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int make_tmpdir(void **state) {
-    char *d = malloc(64);
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(d, 64, "%.40s/rmu_io_XXXXXX", base);
-    if (!mkdtemp(d)) return -1;
-    *state = d;
-    return 0;
-}
-
-static int remove_tmpdir(void **state) {
-    nftw(*state, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(*state);
-    return 0;
-}
 
 static void hex(const uint8_t d[32], char out[65]) {
     for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
@@ -172,9 +152,9 @@ static void test_read_copy_dirs(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_vectors),
-        cmocka_unit_test_setup_teardown(test_file_sha256, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_atomic_write, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_read_copy_dirs, make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_file_sha256, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_atomic_write, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_read_copy_dirs, tu_setup_tmp, tu_teardown_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,38 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testutil.h"
 #include "core/fileio.h"
 #include "io/safetensors.h"
 #include "model/init.h"
 
 /* ---- helpers */
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int make_tmpdir(void **state) {
-    char *d = malloc(64);
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(d, 64, "%.40s/rmu_st_XXXXXX", base);
-    if (!mkdtemp(d)) return -1;
-    *state = d;
-    return 0;
-}
-
-static int remove_tmpdir(void **state) {
-    nftw(*state, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(*state);
-    return 0;
-}
 
 /* A file image: u64 header length, header text, data_len bytes of pattern. */
 static uint8_t *image(const char *hdr, size_t data_len, size_t *size) {
@@ -591,11 +571,11 @@ static void test_init_model(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_roundtrip_single, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_roundtrip_sharded, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_single_named_shard, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_streamed_write, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_write_errors, make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_roundtrip_single, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_roundtrip_sharded, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_single_named_shard, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_streamed_write, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_write_errors, tu_setup_tmp, tu_teardown_tmp),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_header_cap),
         cmocka_unit_test(test_bad_json),
@@ -604,11 +584,11 @@ int main(void) {
         cmocka_unit_test(test_size_mismatch),
         cmocka_unit_test(test_overlap_gap_bounds),
         cmocka_unit_test(test_valid_edge_cases),
-        cmocka_unit_test_setup_teardown(test_missing_files, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_index_tensor_not_in_shard, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_shard_tensor_not_in_index, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_bad_index, make_tmpdir, remove_tmpdir),
-        cmocka_unit_test_setup_teardown(test_init_model, make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_missing_files, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_index_tensor_not_in_shard, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_shard_tensor_not_in_index, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_bad_index, tu_setup_tmp, tu_teardown_tmp),
+        cmocka_unit_test_setup_teardown(test_init_model, tu_setup_tmp, tu_teardown_tmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

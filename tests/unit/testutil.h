@@ -54,6 +54,15 @@ static inline const char *tu_path(const char *dir, const char *name) {
     return bufs[k];
 }
 
+/* Writes text to path (test fixtures); fails the test when it cannot. */
+#define tu_write_file(path, text)                                        \
+    do {                                                                 \
+        FILE *f_ = fopen((path), "wb");                                  \
+        if (!f_) fail_msg("cannot write %s", (path));                    \
+        fwrite((text), 1, strlen(text), f_);                             \
+        fclose(f_);                                                      \
+    } while (0)
+
 /* ---- ../shared (or $SHARED): the path of SUB under it, or NULL when it is absent. */
 static inline const char *tu_shared(const char *sub) {
     static char bufs[4][4096];
