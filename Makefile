@@ -9,7 +9,7 @@ WARN     = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 # -ffp-contract=off keeps the portable path bit-stable across compilers; SIMD paths use
 # explicit FMA intrinsics where they want it.
 BASEFLAGS = -std=c11 -D_GNU_SOURCE -fopenmp -ffp-contract=off $(WARN) -Isrc -Iinclude -MMD -MP
-LDLIBS   = -ljansson -lm -fopenmp -lpthread
+LDLIBS   = -ljansson -lcurl -lm -fopenmp -lpthread
 SIMD_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c -mavx2
 SIMD_AVX2   = -mavx2 -mfma -mf16c
 

@@ -18,6 +18,8 @@ int rmu_cmd_train(int argc, char **argv);
 int rmu_cmd_unlearn(int argc, char **argv);
 int rmu_cmd_eval(int argc, char **argv);
 int rmu_cmd_mtbench(int argc, char **argv);
+int rmu_cmd_mtbench_judge(int argc, char **argv); /* rmu mtbench judge */
+int rmu_cmd_mtbench_show(int argc, char **argv);  /* rmu mtbench show */
 int rmu_cmd_demo(int argc, char **argv);
 
 /* Print "rmu CMD: message" on stderr and return status. */
