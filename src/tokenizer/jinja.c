@@ -33,8 +33,7 @@ typedef struct scope {
 typedef struct {
     const rmu_jinja *T;
     rmu_jinja_arena A;
-    rmu_err *e;
-    int failed;
+    rmu_jinja_diag d;
     rmu_sb out;
     scope *sc;
     int brk, cont; /* loop control in flight */
@@ -45,18 +44,7 @@ typedef struct {
 
 /* ---------------------------------------------------------------- errors */
 
-static int fail(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(ctx *c, const char *fmt, ...) {
-    if (c->failed) return -1;
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    rmu_errf(c->e, "%s: %s", c->T->name, msg);
-    c->failed = 1;
-    return -1;
-}
+#define fail(c, ...) rmu_jinja_failf(&(c)->d, __VA_ARGS__)
 
 static int rt_fail(ctx *c, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int rt_fail(ctx *c, size_t pos, const char *fmt, ...) {
@@ -255,7 +243,7 @@ static jv from_json(ctx *c, const json_t *j, const char *var, int depth) {
     case JSON_REAL: return fail(c, "variable '%s' holds a number with a fraction; only integers are supported", var), jv_none();
     case JSON_ARRAY: {
         jv l = new_list(c, (long long)json_array_size(j));
-        for (int i = 0; l.t == JV_LIST && i < l.l->n && !c->failed; i++)
+        for (int i = 0; l.t == JV_LIST && i < l.l->n && !c->d.failed; i++)
             l.l->v[i] = from_json(c, json_array_get(j, (size_t)i), var, depth + 1);
         return l;
     }
@@ -266,7 +254,7 @@ static jv from_json(ctx *c, const json_t *j, const char *var, int depth) {
         const json_t *v;
         if (d.t == JV_DICT)
             json_object_foreach((json_t *)j, k, v) {
-                if (c->failed) break;
+                if (c->d.failed) break;
                 dict_put(d, k, strlen(k), from_json(c, v, var, depth + 1));
             }
         return d;
@@ -369,7 +357,7 @@ static jv change_case(ctx *c, jv s, int mode) { /* 0 lower 1 upper 2 capitalize 
 }
 
 static jv concat_str(ctx *c, jv a, jv b) {
-    if (c->failed) return jv_none();
+    if (c->d.failed) return jv_none();
     char *p = alloc(c, a.n + b.n + 1);
     if (!p) return jv_none();
     memcpy(p, a.s, a.n);
@@ -381,8 +369,8 @@ static int name_is(const jexpr *x, const char *s) { return x->nlen == strlen(s) 
 
 /* Evaluates the arguments of a call, filter or method into args[RMU_JINJA_MAX_ARGS]. */
 static int eval_args(ctx *c, jexpr *x, jv *args) {
-    for (int i = 0; i < x->nargs && !c->failed; i++) args[i] = eval(c, x->args[i]);
-    return c->failed ? -1 : 0;
+    for (int i = 0; i < x->nargs && !c->d.failed; i++) args[i] = eval(c, x->args[i]);
+    return c->d.failed ? -1 : 0;
 }
 
 static jv eval_method(ctx *c, jexpr *x) {
@@ -434,7 +422,7 @@ static jv eval_filter(ctx *c, jexpr *x) {
         return rt_fail(c, x->pos, "%.*s of %s", (int)x->nlen, x->name, a_type(v)), jv_none();
     }
     v = stringify(c, v); /* trim upper lower capitalize work on the text */
-    if (c->failed) return jv_none();
+    if (c->d.failed) return jv_none();
     if (name_is(x, "trim")) return strip_str(v, 1, 1, x->nargs ? args[0] : jv_none());
     if (name_is(x, "upper")) return change_case(c, v, 1);
     if (name_is(x, "lower")) return change_case(c, v, 0);
@@ -478,7 +466,7 @@ static jv eval_call(ctx *c, jexpr *x) {
     if (eval_args(c, x, args)) return jv_none();
     if (name_is(x, "range")) return eval_range(c, x, args);
     jv m = x->nargs ? stringify(c, args[0]) : jv_str("", 0); /* raise_exception(msg) */
-    if (!c->failed)
+    if (!c->d.failed)
         fail(c, "raised an error at line %d: %.*s", rmu_jinja_line(c->T, x->pos), (int)(m.n > 300 ? 300 : m.n),
              m.s ? m.s : "");
     return jv_none();
@@ -548,8 +536,8 @@ static jv eval_bin(ctx *c, jexpr *x) {
         jv a = eval(c, x->a);
         return truthy(a) == (op[0] == 'a') ? eval(c, x->b) : a;
     }
-    jv a = eval(c, x->a), b = c->failed ? jv_none() : eval(c, x->b);
-    if (c->failed) return jv_none();
+    jv a = eval(c, x->a), b = c->d.failed ? jv_none() : eval(c, x->b);
+    if (c->d.failed) return jv_none();
     if (!strcmp(op, "==")) return jv_bool(values_equal(c, a, b, 0));
     if (!strcmp(op, "!=")) return jv_bool(!values_equal(c, a, b, 0));
     if (!strcmp(op, "in")) return contains(c, x, a, b);
@@ -586,7 +574,7 @@ static int step(ctx *c, size_t pos) {
 }
 
 static jv eval(ctx *c, jexpr *x) {
-    if (c->failed || step(c, x->pos)) return jv_none();
+    if (c->d.failed || step(c, x->pos)) return jv_none();
     if (++c->depth > MAX_EVAL) {
         c->depth--;
         return rt_fail(c, x->pos, "expression nested more than %d levels deep", MAX_EVAL), jv_none();
@@ -598,7 +586,7 @@ static jv eval(ctx *c, jexpr *x) {
     case E_VAR: r = lookup(c, x->name, x->nlen); break;
     case E_ATTR:
         o = eval(c, x->a);
-        if (c->failed) break;
+        if (c->d.failed) break;
         if (o.t == JV_UNDEF) use_undef(c, x->pos, o);
         else if (o.t == JV_DICT) r = get_item(c, x, o, jv_str(x->name, x->nlen));
         else r = undef_why(c, "%s object has no attribute '%.*s'", type_name(o), (int)(x->nlen > 60 ? 60 : x->nlen), x->name);
@@ -606,13 +594,13 @@ static jv eval(ctx *c, jexpr *x) {
     case E_ITEM: {
         o = eval(c, x->a);
         jv k = eval(c, x->b);
-        if (!c->failed) r = get_item(c, x, o, k);
+        if (!c->d.failed) r = get_item(c, x, o, k);
         break;
     }
     case E_SLICE: {
         o = eval(c, x->a);
         jv lo = x->b ? eval(c, x->b) : jv_none(), hi = x->c ? eval(c, x->c) : jv_none();
-        if (!c->failed) r = do_slice(c, x, o, lo, hi);
+        if (!c->d.failed) r = do_slice(c, x, o, lo, hi);
         break;
     }
     case E_CALL: r = eval_call(c, x); break;
@@ -620,13 +608,13 @@ static jv eval(ctx *c, jexpr *x) {
     case E_FILTER: r = eval_filter(c, x); break;
     case E_TEST:
         o = eval(c, x->a);
-        if (!c->failed) r = jv_bool(test_value(c, x, o) != x->neg);
+        if (!c->d.failed) r = jv_bool(test_value(c, x, o) != x->neg);
         break;
     case E_NOT: r = jv_bool(!truthy(eval(c, x->a))); break;
     case E_NEG:
         o = eval(c, x->a);
         if (o.t == JV_INT || o.t == JV_BOOL) r = jv_int((long long)(0ull - (unsigned long long)o.i));
-        else if (!c->failed) rt_fail(c, x->pos, "cannot negate %s", a_type(o));
+        else if (!c->d.failed) rt_fail(c, x->pos, "cannot negate %s", a_type(o));
         break;
     case E_BIN: r = eval_bin(c, x); break;
     case E_COND: r = truthy(eval(c, x->a)) ? eval(c, x->b) : x->c ? eval(c, x->c) : jv_undef(NULL); break;
@@ -636,7 +624,7 @@ static jv eval(ctx *c, jexpr *x) {
         break;
     }
     c->depth--;
-    return c->failed ? jv_none() : r;
+    return c->d.failed ? jv_none() : r;
 }
 
 /* ---------------------------------------------------------------- statements */
@@ -646,7 +634,7 @@ static int exec(ctx *c, jnode *n);
 /* The sequence a for loop walks: lists as they are, dict keys, string characters. */
 static jv loop_items(ctx *c, jnode *n) {
     jv it = eval(c, n->e);
-    if (c->failed) return jv_none();
+    if (c->d.failed) return jv_none();
     if (it.t == JV_UNDEF) return new_list(c, 0); /* Jinja iterates an undefined as empty (but not none) */
     if (it.t == JV_DICT) {
         jv keys = new_list(c, it.d->n);
@@ -666,7 +654,7 @@ static jv loop_items(ctx *c, jnode *n) {
     items.l->n = 0;
     scope fs = {.up = c->sc};
     c->sc = &fs;
-    for (int i = 0; i < it.l->n && !c->failed; i++) {
+    for (int i = 0; i < it.l->n && !c->d.failed; i++) {
         fs.n = 0;
         if (scope_set(c, &fs, n->name, n->nlen, it.l->v[i])) break;
         if (truthy(eval(c, n->filter))) items.l->v[items.l->n++] = it.l->v[i];
@@ -677,12 +665,12 @@ static jv loop_items(ctx *c, jnode *n) {
 
 static int exec_for(ctx *c, jnode *n) {
     jv items = loop_items(c, n);
-    if (c->failed) return -1;
+    if (c->d.failed) return -1;
     int len = items.l->n;
     if (!len) return n->els ? exec(c, n->els) : 0;
     /* one loop object and one scope, refilled per iteration (Jinja's loop is one object too) */
     jv loop = new_dict(c, 9);
-    if (c->failed) return -1;
+    if (c->d.failed) return -1;
     scope s = {.up = c->sc};
     for (int i = 0; i < len; i++) {
         if (step(c, n->e->pos)) return -1; /* an empty body still costs its iterations */
@@ -721,7 +709,7 @@ static int emitted(ctx *c, size_t pos) {
 }
 
 static int exec(ctx *c, jnode *n) {
-    for (; n && !c->failed && !c->brk && !c->cont; n = n->next) {
+    for (; n && !c->d.failed && !c->brk && !c->cont; n = n->next) {
         size_t pos = n->e ? n->e->pos : n->text ? (size_t)(n->text - c->T->src) : c->at;
         if (step(c, pos)) return -1;
         switch (n->kind) {
@@ -731,14 +719,14 @@ static int exec(ctx *c, jnode *n) {
             break;
         case N_OUT: {
             jv v = eval(c, n->e);
-            if (c->failed || to_text(c, v, &c->out, 0) || emitted(c, pos)) return fail(c, "out of memory");
+            if (c->d.failed || to_text(c, v, &c->out, 0) || emitted(c, pos)) return fail(c, "out of memory");
             break;
         }
         case N_IF: {
             int done = 0;
             for (int i = 0; i < n->nbr && !done; i++) {
                 jv v = eval(c, n->conds[i]);
-                if (c->failed) return -1;
+                if (c->d.failed) return -1;
                 if (truthy(v)) {
                     done = 1;
                     if (exec(c, n->bodies[i])) return -1;
@@ -752,20 +740,20 @@ static int exec(ctx *c, jnode *n) {
             break;
         case N_SET: {
             jv v = eval(c, n->e);
-            if (c->failed || scope_set(c, c->sc, n->name, n->nlen, v)) return -1;
+            if (c->d.failed || scope_set(c, c->sc, n->name, n->nlen, v)) return -1;
             break;
         }
         case N_BREAK: c->brk = 1; break;
         case N_CONTINUE: c->cont = 1; break;
         }
     }
-    return c->failed ? -1 : 0;
+    return c->d.failed ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------- API */
 
 char *rmu_jinja_render(const rmu_jinja *t, const json_t *vars, size_t *len, rmu_err *e) {
-    ctx c = {.T = t, .e = e, .A = {.limit = t->max_bytes}};
+    ctx c = {.T = t, .d = {.T = t, .e = e}, .A = {.limit = t->max_bytes}};
     scope globals = {0};
     c.sc = &globals;
     char *result = NULL;
@@ -778,7 +766,7 @@ char *rmu_jinja_render(const rmu_jinja *t, const json_t *vars, size_t *len, rmu_
         const json_t *v;
         json_object_foreach((json_t *)vars, k, v) {
             jv x = from_json(&c, v, k, 0);
-            if (c.failed || scope_set(&c, &globals, k, strlen(k), x)) goto out;
+            if (c.d.failed || scope_set(&c, &globals, k, strlen(k), x)) goto out;
         }
     }
     if (exec(&c, t->root)) goto out;

@@ -99,6 +99,16 @@ struct rmu_jinja {
     size_t max_bytes;
 };
 
+/* Error state of one parse or render: the first failure is the one reported. */
+typedef struct rmu_jinja_diag {
+    const rmu_jinja *T;
+    rmu_err *e;
+    int failed;
+} rmu_jinja_diag;
+
+/* "NAME: message" into d->e unless d already failed; returns -1. */
+int rmu_jinja_failf(rmu_jinja_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* 1-based line of source offset pos. */
 int rmu_jinja_line(const rmu_jinja *t, size_t pos);
 

@@ -71,8 +71,7 @@ typedef struct {
 typedef struct {
     rmu_jinja *T;
     rmu_jinja_arena *A;
-    rmu_err *e;
-    int failed;
+    rmu_jinja_diag d;
     const char *src;
     size_t len;
     int trim, lstrip;
@@ -82,18 +81,19 @@ typedef struct {
     int depth; /* parser nesting */
 } lexer;
 
-static int fail(lexer *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(lexer *L, const char *fmt, ...) {
-    if (L->failed) return -1;
+int rmu_jinja_failf(rmu_jinja_diag *d, const char *fmt, ...) {
+    if (d->failed) return -1;
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    rmu_errf(L->e, "%s: %s", L->T->name, msg);
-    L->failed = 1;
+    rmu_errf(d->e, "%s: %s", d->T->name, msg);
+    d->failed = 1;
     return -1;
 }
+
+#define fail(L, ...) rmu_jinja_failf(&(L)->d, __VA_ARGS__)
 
 static int nomem(lexer *L) { return fail(L, "out of memory"); }
 
@@ -654,7 +654,7 @@ static jnode *parse_else(lexer *L, const char *end) {
     const char *const stops[] = {end, NULL};
     if (expect_bend(L)) return NULL;
     jnode *b = parse_body(L, stops, "{% else %}");
-    if (L->failed) return NULL;
+    if (L->d.failed) return NULL;
     advance(L), advance(L); /* {% end */
     return b;
 }
@@ -670,11 +670,11 @@ static jnode *parse_if(lexer *L) {
         if (k == 64) return unsupported(L, "more than 64 elif branches"), NULL;
         if (!(conds[k] = parse_expr(L)) || expect_bend(L)) return NULL;
         bodies[k++] = parse_body(L, stops, "{% if %}");
-        if (L->failed) return NULL;
+        if (L->d.failed) return NULL;
         advance(L); /* {% */
         token *w = advance(L);
         if (tok_is(w, T_NAME, "elif")) continue;
-        if (tok_is(w, T_NAME, "else") && !(n->els = parse_else(L, "endif")) && L->failed) return NULL;
+        if (tok_is(w, T_NAME, "else") && !(n->els = parse_else(L, "endif")) && L->d.failed) return NULL;
         if (expect_bend(L)) return NULL;
         break;
     }
@@ -687,16 +687,23 @@ static jnode *parse_if(lexer *L) {
     return n;
 }
 
-static jnode *parse_for(lexer *L) {
-    static const char *const stops[] = {"else", "endfor", NULL};
-    jnode *n = new_node(L, N_FOR);
-    if (!n) return NULL;
+/* A node of that kind named by the variable that follows ("for x", "set x"). */
+static jnode *named_node(lexer *L, int kind, const char *what) {
+    jnode *n = new_node(L, kind);
     token *v = peek(L);
-    if (v->type != T_NAME) return syntax_tok(L, "expected a loop variable"), NULL;
+    if (n && v->type != T_NAME) return syntax_tok(L, what), NULL;
+    if (!n) return NULL;
     advance(L);
-    if (is_op(L, ",")) return unsupported(L, "for-loop tuple unpacking"), NULL;
     n->name = v->p;
     n->nlen = v->n;
+    return n;
+}
+
+static jnode *parse_for(lexer *L) {
+    static const char *const stops[] = {"else", "endfor", NULL};
+    jnode *n = named_node(L, N_FOR, "expected a loop variable");
+    if (!n) return NULL;
+    if (is_op(L, ",")) return unsupported(L, "for-loop tuple unpacking"), NULL;
     if (!is_name(L, "in")) return syntax_tok(L, "expected 'in'"), NULL;
     advance(L);
     if (!(n->e = parse_level(L, LV_OR))) return NULL; /* a trailing "if" is the loop filter */
@@ -707,24 +714,19 @@ static jnode *parse_for(lexer *L) {
     if (is_name(L, "recursive")) return unsupported(L, "recursive loops"), NULL;
     if (expect_bend(L)) return NULL;
     n->body = parse_body(L, stops, "{% for %}");
-    if (L->failed) return NULL;
+    if (L->d.failed) return NULL;
     advance(L);
-    if (tok_is(advance(L), T_NAME, "else") && !(n->els = parse_else(L, "endfor")) && L->failed) return NULL;
+    if (tok_is(advance(L), T_NAME, "else") && !(n->els = parse_else(L, "endfor")) && L->d.failed) return NULL;
     if (expect_bend(L)) return NULL;
     return n;
 }
 
 static jnode *parse_set(lexer *L) {
-    jnode *n = new_node(L, N_SET);
+    jnode *n = named_node(L, N_SET, "expected a variable name after set");
     if (!n) return NULL;
-    token *v = peek(L);
-    if (v->type != T_NAME) return syntax_tok(L, "expected a variable name after set"), NULL;
-    advance(L);
     if (is_op(L, ".")) return unsupported(L, "namespace attribute assignment (set ns.x = ...)"), NULL;
     if (is_op(L, ",")) return unsupported(L, "tuple assignment"), NULL;
     if (peek(L)->type == T_BEND) return unsupported(L, "block set ({% set x %}...{% endset %})"), NULL;
-    n->name = v->p;
-    n->nlen = v->n;
     if (expect_op(L, "=") || !(n->e = parse_expr(L)) || expect_bend(L)) return NULL;
     return n;
 }
@@ -750,11 +752,11 @@ static jnode *parse_statement(lexer *L, const token *w) {
 }
 
 /* Parses nodes until "{% w" with w in stops (left unconsumed) or the end. NULL is also an
- * empty body: callers check L->failed. */
+ * empty body: callers check L->d.failed. */
 static jnode *parse_body(lexer *L, const char *const *stops, const char *ctx) {
     jnode *head = NULL, **tail = &head;
     if (enter(L)) return NULL;
-    while (!L->failed) {
+    while (!L->d.failed) {
         token *t = peek(L);
         jnode *n = NULL;
         if (t->type == T_EOF) {
@@ -790,7 +792,7 @@ static jnode *parse_body(lexer *L, const char *const *stops, const char *ctx) {
         tail = &n->next;
     }
     L->depth--;
-    return L->failed ? NULL : head;
+    return L->d.failed ? NULL : head;
 }
 
 /* ---------------------------------------------------------------- API */
@@ -820,9 +822,10 @@ rmu_jinja *rmu_jinja_parse(const char *src, size_t len, const rmu_jinja_opts *o,
     if (!o->keep_trailing_newline && n && s[n - 1] == '\n') n--;
     t->src = s;
     t->len = n;
-    lexer L = {.T = t, .A = &t->A, .e = e, .src = s, .len = n, .trim = o->trim_blocks, .lstrip = o->lstrip_blocks};
+    lexer L = {.T = t, .A = &t->A, .d = {.T = t, .e = e}, .src = s, .len = n};
+    L.trim = o->trim_blocks, L.lstrip = o->lstrip_blocks;
     if (!lex(&L)) t->root = parse_body(&L, NULL, NULL);
-    if (L.failed) {
+    if (L.d.failed) {
         rmu_jinja_free(t);
         return NULL;
     }

@@ -17,6 +17,7 @@
 
 #include "core/fileio.h"
 #include "tokenizer/chat.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 
 /* A synthetic tokenizer in DIR/tok whose tokenizer_config.json carries tmpl (NULL: no
@@ -25,7 +26,7 @@ static rmu_tokenizer *make_tok(void **state, const char *tmpl) {
     rmu_err e;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", tu_path(*state, "tok"));
-    OK(rmu_tok_write_synthetic(dir, 300, NULL, 0, &e));
+    OK(rmu_bpe_write_synthetic(dir, 300, NULL, 0, &e));
     if (tmpl) {
         json_t *c = json_pack("{s:b, s:s, s:s, s:s, s:s}", "add_bos_token", 1, "bos_token", "<s>", "eos_token", "</s>",
                               "unk_token", "<unk>", "chat_template", tmpl);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "core/fileio.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -633,7 +634,7 @@ static void test_synthetic(void **state) {
     char *big = malloc(clen * 20 + 1);
     for (int i = 0; i < 20; i++) memcpy(big + clen * (size_t)i, CORPUS, clen);
     big[clen * 20] = 0;
-    if (rmu_tok_write_synthetic(dir, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
     rmu_tokenizer *t = rmu_tok_load(dir, &e);
     if (!t) fail_msg("%s", e.msg);
     assert_int_equal(rmu_tok_vocab_size(t), 512);
@@ -679,7 +680,7 @@ static void test_synthetic(void **state) {
     CHECK(t, "</s>", 1, 2);
     rmu_tok_free(t);
     /* deterministic: the same inputs give the same files */
-    if (rmu_tok_write_synthetic(dir2, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir2, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
     char *a = slurp(dir, "tokenizer.json"), *b = slurp(dir2, "tokenizer.json");
     assert_string_equal(a, b);
     free(a), free(b);
@@ -688,14 +689,14 @@ static void test_synthetic(void **state) {
     assert_non_null(strstr(a, "\"unk_token\": \"<unk>\""));
     free(a);
     /* no corpus: bytes + "▁" + unreachable fillers, still exactly vocab_size and usable */
-    if (rmu_tok_write_synthetic(dir2, 300, NULL, 0, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir2, 300, NULL, 0, &e)) fail_msg("%s", e.msg);
     t = rmu_tok_load(dir2, &e);
     if (!t) fail_msg("%s", e.msg);
     assert_int_equal(rmu_tok_vocab_size(t), 300);
     CHECK(t, "hi", 1, 259, 3 + 'h', 3 + 'i');
     rmu_tok_free(t);
     /* a corpus too small to fill 2048 pieces is completed with fillers */
-    if (rmu_tok_write_synthetic(dir2, 2048, CORPUS, clen, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir2, 2048, CORPUS, clen, &e)) fail_msg("%s", e.msg);
     t = rmu_tok_load(dir2, &e);
     if (!t) fail_msg("%s", e.msg);
     assert_int_equal(rmu_tok_vocab_size(t), 2048);
@@ -704,7 +705,7 @@ static void test_synthetic(void **state) {
     assert_string_equal(d, CORPUS);
     free(d), free(ids);
     rmu_tok_free(t);
-    assert_int_equal(rmu_tok_write_synthetic(dir2, 259, NULL, 0, &e), -1);
+    assert_int_equal(rmu_bpe_write_synthetic(dir2, 259, NULL, 0, &e), -1);
     assert_non_null(strstr(e.msg, "vocab_size 259 is out of range [260,"));
     free(big);
     rm_tree(dir);
