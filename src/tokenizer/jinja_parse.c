@@ -493,8 +493,7 @@ static jexpr *parse_postfix(lexer *L, jexpr *x) {
                 if (!is_op(L, "]") && !is_op(L, ":") && !(hi = parse_expr(L))) return NULL;
                 if (is_op(L, ":")) return unsupported(L, "slice steps ([a:b:c])"), NULL;
                 y->kind = E_SLICE;
-            } else if (!lo)
-                return syntax_tok(L, "expected an index"), NULL;
+            }
             y->b = lo, y->c = hi;
             if (expect_op(L, "]")) return NULL;
         } else if (is_op(L, "(")) {
