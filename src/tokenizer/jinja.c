@@ -719,7 +719,8 @@ static int exec(ctx *c, jnode *n) {
             break;
         case N_OUT: {
             jv v = eval(c, n->e);
-            if (c->d.failed || to_text(c, v, &c->out, 0) || emitted(c, pos)) return fail(c, "out of memory");
+            if (!c->d.failed) to_text(c, v, &c->out, 0); /* an allocation failure stays in out.oom */
+            if (c->d.failed || emitted(c, pos)) return -1;
             break;
         }
         case N_IF: {
