@@ -44,9 +44,11 @@ static char *render_template(const rmu_tokenizer *t, const char *tmpl, const rmu
     rmu_jinja *j = rmu_jinja_parse(tmpl, strlen(tmpl), &o, e);
     if (!j) {
         /* outside the subset (or broken): the built-in formats still work */
-        char msg[sizeof e->msg];
-        snprintf(msg, sizeof msg, "%s", e->msg);
-        rmu_errf(e, "%s; use template zephyr or plain instead", msg);
+        if (e) {
+            char msg[sizeof e->msg];
+            snprintf(msg, sizeof msg, "%s", e->msg);
+            rmu_errf(e, "%s; use template zephyr or plain instead", msg);
+        }
         return NULL;
     }
     json_t *vars = template_vars(t, msgs, n, agp);
