@@ -10,6 +10,7 @@
 #include "core/fileio.h"
 #include "model/config.h"
 #include "model/init.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 
 static const char USAGE[] =
@@ -133,7 +134,7 @@ int rmu_cmd_init(int argc, char **argv) {
     /* the tokenizer first: its checks (e.g. the synthetic vocab minimum) fail in
      * milliseconds, the weights can take minutes */
     if (rmu_mkdirs(dir, &e) ||
-        (tok ? copy_tokenizer(tok, dir, &e) : rmu_tok_write_synthetic(dir, c.vocab_size, NULL, 0, &e)))
+        (tok ? copy_tokenizer(tok, dir, &e) : rmu_bpe_write_synthetic(dir, c.vocab_size, NULL, 0, &e)))
         return cli_fail(cmd, 1, "%s", e.msg);
     rmu_init_opts o = {.dtype = dt, .seed = (uint64_t)seed, .shards = (int)shards, .jitter_norms = jitter};
     if (rmu_init_model_opts(dir, &c, &o, &e)) return cli_fail(cmd, 1, "%s", e.msg);

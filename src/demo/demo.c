@@ -15,6 +15,7 @@
 #include "model/config.h"
 #include "model/init.h"
 #include "model/model.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
 
@@ -356,7 +357,7 @@ static int pretrain(const rmu_demo_cfg *c, const rmu_kb *kb, const char *out, co
     size_t n;
     char *text = rmu_kb_train_text(kb, &n, e);
     if (!text) return -1;
-    int rc = rmu_tok_write_synthetic(init, c->vocab, text, n, e);
+    int rc = rmu_bpe_write_synthetic(init, c->vocab, text, n, e);
     free(text);
     if (rc) return rmu_err_prefix(e, "demo tokenizer");
     rmu_config cfg;

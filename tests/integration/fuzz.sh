@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the two parsers that read untrusted
-# files: the safetensors header and tokenizer.json. Seeds are made here; the run fails on
-# any crash, leak or sanitizer report.
+# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the parsers that read untrusted
+# files: the safetensors header, tokenizer.json and chat templates (the Jinja engine, which
+# must also never hang). Seeds are made here; the run fails on any crash, leak, timeout or
+# sanitizer report.
 . "$(dirname "$0")/../lib.sh"
 SECS=${FUZZ_SECONDS:-20}
 if ! command -v clang >/dev/null; then skip "fuzzing" "clang is not installed"; exit 0; fi
@@ -33,10 +34,25 @@ tok = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": Tru
                  "merges": ["\u2581 a", "a b", "\u2581a b"]}}
 json.dump(tok, open(sys.argv[1], "w"))
 PYEOF
-for t in safetensors tokenizer; do
-    d=$TMP/st; [ $t = tokenizer ] && d=$TMP/tok
-    if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 "$d" >"$TMP/$t.log" 2>&1; then
-        ok "fuzz_$t: ${SECS}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
+# Jinja seeds: real chat-template shapes (the first byte picks trim_blocks/lstrip_blocks);
+# the Zephyr template from ../shared when it is there.
+rm -rf "$TMP/jinja"; mkdir -p "$TMP/jinja"
+printf '\003%s' "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}" > "$TMP/jinja/chatml"
+printf '\003%s' "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}{% endif %}{% endfor %}" > "$TMP/jinja/mistral"
+printf '\000%s' "{%- set n = messages | length -%}
+{%- for m in messages if m.role != 'system' -%}
+  [{{ loop.index }}/{{ loop.length }}{{ '*' if loop.first }}] {{ m.content[:3] | trim }}{{ m.get('x', 'd') | upper }}
+  {%- if m.content is string and 'x' not in m.content %}{% continue %}{% endif %}
+{% else %}none{% endfor %}{# c #}{% for i in range(3) %}{{ i ~ ',' }}{% if i > 1 %}{% break %}{% endif %}{% endfor %}" > "$TMP/jinja/expr"
+[ -f "$SHARED/data/zephyr-7b-beta/chat_template.jinja" ] &&
+    { printf '\003'; cat "$SHARED/data/zephyr-7b-beta/chat_template.jinja"; } > "$TMP/jinja/zephyr"
+JSECS=${FUZZ_SECONDS:-15}
+for t in safetensors tokenizer jinja; do
+    d=$TMP/st secs=$SECS extra=
+    [ $t = tokenizer ] && d=$TMP/tok
+    [ $t = jinja ] && d=$TMP/jinja secs=$JSECS extra=-dict=$ROOT/tests/fuzz/jinja.dict
+    if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 $extra "$d" >"$TMP/$t.log" 2>&1; then
+        ok "fuzz_$t: ${secs}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
     else
         fail "fuzz_$t" "$(grep -m1 -E 'ERROR|SUMMARY|runtime error' "$TMP/$t.log")"
     fi
