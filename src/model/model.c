@@ -81,6 +81,11 @@ static int bind_slots(rmu_model *m, rmu_err *e) {
             rmu_errf(e, "%s: tensor %s has shape [%s], config.json implies %s", m->dir, s[i].name, got, exp);
             goto out;
         }
+        if (t->dtype == RMU_DT_F8_E4M3) { /* needs its scales: see the FP8 loading (quantization_config) */
+            rmu_errf(e, "%s: tensor %s is FP8 (F8_E4M3) but config.json has no FP8 quantization_config", m->dir,
+                     s[i].name);
+            goto out;
+        }
         s[i].w->data = t->data;
         s[i].w->dtype = t->dtype;
         s[i].w->rows = s[i].rows ? s[i].rows : 1;
