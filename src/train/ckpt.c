@@ -182,12 +182,10 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     json_t *st = json_pack("{s:i, s:I, s:I, s:I, s:s, s:f, s:O}", "format", CKPT_FORMAT, "step", (json_int_t)step,
                            "epoch", (json_int_t)epoch, "batch_in_epoch", (json_int_t)batch_in_epoch,
                            "epoch_rng_state", epoch_rng, "loss", isfinite(loss) ? loss : 0.0, "run", fp);
-    char *txt = st ? json_dumps(st, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(st);
-    if (!txt) return rmu_errf(e, "out of memory");
+    if (!st) return rmu_errf(e, "out of memory");
     snprintf(p, sizeof p, "%s/" STATE_JSON, tmp);
-    rc = rmu_file_write_atomic(p, txt, strlen(txt), e);
-    free(txt);
+    rc = rmu_json_write_file(p, st, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17), e);
+    json_decref(st);
     if (rc) return -1;
     fsync_path(tmp);
     if (rmu_file_exists(dir)) rmu_ckpt_rm_flat(dir); /* same step saved before (a re-run): replace */

@@ -145,6 +145,7 @@ PYEOF
     else
         retain=$TMP/retain.txt
     fi
+    rm -rf "$TMP/s260-out"
     if "$RMU" unlearn -m "$S" --forget "$TMP/dragon.jsonl" --retain "$retain" --out "$TMP/s260-out" \
             --layer-id 2 --layer-ids 1,2 --steering-coeffs 20 --alpha 100 --lr 1e-2 --batch-size 4 \
             --max-num-batches 32 --max-len 64 --retain-max-len 64 --min-len 20 --log "$TMP/s260.jsonl" 2>"$TMP/s260.err"; then

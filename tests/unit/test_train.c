@@ -90,6 +90,24 @@ static void test_adamw(void **st) {
         }
     }
     for (int i = 0; i < 5; i++) assert_float_equal(p[i], pd[i], 1e-6);
+    /* transformers.AdamW (the WMDP reference's): eps added to sqrt(v) before the bias
+     * corrections fold into the step size; decay after the update */
+    rmu_adamw_cfg h = {.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.1};
+    float q[5] = {0.5f, -1, 2, 0, 0.25f}, qm[5] = {0}, qv[5] = {0};
+    double qd[5], qmd[5] = {0}, qvd[5] = {0};
+    for (int i = 0; i < 5; i++) qd[i] = q[i];
+    for (int s = 1; s <= 4; s++) {
+        float g[5];
+        for (int i = 0; i < 5; i++) g[i] = (float)(cos(2.0 * i + s) * (i + 1));
+        rmu_adamw_hf_update(q, g, qm, qv, 5, s, h.lr, &h);
+        for (int i = 0; i < 5; i++) {
+            qmd[i] = 0.9 * qmd[i] + 0.1 * g[i];
+            qvd[i] = 0.999 * qvd[i] + 0.001 * (double)g[i] * g[i];
+            qd[i] -= h.lr * sqrt(1 - pow(0.999, s)) / (1 - pow(0.9, s)) * qmd[i] / (sqrt(qvd[i]) + 1e-6);
+            qd[i] *= 1 - h.lr * h.weight_decay;
+        }
+    }
+    for (int i = 0; i < 5; i++) assert_float_equal(q[i], qd[i], 1e-5); /* fp32 vs double */
     /* schedules: the transformers values (as tests/oracle/torch_ref.py selftest) */
     double lin[7] = {0, 0.5, 1, 0.75, 0.5, 0.25, 0};
     for (int s = 0; s < 7; s++) assert_float_equal(rmu_adamw_lr_factor(RMU_SCHED_LINEAR, s, 2, 6), lin[s], 1e-15);
