@@ -14,12 +14,15 @@ SIMD_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vn
 SIMD_AVX2   = -mavx2 -mfma -mf16c
 
 LIB_SRC  = $(sort $(wildcard src/core/*.c src/io/*.c src/tokenizer/*.c src/kernels/*.c \
-                           src/model/*.c src/train/*.c src/eval/*.c src/demo/*.c))
+                           src/model/*.c src/train/*.c src/eval/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
+# Applications on top of the library: linked into the rmu binary only, never into librmu.a.
+APP_SRC  = $(sort $(wildcard src/app/demo/*.c))
 TEST_SRC = $(sort $(wildcard tests/unit/test_*.c))
 
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  = $(CLI_SRC:%.c=$(BUILD)/%.o)
+APP_OBJ  = $(APP_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/rmu $(BUILD)/librmu.a
@@ -40,12 +43,15 @@ $(BUILD)/librmu.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/rmu: $(CLI_OBJ) $(BUILD)/librmu.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/librmu.a $(LDLIBS)
+$(BUILD)/rmu: $(CLI_OBJ) $(APP_OBJ) $(BUILD)/librmu.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(APP_OBJ) $(BUILD)/librmu.a $(LDLIBS)
 
+# A unit test links librmu.a plus, for the demo's own tests, the demo objects.
+TEST_APP_test_demo_kb = $(APP_OBJ)
+$(BUILD)/tests/test_demo_kb: $(APP_OBJ)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librmu.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/librmu.a $(LDLIBS) -lcmocka
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_APP_$*) $(BUILD)/librmu.a $(LDLIBS) -lcmocka
 
 unit: $(TEST_BIN)
 
@@ -91,7 +97,7 @@ install: all
 	install -m 755 $(BUILD)/rmu $(DESTDIR)$(PREFIX)/bin/rmu
 	install -m 644 $(BUILD)/librmu.a $(DESTDIR)$(PREFIX)/lib/librmu.a
 	install -m 644 include/rmu.h $(DESTDIR)$(PREFIX)/include/rmu.h
-	cd src && for h in $$(find . -name '*.h' ! -name '*_impl.h'); do \
+	cd src && for h in $$(find . -name '*.h' ! -name '*_impl.h' ! -path './app/*'); do \
 	    install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/rmu/$$h; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/.*RMU_VERSION \"\(.*\)\"/\1/p' src/core/version.h)|" rmu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rmu.pc
 
@@ -99,4 +105,4 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 .PHONY: all unit asan fuzz deps test demo install clean
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(APP_OBJ:.o=.d)

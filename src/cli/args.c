@@ -16,17 +16,6 @@ int cli_fail(const char *cmd, int status, const char *fmt, ...) {
     return status;
 }
 
-int cli_fail_lib(const char *cmd, int status, const char *msg, const char *const *fields) {
-    for (int i = 0; fields && fields[i]; i++) {
-        size_t n = strlen(fields[i]);
-        if (strncmp(msg, fields[i], n) || (msg[n] != ':' && msg[n] != ' ')) continue;
-        char flag[64] = "--";
-        for (size_t k = 0; k < n && k + 3 < sizeof flag; k++) flag[k + 2] = fields[i][k] == '_' ? '-' : fields[i][k];
-        return cli_fail(cmd, status, "%s%s", flag, msg + n);
-    }
-    return cli_fail(cmd, status, "%s", msg);
-}
-
 int cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out) {
     char *end;
     errno = 0;

@@ -25,12 +25,6 @@ int rmu_cmd_demo(int argc, char **argv);
 /* Print "rmu CMD: message" on stderr and return status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Library errors name option fields, not flags ("top_k: must be >= 0"): a server reports
- * them to HTTP clients too. The CLI reports them under its own flag names: when msg starts
- * with one of `fields` (NULL-terminated) followed by ':' or ' ', that word is printed as
- * "--" + the field with '_' -> '-' ("--top-k: must be >= 0"); other messages as they are. */
-int cli_fail_lib(const char *cmd, int status, const char *msg, const char *const *fields);
-
 /* Strict numeric parsing of a flag's value: whole string, in range; on failure prints
  * "rmu CMD: FLAG: expected ..." and returns -1. */
 int cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out);

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/util.h"
 #include "eval/eval.h"
+#include "model/check.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -243,14 +245,19 @@ int rmu_cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(cmd, argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
-    static const char *const fields[] = {"tasks", "format", "data", "num_fewshot", NULL};
+    static const cli_field fields[] = {
+        {"tasks", "--tasks"}, {"format", "--format"}, {"data", "--data"}, {"num_fewshot", "--num-fewshot"}, {NULL, NULL}};
     rmu_err e;
     rmu_eval_plan plan;
-    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) return cli_fail_lib(cmd, 2, e.msg, fields);
+    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) {
+        cli_field_flags(&e, fields);
+        return cli_fail(cmd, 2, "%s", e.msg);
+    }
     plan.desc_newlines = a.desc_nl;
     if (rmu_eval_plan_load(&plan, a.data, a.fewshot, a.limit, &e)) {
         rmu_eval_plan_free(&plan);
-        return cli_fail_lib(cmd, 1, e.msg, fields);
+        cli_field_flags(&e, fields);
+        return cli_fail(cmd, 1, "%s", e.msg);
     }
     rmu_model model;
     if (rmu_model_load(&model, a.model, &e)) {
@@ -268,9 +275,8 @@ int rmu_cmd_eval(int argc, char **argv) {
     sk.pr.tty = isatty(2);
     sk.pr.quiet = a.quiet;
     sk.pr.last_decile = 0;
-    if (rmu_tok_vocab_size(tok) > model.cfg.vocab_size) {
-        cli_fail(cmd, 1, "%s: tokenizer has %d pieces but config.json vocab_size is %d", a.model, rmu_tok_vocab_size(tok),
-                 model.cfg.vocab_size);
+    if (rmu_check_tokenizer(&model, tok, &e)) {
+        cli_fail(cmd, 1, "%s", e.msg);
         goto out;
     }
     if (a.log_samples) {

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "model/generate.h"
+#include "model/check.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -102,9 +104,8 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
         rmu_model_free(&s->model);
         return cli_fail(cmd, 1, "%s", e.msg);
     }
-    if (rmu_tok_vocab_size(s->tok) > s->model.cfg.vocab_size) {
-        int r = cli_fail(cmd, 1, "%s: tokenizer has %d pieces but config.json vocab_size is %d", a->model,
-                         rmu_tok_vocab_size(s->tok), s->model.cfg.vocab_size);
+    if (rmu_check_tokenizer(&s->model, s->tok, &e)) {
+        int r = cli_fail(cmd, 1, "%s", e.msg);
         rmu_tok_free(s->tok);
         rmu_model_free(&s->model);
         return r;
@@ -114,8 +115,9 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
         rmu_state_free(&s->state);
         rmu_tok_free(s->tok);
         rmu_model_free(&s->model);
-        static const char *const fields[] = {"temp", "top_k", "top_p", NULL};
-        return cli_fail_lib(cmd, 2, e.msg, fields);
+        static const cli_field fields[] = {{"temp", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"}, {NULL, NULL}};
+        cli_field_flags(&e, fields);
+        return cli_fail(cmd, 2, "%s", e.msg);
     }
     return 0;
 }

@@ -9,6 +9,7 @@
 #include "core/fileio.h"
 #include "core/util.h"
 #include "eval/mtbench.h"
+#include "model/check.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -125,9 +126,8 @@ int rmu_cmd_mtbench(int argc, char **argv) {
             cli_fail(cmd, 1, "%s", e.msg);
             goto out;
         }
-        if (rmu_tok_vocab_size(tok) > model.cfg.vocab_size) {
-            cli_fail(cmd, 1, "%s: tokenizer has %d pieces but config.json vocab_size is %d", a.model,
-                     rmu_tok_vocab_size(tok), model.cfg.vocab_size);
+        if (rmu_check_tokenizer(&model, tok, &e)) {
+            cli_fail(cmd, 1, "%s", e.msg);
             goto out;
         }
         int ctx = a.ctx;

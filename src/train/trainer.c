@@ -32,16 +32,27 @@ static int eligible(const rmu_model *m, const char *name) {
     return 1;
 }
 
-/* Picks the trainable names; fills tr->params (names, sizes, slots) and counts. */
+static const char *sel_field(const rmu_tr *tr) { return tr->opts.field ? tr->opts.field : "trainable"; }
+
+/* Picks the trainable names (patterns and explicit names); fills tr->params (names, sizes,
+ * slots) and counts. */
 static int select_params(rmu_tr *tr, rmu_err *e) {
     rmu_model *m = tr->m;
-    const char *spec = tr->opts.trainable;
+    const char *spec = tr->opts.trainable, *field = sel_field(tr);
+    int nn = tr->opts.n_names > 0 ? tr->opts.n_names : 0;
     rmu_glob g = {0};
-    int all = !spec || !*spec;
-    if (!all && rmu_glob_compile(&g, spec, e)) return -1;
-    int *hits = all ? NULL : calloc(g.n, sizeof *hits);
+    int have_pats = spec && *spec, all = !have_pats && nn == 0;
+    if (have_pats && rmu_glob_compile(&g, spec, e)) return rmu_err_prefix(e, "%s", field);
+    for (int k = 0; k < nn; k++) { /* each name must be a parameter of this checkpoint */
+        const char *name = tr->opts.names[k];
+        if (!name || !rmu_st_get(&m->st, name) || !eligible(m, name)) {
+            rmu_glob_free(&g);
+            return rmu_errf(e, "%s: %s is not a trainable tensor of %s", field, name ? name : "(null)", m->dir);
+        }
+    }
+    int *hits = g.n ? calloc(g.n, sizeof *hits) : NULL;
     tr->params = calloc(m->st.ntensors ? m->st.ntensors : 1, sizeof *tr->params);
-    if ((!all && !hits) || !tr->params) {
+    if ((g.n && !hits) || !tr->params) {
         free(hits);
         rmu_glob_free(&g);
         return rmu_errf(e, "out of memory selecting trainable tensors");
@@ -51,8 +62,9 @@ static int select_params(rmu_tr *tr, rmu_err *e) {
         const char *name = m->st.tensors[i].name;
         if (!eligible(m, name)) continue;
         int take = all;
-        for (int k = 0; !all && k < g.n; k++)
+        for (int k = 0; k < g.n; k++)
             if (rmu_glob_match_one(g.pats[k], name)) hits[k]++, take = 1;
+        for (int k = 0; k < nn && !take; k++) take = !strcmp(tr->opts.names[k], name);
         if (!take) continue;
         rmu_tr_param *p = &tr->params[np];
         snprintf(p->name, sizeof p->name, "%s", name);
@@ -73,18 +85,18 @@ static int select_params(rmu_tr *tr, rmu_err *e) {
     }
     tr->nparams = np;
     int rc = 0;
-    for (int k = 0; !all && k < g.n && !rc; k++) {
+    for (int k = 0; k < g.n && !rc; k++) {
         if (hits[k]) continue;
         if (m->cfg.tie_word_embeddings && rmu_glob_match_one(g.pats[k], "lm_head.weight"))
-            rc = rmu_errf(e, "--trainable: pattern '%s' matches only lm_head.weight, which this model ties to "
-                             "model.embed_tokens.weight (train that instead)", g.pats[k]);
+            rc = rmu_errf(e, "%s: pattern '%s' matches only lm_head.weight, which this model ties to "
+                             "model.embed_tokens.weight (train that instead)", field, g.pats[k]);
         else
-            rc = rmu_errf(e, "--trainable: pattern '%s' matches no tensor of %s (names look like "
-                             "model.layers.0.mlp.down_proj.weight)", g.pats[k], m->dir);
+            rc = rmu_errf(e, "%s: pattern '%s' matches no tensor of %s (names look like "
+                             "model.layers.0.mlp.down_proj.weight)", field, g.pats[k], m->dir);
     }
     free(hits);
     rmu_glob_free(&g);
-    if (!rc && np == 0) rc = rmu_errf(e, "--trainable: no tensor selected");
+    if (!rc && np == 0) rc = rmu_errf(e, "%s: no tensor selected", field);
     return rc;
 }
 
@@ -133,7 +145,7 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     for (int i = 0; i < tr->nparams; i++) {
         rmu_tr_param *p = &tr->params[i];
         if (o->last_layer >= 0 && p->layer > L) {
-            rmu_errf(e, "--trainable: %s lies above the loss (layer %d) and would get no gradient", p->name, L);
+            rmu_errf(e, "%s: %s lies above the loss (layer %d) and would get no gradient", sel_field(tr), p->name, L);
             goto fail;
         }
         if (p->layer < tr->lowest_trainable) tr->lowest_trainable = p->layer;
