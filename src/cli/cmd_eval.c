@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clidist.h"
 #include "fieldmap.h"
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/strbuf.h"
 #include "core/util.h"
 #include "eval/eval.h"
 #include "model/check.h"
@@ -168,6 +170,8 @@ typedef struct sink {
     const rmu_eval_plan *plan;
     rmu_afile log;
     int log_open;
+    int buffer;  /* several ranks: sample lines go to buf, rank 0 writes them all in order */
+    rmu_sb buf;
     json_t *dump; /* array, or NULL */
     progress pr;
 } sink;
@@ -182,7 +186,7 @@ static int on_sample(void *ud, const rmu_eval_sample *s, rmu_err *e) {
     sink *k = ud;
     const rmu_eval_node *d = &k->plan->nodes[s->node];
     const rmu_mcq_item *it = &d->test.items[s->row];
-    if (k->log_open) {
+    if (k->log_open || k->buffer) {
         json_t *o = json_object(), *conts = json_array(), *ll = json_array(), *gr = json_array(), *ch = json_array();
         for (int c = 0; c < s->nchoices; c++) {
             json_array_append_new(conts, json_string(s->continuations[c]));
@@ -211,7 +215,11 @@ static int on_sample(void *ud, const rmu_eval_sample *s, rmu_err *e) {
             json_object_set_new(o, "acc_norm", json_real(s->pred_norm == s->gold));
         }
         json_object_set_new(o, "onepass", json_boolean(s->onepass));
-        int r = rmu_json_write_line(&k->log, o, JSON_COMPACT | JSON_REAL_PRECISION(17), e);
+        size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(17);
+        char *line = k->buffer ? rmu_json_dumps_line(o, flags) : NULL;
+        int r = k->buffer ? (!line || rmu_sb_puts(&k->buf, line)) ? rmu_errf(e, "out of memory") : 0
+                          : rmu_json_write_line(&k->log, o, flags, e);
+        free(line);
         json_decref(o);
         if (r) {
             k->log_open = 0;
@@ -240,56 +248,91 @@ static int write_json(const char *path, json_t *j, size_t flags, rmu_err *e) {
     return rmu_json_write_file(path, j, flags | JSON_REAL_PRECISION(17), e);
 }
 
-int rmu_cmd_eval(int argc, char **argv) {
-    const char *cmd = "eval";
-    eval_args a;
-    int rc = parse_args(cmd, argc, argv, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+/* What every rank loads: the plan (tasks, data), the model and tokenizer; rank 0 also opens
+ * the samples file. Usage problems get status 2, the rest 1. */
+static int setup(const rmu_dist *d, const eval_args *a, rmu_eval_plan *plan, rmu_model *model, int *have_model,
+                 rmu_tokenizer **tok, sink *sk, rmu_err *e) {
     static const cli_field fields[] = {
         {"tasks", "--tasks"}, {"format", "--format"}, {"data", "--data"}, {"num_fewshot", "--num-fewshot"}, {NULL, NULL}};
+    if (rmu_eval_plan_init(plan, a->tasks, a->format, e)) {
+        cli_field_flags(e, fields);
+        return 2;
+    }
+    plan->desc_newlines = a->desc_nl;
+    if (rmu_eval_plan_load(plan, a->data, a->fewshot, a->limit, e)) {
+        cli_field_flags(e, fields);
+        return 1;
+    }
+    if (a->dump_requests && d->size > 1) {
+        rmu_errf(e, "--dump-requests runs on one rank only");
+        return 2;
+    }
+    if (rmu_model_load(model, a->model, e)) return 1;
+    *have_model = 1;
+    if (!(*tok = rmu_tok_load(a->model, e)) || rmu_check_tokenizer(model, *tok, e)) return 1;
+    if (a->log_samples && rmu_dist_root(d)) {
+        if (rmu_afile_open(&sk->log, a->log_samples, e)) return 1;
+        sk->log_open = 1;
+    }
+    sk->buffer = a->log_samples && d->size > 1;
+    if (a->dump_requests && !(sk->dump = json_array())) return rmu_errf(e, "out of memory"), 1;
+    return 0;
+}
+
+/* Rank 0's files: the samples (every rank's lines, gathered in rank order), the request dump
+ * and results.json. */
+static int write_outputs(const eval_args *a, const rmu_eval_plan *plan, const rmu_model *model, sink *sk,
+                         const rmu_eval_counts *cnt, double secs, const char *gathered, size_t ngathered, rmu_err *e) {
+    if (sk->log_open) {
+        sk->log_open = 0;
+        if ((gathered && rmu_afile_write(&sk->log, gathered, ngathered, e)) || rmu_afile_commit(&sk->log, e)) return -1;
+    }
+    if (sk->dump && write_json(a->dump_requests, sk->dump, JSON_COMPACT, e)) return -1;
+    if (!a->output) return 0;
+    int L = a->max_length > 0 ? a->max_length : model->cfg.max_position_embeddings;
+    char margs[4200];
+    snprintf(margs, sizeof margs, "pretrained=%s", a->model);
+    json_t *config = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:b, s:s, s:i, s:i, s:b, s:b}", "model", "rmu",
+                               "model_args", margs, "tasks", a->tasks, "data", a->data, "num_fewshot", a->fewshot,
+                               "limit", a->limit > 0 ? json_real(a->limit) : json_null(), "batch_size", a->batch,
+                               "add_bos_token", a->bos, "format", a->format == RMU_MCQ_CLOZE ? "cloze" : "letter",
+                               "description_newlines", a->desc_nl, "max_length", L, "onepass", a->onepass,
+                               "prefix_cache", a->prefix_cache);
+    json_t *res = rmu_eval_results_json(plan, config);
+    if (!res) return rmu_errf(e, "out of memory");
+    json_object_set_new(res, "rmu_stats",
+                        json_pack("{s:I, s:I, s:f, s:f, s:I, s:I, s:I}", "questions", (json_int_t)cnt->questions,
+                                  "onepass_questions", (json_int_t)cnt->onepass_questions, "seconds", secs,
+                                  "questions_per_second", secs > 0 ? cnt->questions / secs : 0.0, "forward_calls",
+                                  (json_int_t)cnt->forward_calls, "tokens_fed", (json_int_t)cnt->tokens_fed,
+                                  "tokens_reused", (json_int_t)cnt->tokens_reused));
+    json_object_set_new(res, "date", json_real((double)time(NULL)));
+    int wr = write_json(a->output, res, JSON_INDENT(2), e);
+    json_decref(res);
+    return wr;
+}
+
+static int eval(const rmu_dist *d, int argc, char **argv) {
+    const char *cmd = "eval";
+    eval_args a;
+    /* every rank parses; a rank that cannot stops them all (its own message printed) */
+    int rc = cli_dist_status(d, parse_args(cmd, argc, argv, &a));
+    if (rc) return rc == 1 ? 0 : rc;
     rmu_err e;
-    rmu_eval_plan plan;
-    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) {
-        cli_field_flags(&e, fields);
-        return cli_fail(cmd, 2, "%s", e.msg);
-    }
-    plan.desc_newlines = a.desc_nl;
-    if (rmu_eval_plan_load(&plan, a.data, a.fewshot, a.limit, &e)) {
-        rmu_eval_plan_free(&plan);
-        cli_field_flags(&e, fields);
-        return cli_fail(cmd, 1, "%s", e.msg);
-    }
+    rmu_eval_plan plan = {0};
     rmu_model model;
-    if (rmu_model_load(&model, a.model, &e)) {
-        rmu_eval_plan_free(&plan);
-        return cli_fail(cmd, 1, "%s", e.msg);
-    }
-    rmu_tokenizer *tok = rmu_tok_load(a.model, &e);
-    if (!tok) {
-        rmu_model_free(&model);
-        rmu_eval_plan_free(&plan);
-        return cli_fail(cmd, 1, "%s", e.msg);
-    }
-    rc = 1;
+    rmu_tokenizer *tok = NULL;
+    int have_model = 0, root = rmu_dist_root(d);
+    char *gathered = NULL;
     sink sk = {.plan = &plan};
     sk.pr.tty = isatty(2);
-    sk.pr.quiet = a.quiet;
+    sk.pr.quiet = a.quiet || !root; /* rank 0 shows its own share's progress */
     sk.pr.last_decile = 0;
-    if (rmu_check_tokenizer(&model, tok, &e)) {
-        cli_fail(cmd, 1, "%s", e.msg);
+    if ((rc = rmu_dist_agree(d, setup(d, &a, &plan, &model, &have_model, &tok, &sk, &e), &e))) {
+        cli_dist_fail(d, cmd, rc, "%s", e.msg);
         goto out;
     }
-    if (a.log_samples) {
-        if (rmu_afile_open(&sk.log, a.log_samples, &e)) {
-            cli_fail(cmd, 1, "%s", e.msg);
-            goto out;
-        }
-        sk.log_open = 1;
-    }
-    if (a.dump_requests && !(sk.dump = json_array())) {
-        cli_fail(cmd, 1, "out of memory");
-        goto out;
-    }
+    rc = 1;
     rmu_eval_opts o = {
         .add_bos = a.bos,
         .max_length = a.max_length,
@@ -299,69 +342,54 @@ int rmu_cmd_eval(int argc, char **argv) {
         .on_sample = (a.log_samples || a.dump_requests) ? on_sample : NULL,
         .on_progress = on_prog,
         .ud = &sk,
+        .dist = d,
     };
     rmu_eval_counts cnt;
     sk.pr.t0 = rmu_now_s();
     sk.pr.total = rmu_eval_plan_rows(&plan);
     if (rmu_eval_run(&plan, &model, tok, &o, &cnt, &e)) {
-        if (sk.pr.tty && !a.quiet) fputc('\n', stderr);
-        cli_fail(cmd, 1, "%s", e.msg);
+        if (sk.pr.tty && !sk.pr.quiet) fputc('\n', stderr);
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
         goto out;
     }
     double secs = rmu_now_s() - sk.pr.t0;
-    if (sk.log_open) {
-        sk.log_open = 0;
-        if (rmu_afile_commit(&sk.log, &e)) {
-            cli_fail(cmd, 1, "%s", e.msg);
+    size_t ng = 0;
+    if (sk.buffer) {
+        int brc = sk.buf.oom ? rmu_errf(&e, "out of memory") : 0;
+        if (rmu_dist_agree(d, brc, &e) ||
+            rmu_dist_gather_bytes(d, sk.buf.p ? sk.buf.p : "", sk.buf.n, &gathered, &ng, &e)) {
+            cli_dist_fail(d, cmd, 1, "%s", e.msg);
             goto out;
         }
     }
-    if (sk.dump && write_json(a.dump_requests, sk.dump, JSON_COMPACT, &e)) {
-        cli_fail(cmd, 1, "%s", e.msg);
+    if (rmu_dist_agree(d, root ? write_outputs(&a, &plan, &model, &sk, &cnt, secs, gathered, ng, &e) : 0, &e)) {
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
         goto out;
     }
-    if (a.output) {
-        int L = a.max_length > 0 ? a.max_length : model.cfg.max_position_embeddings;
-        char margs[4200];
-        snprintf(margs, sizeof margs, "pretrained=%s", a.model);
-        json_t *config = json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:i, s:b, s:s, s:i, s:i, s:b, s:b}", "model", "rmu",
-                                   "model_args", margs, "tasks", a.tasks, "data", a.data, "num_fewshot", a.fewshot,
-                                   "limit", a.limit > 0 ? json_real(a.limit) : json_null(), "batch_size", a.batch,
-                                   "add_bos_token", a.bos, "format", a.format == RMU_MCQ_CLOZE ? "cloze" : "letter",
-                                   "description_newlines", a.desc_nl, "max_length", L, "onepass", a.onepass,
-                                   "prefix_cache", a.prefix_cache);
-        json_t *res = rmu_eval_results_json(&plan, config);
-        if (!res) {
-            cli_fail(cmd, 1, "out of memory");
-            goto out;
-        }
-        json_object_set_new(res, "rmu_stats",
-                            json_pack("{s:I, s:I, s:f, s:f, s:I, s:I, s:I}", "questions", (json_int_t)cnt.questions,
-                                      "onepass_questions", (json_int_t)cnt.onepass_questions, "seconds", secs,
-                                      "questions_per_second", secs > 0 ? cnt.questions / secs : 0.0, "forward_calls",
-                                      (json_int_t)cnt.forward_calls, "tokens_fed", (json_int_t)cnt.tokens_fed,
-                                      "tokens_reused", (json_int_t)cnt.tokens_reused));
-        json_object_set_new(res, "date", json_real((double)time(NULL)));
-        int wr = write_json(a.output, res, JSON_INDENT(2), &e);
-        json_decref(res);
-        if (wr) {
-            cli_fail(cmd, 1, "%s", e.msg);
-            goto out;
-        }
+    if (root) {
+        char *table = rmu_eval_table(&plan);
+        if (table) fputs(table, stdout);
+        free(table);
+        if (!a.quiet)
+            fprintf(stderr,
+                    "rmu eval: %ld questions in %.1f s (%.1f questions/s; %ld one-pass; %ld tokens fed, %ld reused)\n",
+                    cnt.questions, secs, secs > 0 ? cnt.questions / secs : 0.0, cnt.onepass_questions, cnt.tokens_fed,
+                    cnt.tokens_reused);
     }
-    char *table = rmu_eval_table(&plan);
-    if (table) fputs(table, stdout);
-    free(table);
-    if (!a.quiet)
-        fprintf(stderr, "rmu eval: %ld questions in %.1f s (%.1f questions/s; %ld one-pass; %ld tokens fed, %ld reused)\n",
-                cnt.questions, secs, secs > 0 ? cnt.questions / secs : 0.0, cnt.onepass_questions, cnt.tokens_fed,
-                cnt.tokens_reused);
     rc = 0;
 out:
     if (sk.log_open) rmu_afile_abort(&sk.log);
+    free(gathered);
+    rmu_sb_free(&sk.buf);
     json_decref(sk.dump);
     rmu_tok_free(tok);
-    rmu_model_free(&model);
+    if (have_model) rmu_model_free(&model);
     rmu_eval_plan_free(&plan);
     return rc;
+}
+
+int rmu_cmd_eval(int argc, char **argv) {
+    rmu_dist d;
+    if (cli_dist_begin(&d, "eval")) return 1;
+    return cli_dist_end(&d, eval(&d, argc, argv));
 }

@@ -6,7 +6,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clidist.h"
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/rng.h"
 #include "core/util.h"
 #include "eval/mtbench.h"
 #include "model/check.h"
@@ -85,12 +88,81 @@ static int parse_args(const char *cmd, int argc, char **argv, mtb_args *a) {
     return 0;
 }
 
-int rmu_cmd_mtbench(int argc, char **argv) {
+/* One answered question, as rank 0 needs it: the record and what the progress line says. */
+static json_t *answer_item(const mtb_args *a, const rmu_model *model, const rmu_tokenizer *tok, rmu_state *st,
+                           const rmu_mtb_question *q, const rmu_mtb_opts *o, int index, rmu_err *e) {
+    double tq = rmu_now_s();
+    char **turns = NULL;
+    rmu_mtb_turn_info info[64];
+    rmu_mtb_turn_info *ip = q->nturns <= 64 ? info : NULL;
+    if (rmu_mtb_answer(model, tok, st, q, o, &turns, ip, e)) {
+        char *qid = json_dumps(q->qid, JSON_ENCODE_ANY);
+        rmu_err_prefix(e, "question %s", qid ? qid : "?");
+        free(qid);
+        return NULL;
+    }
+    char aid[23];
+    rmu_mtb_answer_id(a->model_id, q->qid, turns, q->nturns, aid);
+    json_t *rec = rmu_mtb_record(q->qid, aid, a->model_id, turns, q->nturns, rmu_wall_s());
+    rmu_mtb_turns_free(turns, q->nturns);
+    int newtok = 0, errs = 0;
+    for (int j = 0; ip && j < q->nturns; j++) {
+        newtok += ip[j].new_tokens;
+        errs += ip[j].error;
+    }
+    json_t *item = rec ? json_pack("{s:o, s:i, s:i, s:i, s:f}", "record", rec, "index", index, "new_tokens", newtok,
+                                   "errors", errs, "seconds", rmu_now_s() - tq)
+                       : NULL;
+    if (!item) rmu_errf(e, "out of memory");
+    return item;
+}
+
+/* Rank 0: one answered question into the answer file, and its progress line. */
+static int record_item(const mtb_args *a, const rmu_mtb_questions *qs, json_t *answers, json_t *item, int done,
+                       int todo, int *errors, rmu_err *e) {
+    const rmu_mtb_question *q = &qs->q[json_integer_value(json_object_get(item, "index"))];
+    int errs = (int)json_integer_value(json_object_get(item, "errors"));
+    json_t *rec = json_incref(json_object_get(item, "record"));
+    if (rmu_mtb_answers_put(answers, rec, e) || rmu_mtb_answers_save(a->out, answers, e)) return -1;
+    *errors += errs;
+    char *qid = json_dumps(q->qid, JSON_ENCODE_ANY);
+    fprintf(stderr, "rmu mtbench: [%d/%d] question %s (%s, temp %g): %d turns, %d new tokens%s, %.1f s\n", done, todo,
+            qid ? qid : "?", q->category, rmu_mtb_temperature(q->category), q->nturns,
+            (int)json_integer_value(json_object_get(item, "new_tokens")),
+            errs ? ", ERROR (prompt longer than --ctx)" : "", json_real_value(json_object_get(item, "seconds")));
+    free(qid);
+    return 0;
+}
+
+/* Several ranks: every rank's item of a round to rank 0 as JSON lines, in rank order. */
+static int gather_items(const rmu_dist *d, json_t *mine, json_t **all, rmu_err *e) {
+    char *line = mine ? rmu_json_dumps_line(mine, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL, *buf = NULL;
+    size_t n = 0;
+    int rc = rmu_dist_agree(d, mine && !line ? rmu_errf(e, "out of memory") : 0, e) ||
+             rmu_dist_gather_bytes(d, line ? line : "", line ? strlen(line) : 0, &buf, &n, e);
+    free(line);
+    *all = NULL;
+    if (rc || !buf) return rc ? -1 : 0;
+    json_t *arr = json_array();
+    for (char *p = buf, *nl; arr && (nl = strchr(p, '\n')); p = nl + 1) {
+        *nl = 0;
+        json_t *it = json_loads(p, 0, NULL);
+        if (!it || json_array_append_new(arr, it)) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(buf);
+    if (!arr) return rmu_errf(e, "out of memory");
+    *all = arr;
+    return 0;
+}
+
+static int mtbench(const rmu_dist *d, int argc, char **argv) {
     const char *cmd = "mtbench";
-    if (argc > 1 && !strcmp(argv[1], "judge")) return rmu_cmd_mtbench_judge(argc - 1, argv + 1);
-    if (argc > 1 && !strcmp(argv[1], "show")) return rmu_cmd_mtbench_show(argc - 1, argv + 1);
     mtb_args a;
-    int rc = parse_args(cmd, argc, argv, &a);
+    /* every rank parses; a rank that cannot stops them all (its own message printed) */
+    int rc = cli_dist_status(d, parse_args(cmd, argc, argv, &a));
     if (rc) return rc == 1 ? 0 : rc;
     rmu_err e;
     char idbuf[256];
@@ -101,91 +173,111 @@ int rmu_cmd_mtbench(int argc, char **argv) {
         const char *b = strrchr(idbuf, '/');
         a.model_id = b ? b + 1 : idbuf;
     }
-    rmu_mtb_questions qs;
-    if (rmu_mtb_load_questions(&qs, a.questions, &e)) return cli_fail(cmd, 1, "%s", e.msg);
-    json_t *answers;
-    if (rmu_mtb_answers_load(a.out, &answers, &e)) {
-        rmu_mtb_questions_free(&qs);
-        return cli_fail(cmd, 1, "%s (not an answer file? refusing to overwrite it)", e.msg);
-    }
-    int qend = a.qend < 0 || a.qend > qs.n ? qs.n : a.qend, qbegin = a.qbegin < qend ? a.qbegin : qend;
-    int todo = 0;
-    for (int i = qbegin; i < qend; i++) todo += rmu_mtb_answers_find(answers, qs.q[i].qid) < 0;
+    int root = rmu_dist_root(d), multi = d->size > 1;
+    rmu_mtb_questions qs = {0};
+    json_t *answers = NULL;
     rmu_model model;
     rmu_tokenizer *tok = NULL;
     rmu_state st;
-    int have_model = 0, have_state = 0;
+    unsigned char *todo_flag = NULL;
+    int *todo_idx = NULL, have_model = 0, have_state = 0;
+    /* the questions on every rank; the answer file (what is left to do) on rank 0 */
+    if (rmu_dist_agree(d, rmu_mtb_load_questions(&qs, a.questions, &e), &e)) {
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
+        rc = 1;
+        goto out;
+    }
+    if (root && rmu_mtb_answers_load(a.out, &answers, &e)) {
+        size_t n = strlen(e.msg);
+        snprintf(e.msg + n, sizeof e.msg - n, " (not an answer file? refusing to overwrite it)");
+        rc = 1;
+    }
+    uint64_t qhash = rmu_fnv1a(RMU_FNV_INIT, &qs.n, sizeof qs.n);
+    for (int i = 0; i < qs.n; i++) {
+        char *id = json_dumps(qs.q[i].qid, JSON_ENCODE_ANY);
+        if (id) qhash = rmu_fnv1a(qhash, id, strlen(id) + 1);
+        free(id);
+    }
+    if ((rc = rmu_dist_agree(d, rc, &e)) || (rc = rmu_dist_same(d, qhash, "questions", &e) ? 1 : 0)) {
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
+        rc = 1;
+        goto out;
+    }
     rc = 1;
-    if (todo) {
-        if (rmu_model_load(&model, a.model, &e)) {
-            cli_fail(cmd, 1, "%s", e.msg);
-            goto out;
-        }
-        have_model = 1;
-        if (!(tok = rmu_tok_load(a.model, &e))) {
-            cli_fail(cmd, 1, "%s", e.msg);
-            goto out;
-        }
-        if (rmu_check_tokenizer(&model, tok, &e)) {
-            cli_fail(cmd, 1, "%s", e.msg);
-            goto out;
-        }
+    int qend = a.qend < 0 || a.qend > qs.n ? qs.n : a.qend, qbegin = a.qbegin < qend ? a.qbegin : qend;
+    todo_flag = calloc((size_t)(qs.n ? qs.n : 1), 1);
+    todo_idx = malloc(sizeof(int) * (size_t)(qs.n ? qs.n : 1));
+    if (!todo_flag || !todo_idx) {
+        cli_fail(cmd, 1, "out of memory");
+        goto out;
+    }
+    for (int i = qbegin; root && i < qend; i++) todo_flag[i] = rmu_mtb_answers_find(answers, qs.q[i].qid) < 0;
+    if (rmu_dist_bcast(d, todo_flag, (size_t)qs.n, &e)) {
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
+        goto out;
+    }
+    int todo = 0, skipped = 0;
+    for (int i = qbegin; i < qend; i++) {
+        if (todo_flag[i]) todo_idx[todo++] = i;
+        else skipped++;
+    }
+    int lrc = 0;
+    if (todo) { /* questions are split over ranks: a rank without any still loads (rounds are collective) */
+        if (rmu_model_load(&model, a.model, &e)) lrc = 1;
+        have_model = !lrc;
+        if (!lrc && (!(tok = rmu_tok_load(a.model, &e)) || rmu_check_tokenizer(&model, tok, &e))) lrc = 1;
         int ctx = a.ctx;
-        if (!ctx) {
+        if (!lrc && !ctx) {
             ctx = model.cfg.max_position_embeddings > 0 ? model.cfg.max_position_embeddings : 4096;
             if (ctx > 4096) ctx = 4096;
         }
-        if (rmu_state_init(&st, &model, ctx, ctx < 512 ? ctx : 512, &e)) {
-            cli_fail(cmd, 1, "%s", e.msg);
-            goto out;
-        }
-        have_state = 1;
+        if (!lrc && rmu_state_init(&st, &model, ctx, ctx < 512 ? ctx : 512, &e)) lrc = 1;
+        have_state = !lrc;
+    }
+    if (rmu_dist_agree(d, lrc, &e)) {
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
+        goto out;
     }
     rmu_mtb_opts o = {.max_new = a.max_new, .kind = (rmu_chat_kind)rmu_chat_kind_parse(a.template_name), .seed = a.seed};
-    int done = 0, skipped = 0, errors = 0;
+    int done = 0, errors = 0;
     double t0 = rmu_now_s();
-    for (int i = qbegin; i < qend; i++) {
-        const rmu_mtb_question *q = &qs.q[i];
-        if (rmu_mtb_answers_find(answers, q->qid) >= 0) {
-            skipped++;
-            continue;
+    /* rounds of one question per rank; after each, rank 0 records them (resumable) */
+    for (int base = 0; base < todo; base += d->size) {
+        int j = base + d->rank, arc = 0;
+        json_t *mine = j < todo ? answer_item(&a, &model, tok, &st, &qs.q[todo_idx[j]], &o, todo_idx[j], &e) : NULL;
+        if (j < todo && !mine) arc = -1;
+        json_t *all = NULL;
+        if (!multi) {
+            all = mine ? json_pack("[o]", mine) : NULL;
+        } else if (gather_items(d, mine, &all, &e)) {
+            json_decref(mine);
+            cli_dist_fail(d, cmd, 1, "%s", e.msg);
+            goto out;
+        } else {
+            json_decref(mine);
         }
-        double tq = rmu_now_s();
-        char **turns = NULL;
-        rmu_mtb_turn_info info[64];
-        rmu_mtb_turn_info *ip = q->nturns <= 64 ? info : NULL;
-        char *qid = json_dumps(q->qid, JSON_ENCODE_ANY);
-        if (rmu_mtb_answer(&model, tok, &st, q, &o, &turns, ip, &e)) {
-            cli_fail(cmd, 1, "question %s: %s", qid ? qid : "?", e.msg);
-            free(qid);
+        rmu_err we;
+        int wrc = 0;
+        for (size_t i = 0; root && all && i < json_array_size(all) && !wrc; i++)
+            wrc = record_item(&a, &qs, answers, json_array_get(all, i), ++done, todo, &errors, &we);
+        json_decref(all);
+        /* a failed answer is reported before a failed write: it happened first */
+        if (!arc && wrc) {
+            arc = wrc;
+            e = we;
+        }
+        if (rmu_dist_agree(d, arc, &e)) {
+            cli_dist_fail(d, cmd, 1, "%s", e.msg);
             goto out;
         }
-        char aid[23];
-        rmu_mtb_answer_id(a.model_id, q->qid, turns, q->nturns, aid);
-        json_t *rec = rmu_mtb_record(q->qid, aid, a.model_id, turns, q->nturns, rmu_wall_s());
-        int newtok = 0, errs = 0;
-        for (int j = 0; ip && j < q->nturns; j++) {
-            newtok += ip[j].new_tokens;
-            errs += ip[j].error;
-        }
-        errors += errs;
-        rmu_mtb_turns_free(turns, q->nturns);
-        if (!rec || rmu_mtb_answers_put(answers, rec, &e) || rmu_mtb_answers_save(a.out, answers, &e)) {
-            cli_fail(cmd, 1, "%s", rec ? e.msg : "out of memory");
-            free(qid);
-            goto out;
-        }
-        done++;
-        double dt = rmu_now_s() - tq;
-        fprintf(stderr, "rmu mtbench: [%d/%d] question %s (%s, temp %g): %d turns, %d new tokens%s, %.1f s\n", done, todo,
-                qid ? qid : "?", q->category, rmu_mtb_temperature(q->category), q->nturns, newtok,
-                errs ? ", ERROR (prompt longer than --ctx)" : "", dt);
-        free(qid);
     }
-    fprintf(stderr, "rmu mtbench: %d answered, %d already in %s, %d turns answered ERROR; %.1f s\n", done, skipped, a.out,
-            errors, rmu_now_s() - t0);
-    if (!done && !rmu_file_exists(a.out) && rmu_mtb_answers_save(a.out, answers, &e)) {
-        cli_fail(cmd, 1, "%s", e.msg);
+    if (root) {
+        fprintf(stderr, "rmu mtbench: %d answered, %d already in %s, %d turns answered ERROR; %.1f s\n", done, skipped,
+                a.out, errors, rmu_now_s() - t0);
+        if (!done && !rmu_file_exists(a.out) && rmu_mtb_answers_save(a.out, answers, &e)) lrc = 1;
+    }
+    if (rmu_dist_agree(d, lrc, &e)) {
+        cli_dist_fail(d, cmd, 1, "%s", e.msg);
         goto out;
     }
     rc = 0;
@@ -194,6 +286,16 @@ out:
     rmu_tok_free(tok);
     if (have_model) rmu_model_free(&model);
     json_decref(answers);
+    free(todo_flag);
+    free(todo_idx);
     rmu_mtb_questions_free(&qs);
     return rc;
+}
+
+int rmu_cmd_mtbench(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "judge")) return rmu_cmd_mtbench_judge(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "show")) return rmu_cmd_mtbench_show(argc - 1, argv + 1);
+    rmu_dist d;
+    if (cli_dist_begin(&d, "mtbench")) return 1;
+    return cli_dist_end(&d, mtbench(&d, argc, argv));
 }

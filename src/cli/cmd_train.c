@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clidist.h"
 #include "fieldmap.h"
 #include "train/adamw.h"
 #include "train/finetune.h"
@@ -76,11 +77,9 @@ static void on_step(void *ud, const rmu_ft_status *s) {
     fflush(stderr);
 }
 
-int rmu_cmd_train(int argc, char **argv) {
-    const char *cmd = "train", *v;
-    rmu_ft_opts o;
-    rmu_ft_defaults(&o);
-    ui u = {0};
+/* Options into o and u: 0, 1 after --help, or 2 after a usage error (printed). */
+static int parse_args(const char *cmd, int argc, char **argv, rmu_ft_opts *o, ui *u) {
+    const char *v;
     int have_epochs = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -88,115 +87,129 @@ int rmu_cmd_train(int argc, char **argv) {
         double d;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(USAGE, stdout);
-            return 0;
+            return 1;
         } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            if (!(o.model_dir = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->model_dir = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--data")) {
-            if (!(o.data = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->data = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--out") || !strcmp(f, "-o")) {
-            if (!(o.out_dir = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->out_dir = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--trainable")) {
-            if (!(o.trainable = cli_value(cmd, argc, argv, &i))) return 2;
-            if (!*o.trainable) return cli_fail(cmd, 2, "--trainable: empty pattern list");
+            if (!(o->trainable = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!*o->trainable) return cli_fail(cmd, 2, "--trainable: empty pattern list");
         } else if (!strcmp(f, "--field")) {
-            if (!(o.field = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->field = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--log")) {
-            if (!(o.log_path = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->log_path = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--steps")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o.steps = l;
+            o->steps = l;
         } else if (!strcmp(f, "--epochs")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 1e-6, 1e6, &d)) return 2;
-            o.epochs = d;
+            o->epochs = d;
             have_epochs = 1;
         } else if (!strcmp(f, "--batch-size")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1 << 16, &l)) return 2;
-            o.batch_size = (int)l;
+            o->batch_size = (int)l;
         } else if (!strcmp(f, "--seq-len")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 2, 1 << 24, &l)) return 2;
-            o.seq_len = (int)l;
+            o->seq_len = (int)l;
         } else if (!strcmp(f, "--no-pack")) {
-            o.pack = 0;
+            o->pack = 0;
         } else if (!strcmp(f, "--lr")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e6, &d)) return 2;
-            o.lr = d;
+            o->lr = d;
         } else if (!strcmp(f, "--warmup")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, 1L << 40, &l)) return 2;
-            o.warmup = l;
+            o->warmup = l;
         } else if (!strcmp(f, "--schedule")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
-            if ((o.schedule = rmu_adamw_sched_parse(v)) < 0)
+            if ((o->schedule = rmu_adamw_sched_parse(v)) < 0)
                 return cli_fail(cmd, 2, "--schedule: expected constant, linear or cosine, got '%s'", v);
         } else if (!strcmp(f, "--weight-decay")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e6, &d)) return 2;
-            o.weight_decay = d;
+            o->weight_decay = d;
         } else if (!strcmp(f, "--clip")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e30, &d)) return 2;
-            o.clip = d;
+            o->clip = d;
         } else if (!strcmp(f, "--adam-beta1")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 0.999999999, &d)) return 2;
-            o.beta1 = d;
+            o->beta1 = d;
         } else if (!strcmp(f, "--adam-beta2")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 0.999999999, &d)) return 2;
-            o.beta2 = d;
+            o->beta2 = d;
         } else if (!strcmp(f, "--adam-eps")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1, &d)) return 2;
-            o.eps = d;
+            o->eps = d;
         } else if (!strcmp(f, "--seed")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, INT64_MAX, &l)) return 2;
-            o.seed = (uint64_t)l;
+            o->seed = (uint64_t)l;
         } else if (!strcmp(f, "--save-every")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o.save_every = l;
+            o->save_every = l;
         } else if (!strcmp(f, "--keep-checkpoints")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1 << 20, &l)) return 2;
-            o.keep_checkpoints = (int)l;
+            o->keep_checkpoints = (int)l;
         } else if (!strcmp(f, "--resume")) {
-            o.resume = 1;
+            o->resume = 1;
         } else if (!strcmp(f, "--overwrite")) {
-            o.overwrite = 1;
+            o->overwrite = 1;
         } else if (!strcmp(f, "--dtype")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
-            if (!strcmp(v, "bf16")) o.out_dtype = RMU_DT_BF16;
-            else if (!strcmp(v, "f16")) o.out_dtype = RMU_DT_F16;
-            else if (!strcmp(v, "f32")) o.out_dtype = RMU_DT_F32;
-            else if ((o.out_dtype = rmu_dtype_parse(v)) == RMU_DT_INVALID)
+            if (!strcmp(v, "bf16")) o->out_dtype = RMU_DT_BF16;
+            else if (!strcmp(v, "f16")) o->out_dtype = RMU_DT_F16;
+            else if (!strcmp(v, "f32")) o->out_dtype = RMU_DT_F32;
+            else if ((o->out_dtype = rmu_dtype_parse(v)) == RMU_DT_INVALID)
                 return cli_fail(cmd, 2, "--dtype: expected bf16, f16 or f32, got '%s'", v);
         } else if (!strcmp(f, "--quiet") || !strcmp(f, "-q")) {
-            u.quiet = 1;
+            u->quiet = 1;
         /* hidden options: tests and benchmarks */
         } else if (!strcmp(f, "--batch-json")) {
-            if (!(o.batch_json = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->batch_json = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--dump-grads")) {
-            if (!(o.dump_grads = cli_value(cmd, argc, argv, &i))) return 2;
+            if (!(o->dump_grads = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--loss-layer")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, 1 << 20, &l)) return 2;
-            o.loss_layer = (int)l;
+            o->loss_layer = (int)l;
         } else if (!strcmp(f, "--no-output")) {
-            o.no_output = 1;
+            o->no_output = 1;
         } else if (!strcmp(f, "--debug-nan-step")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o.debug_nan_step = l;
+            o->debug_nan_step = l;
         } else {
             return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         }
     }
-    if (!o.model_dir) return cli_fail(cmd, 2, "-m DIR is required");
-    if (!o.data && !o.batch_json) return cli_fail(cmd, 2, "--data FILE is required");
-    if (o.data && o.batch_json) return cli_fail(cmd, 2, "--data and --batch-json exclude each other");
-    if (o.dump_grads && !o.batch_json) return cli_fail(cmd, 2, "--dump-grads needs --batch-json");
-    if (!o.out_dir && !o.dump_grads) return cli_fail(cmd, 2, "--out DIR is required");
-    if (o.steps > 0 && have_epochs) return cli_fail(cmd, 2, "--steps and --epochs exclude each other");
+    if (!o->model_dir) return cli_fail(cmd, 2, "-m DIR is required");
+    if (!o->data && !o->batch_json) return cli_fail(cmd, 2, "--data FILE is required");
+    if (o->data && o->batch_json) return cli_fail(cmd, 2, "--data and --batch-json exclude each other");
+    if (o->dump_grads && !o->batch_json) return cli_fail(cmd, 2, "--dump-grads needs --batch-json");
+    if (!o->out_dir && !o->dump_grads) return cli_fail(cmd, 2, "--out DIR is required");
+    if (o->steps > 0 && have_epochs) return cli_fail(cmd, 2, "--steps and --epochs exclude each other");
+    return 0;
+}
+
+static int train(const rmu_dist *d, int argc, char **argv) {
+    const char *cmd = "train";
+    rmu_ft_opts o;
+    rmu_ft_defaults(&o);
+    ui u = {0};
+    /* every rank parses; a rank that cannot stops them all (its own message printed) */
+    int rc = cli_dist_status(d, parse_args(cmd, argc, argv, &o, &u));
+    if (rc) return rc == 1 ? 0 : rc;
+    o.dist = d;
+    if (!rmu_dist_root(d)) u.quiet = 1; /* rank 0 reports for all */
     u.tty = isatty(2);
     rmu_ft_result r;
     rmu_err e;
     if (rmu_ft_run(&o, on_note, on_step, &u, &r, &e)) {
         if (u.tty && !u.quiet) fputc('\n', stderr);
         cli_field_flags(&e, FIELDS);
-        return cli_fail(cmd, 1, "%s", e.msg);
+        return cli_dist_fail(d, cmd, 1, "%s", e.msg);
     }
     if (o.dump_grads) {
-        printf("{\"loss\": %.17g, \"tensors\": %d}\n", r.last_loss, r.n_tensors);
+        if (rmu_dist_root(d))
+            printf("{\"loss\": %.17g, \"tensors\": %d}\n", r.last_loss, r.n_tensors);
         return 0;
     }
     if (!u.quiet)
@@ -204,4 +217,10 @@ int rmu_cmd_train(int argc, char **argv) {
                         "%.1fs; wrote %s\n",
                 r.steps, r.start_step, r.first_loss, r.last_loss, r.n_tensors, r.n_trainable, r.seconds, o.out_dir);
     return 0;
+}
+
+int rmu_cmd_train(int argc, char **argv) {
+    rmu_dist d;
+    if (cli_dist_begin(&d, "train")) return 1;
+    return cli_dist_end(&d, train(&d, argc, argv));
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clidist.h"
 #include "fieldmap.h"
 #include "train/unlearn.h"
 
@@ -83,7 +84,7 @@ static void progress(void *ud, const rmu_unl_report *s) {
     if (tty && s->step == s->nsteps) fputc('\n', stderr);
 }
 
-int rmu_cmd_unlearn(int argc, char **argv) {
+static int unlearn(const rmu_dist *dist, int argc, char **argv) {
     const char *cmd = "unlearn", *v;
     rmu_unl_opts o;
     rmu_unl_defaults(&o);
@@ -96,66 +97,66 @@ int rmu_cmd_unlearn(int argc, char **argv) {
         const char *f = argv[i];
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(USAGE, stdout);
-            rc = 0;
-            goto out;
+            rc = 1;
+            goto parsed;
         }
         if (!strcmp(f, "--overwrite")) {
             o.overwrite = 1;
             continue;
         }
         if (!strcmp(f, "--adaptive") || !strcmp(f, "-m") || !strncmp(f, "--", 2)) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) goto out;
+            if (!(v = cli_value(cmd, argc, argv, &i))) goto parsed;
         } else {
             cli_fail(cmd, 2, "unexpected argument '%s' (see --help)", f);
-            goto out;
+            goto parsed;
         }
         if (nlists >= 7 && (!strcmp(f, "--forget") || !strcmp(f, "--retain") || !strcmp(f, "--steering-coeffs") ||
                             !strcmp(f, "--alpha") || !strcmp(f, "--layer-ids") || !strcmp(f, "--max-len"))) {
             cli_fail(cmd, 2, "%s: given too many times", f);
-            goto out;
+            goto parsed;
         }
         if (!strcmp(f, "-m") || !strcmp(f, "--model")) o.model_dir = v;
         else if (!strcmp(f, "--out")) o.out_dir = v;
         else if (!strcmp(f, "--forget")) {
             int n = split_list(DUP(v), o.forget, RMU_UNL_MAX_TOPICS);
-            if (n <= 0) { cli_fail(cmd, 2, "--forget: expected 1..%d comma-separated files", RMU_UNL_MAX_TOPICS); goto out; }
+            if (n <= 0) { cli_fail(cmd, 2, "--forget: expected 1..%d comma-separated files", RMU_UNL_MAX_TOPICS); goto parsed; }
             o.n_forget = n;
         } else if (!strcmp(f, "--retain")) {
             int n = split_list(DUP(v), o.retain, RMU_UNL_MAX_TOPICS);
-            if (n <= 0) { cli_fail(cmd, 2, "--retain: expected 1..%d comma-separated files", RMU_UNL_MAX_TOPICS); goto out; }
+            if (n <= 0) { cli_fail(cmd, 2, "--retain: expected 1..%d comma-separated files", RMU_UNL_MAX_TOPICS); goto parsed; }
             o.n_retain = n;
         } else if (!strcmp(f, "--layer-id")) {
-            if (cli_int(cmd, f, v, -1000000, 1000000, &l)) goto out;
+            if (cli_int(cmd, f, v, -1000000, 1000000, &l)) goto parsed;
             o.layer_id = (int)l;
         } else if (!strcmp(f, "--layer-ids")) {
-            if (parse_ints(cmd, f, DUP(v), o.layer_ids, RMU_UNL_MAX_LAYERS, &o.n_layer_ids)) goto out;
+            if (parse_ints(cmd, f, DUP(v), o.layer_ids, RMU_UNL_MAX_LAYERS, &o.n_layer_ids)) goto parsed;
         } else if (!strcmp(f, "--params")) o.params = v;
         else if (!strcmp(f, "--steering-coeffs")) {
-            if (parse_floats(cmd, f, DUP(v), o.steer, RMU_UNL_MAX_TOPICS, &o.n_steer)) goto out;
+            if (parse_floats(cmd, f, DUP(v), o.steer, RMU_UNL_MAX_TOPICS, &o.n_steer)) goto parsed;
         } else if (!strcmp(f, "--alpha")) {
-            if (parse_floats(cmd, f, DUP(v), o.alpha, RMU_UNL_MAX_TOPICS, &o.n_alpha)) goto out;
+            if (parse_floats(cmd, f, DUP(v), o.alpha, RMU_UNL_MAX_TOPICS, &o.n_alpha)) goto parsed;
         } else if (!strcmp(f, "--max-len")) {
-            if (parse_ints(cmd, f, DUP(v), o.max_len, RMU_UNL_MAX_TOPICS, &o.n_max_len)) goto out;
+            if (parse_ints(cmd, f, DUP(v), o.max_len, RMU_UNL_MAX_TOPICS, &o.n_max_len)) goto parsed;
         } else if (!strcmp(f, "--lr")) {
-            if (cli_float(cmd, f, v, 1e-12, 10, &d)) goto out;
+            if (cli_float(cmd, f, v, 1e-12, 10, &d)) goto parsed;
             o.lr = (float)d;
         } else if (!strcmp(f, "--batch-size")) {
-            if (cli_int(cmd, f, v, 1, 64, &l)) goto out;
+            if (cli_int(cmd, f, v, 1, 64, &l)) goto parsed;
             o.batch_size = (int)l;
         } else if (!strcmp(f, "--max-num-batches")) {
-            if (cli_int(cmd, f, v, 1, 1 << 30, &l)) goto out;
+            if (cli_int(cmd, f, v, 1, 1 << 30, &l)) goto parsed;
             o.max_num_batches = (int)l;
         } else if (!strcmp(f, "--retain-max-len")) {
-            if (cli_int(cmd, f, v, 1, 1 << 20, &l)) goto out;
+            if (cli_int(cmd, f, v, 1, 1 << 20, &l)) goto parsed;
             o.retain_max_len = (int)l;
         } else if (!strcmp(f, "--min-len")) {
-            if (cli_int(cmd, f, v, 0, 1 << 30, &l)) goto out;
+            if (cli_int(cmd, f, v, 0, 1 << 30, &l)) goto parsed;
             o.min_len = (int)l;
         } else if (!strcmp(f, "--seed")) {
-            if (cli_int(cmd, f, v, 0, 0x7fffffffffffffffL, &l)) goto out;
+            if (cli_int(cmd, f, v, 0, 0x7fffffffffffffffL, &l)) goto parsed;
             o.seed = (uint64_t)l;
         } else if (!strcmp(f, "--adaptive")) {
-            if (cli_float(cmd, f, v, 1e-6, 1e6, &d)) goto out;
+            if (cli_float(cmd, f, v, 1e-6, 1e6, &d)) goto parsed;
             o.adaptive_beta = (float)d;
         } else if (!strcmp(f, "--log")) o.log_path = v;
         else if (!strcmp(f, "--save-control-vectors")) o.save_cv_path = v;
@@ -163,35 +164,51 @@ int rmu_cmd_unlearn(int argc, char **argv) {
         else if (!strcmp(f, "--optimizer")) {
             if (strcmp(v, "hf") && strcmp(v, "torch")) {
                 cli_fail(cmd, 2, "--optimizer: expected hf (transformers.AdamW, the reference's) or torch, got '%s'", v);
-                goto out;
+                goto parsed;
             }
             o.torch_adamw = !strcmp(v, "torch");
         } else if (!strcmp(f, "--dump-batches")) o.dump_batches = v; /* tests: batches for the PyTorch reference */
         else {
             cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
-            goto out;
+            goto parsed;
         }
     }
 #undef DUP
     if (!o.model_dir || !o.out_dir || !o.n_forget || !o.n_retain) {
         cli_fail(cmd, 2, "-m DIR, --forget, --retain and --out are required (see --help)");
-        goto out;
+        goto parsed;
     }
     if (o.load_cv_path && (o.n_steer || o.adaptive_beta > 0)) {
         cli_fail(cmd, 2, "--control-vectors fixes the vectors: drop --steering-coeffs/--adaptive");
+        goto parsed;
+    }
+    rc = 0;
+parsed:
+    /* every rank parses; a rank that cannot stops them all (its own message printed) */
+    if ((rc = cli_dist_status(dist, rc))) {
+        rc = rc == 1 ? 0 : rc;
         goto out;
     }
+    o.dist = dist;
     rmu_unl_result r;
     rmu_err e;
-    if (rmu_unl_run(&o, progress, NULL, &r, &e)) {
+    if (rmu_unl_run(&o, rmu_dist_root(dist) ? progress : NULL, NULL, &r, &e)) {
         cli_field_flags(&e, FIELDS);
-        rc = cli_fail(cmd, 1, "%s", e.msg);
+        rc = cli_dist_fail(dist, cmd, 1, "%s", e.msg);
         goto out;
     }
-    fprintf(stderr, "rmu unlearn: %d steps in %.1f s (%.2f s/step); final unlearn loss %.4f, retain loss %.4f; wrote %s\n",
-            r.steps, r.seconds, r.steps ? r.seconds / r.steps : 0, r.final_unlearn_loss, r.final_retain_loss, o.out_dir);
+    if (rmu_dist_root(dist))
+        fprintf(stderr,
+                "rmu unlearn: %d steps in %.1f s (%.2f s/step); final unlearn loss %.4f, retain loss %.4f; wrote %s\n",
+                r.steps, r.seconds, r.steps ? r.seconds / r.steps : 0, r.final_unlearn_loss, r.final_retain_loss, o.out_dir);
     rc = 0;
 out:
     for (int i = 0; i < nlists; i++) free(lists[i]);
     return rc;
+}
+
+int rmu_cmd_unlearn(int argc, char **argv) {
+    rmu_dist d;
+    if (cli_dist_begin(&d, "unlearn")) return 1;
+    return cli_dist_end(&d, unlearn(&d, argc, argv));
 }

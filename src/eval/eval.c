@@ -11,13 +11,28 @@
  *    descriptions, the context of each choice in the per-choice path);
  *  - --batch-size B: B rows are tokenized together and scored in token order so requests
  *    with long common prefixes follow each other (the forward itself is one sequence).
- * Hidden switches turn both shortcuts off so tests can check they change nothing. */
+ * Hidden switches turn both shortcuts off so tests can check they change nothing.
+ *
+ * Several MPI ranks (o->dist): the rows, in the order one process scores them (leaf by leaf,
+ * batches sorted by tokens), are cut into contiguous shares of about equal context bytes.
+ * A rank first simulates the rows before its share (tokens only: which positions the KV
+ * cache would hold, written by which requests, and the cache size), then recomputes just
+ * those requests, so its first row meets exactly the cache a single process has there:
+ * the logliks, the counters and the prefix reuse are the single process's, bit for bit. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "eval/eval.h"
+
+/* A request whose KV rows are (partly) still in the cache: inp[0, n), fed from start, logits
+ * from first (what run_input did with it). */
+typedef struct written {
+    int *inp;
+    int n, start, first;
+} written;
 
 typedef struct scorer {
     const rmu_model *m;
@@ -32,20 +47,75 @@ typedef struct scorer {
     int ncache;
     float *logits;
     size_t logits_cap; /* floats */
+    int ctx;           /* the state's size (0: none yet), also while simulating */
+    int sim;           /* simulating rows of other ranks: bookkeeping only, no model, no counts */
+    written *wr;       /* simulating: the requests whose KV rows the cache holds, oldest first */
+    int nwr, cwr;
 } scorer;
 
+static void drop_written(scorer *S, int keep) {
+    while (S->nwr > keep) free(S->wr[--S->nwr].inp);
+}
+
 static int ensure_state(scorer *S, int need, rmu_err *e) {
-    if (S->st_ready && S->st.ctx >= need) return 0;
-    int ctx = S->st_ready ? S->st.ctx * 2 : 512;
+    if (S->ctx && S->ctx >= need) return 0;
+    int ctx = S->ctx ? S->ctx * 2 : 512;
     if (ctx < need) ctx = need;
     if (ctx > S->L) ctx = S->L;
     if (ctx < need) return rmu_errf(e, "eval: request of %d tokens exceeds max_length %d", need, S->L);
     if (S->st_ready) rmu_state_free(&S->st);
     S->st_ready = 0;
     S->ncache = 0;
-    if (rmu_state_init(&S->st, S->m, ctx, ctx < 512 ? ctx : 512, e)) return -1;
-    S->st_ready = 1;
+    S->ctx = 0;
+    drop_written(S, 0);
+    if (!S->sim && rmu_state_init(&S->st, S->m, ctx, ctx < 512 ? ctx : 512, e)) return -1;
+    S->st_ready = !S->sim;
+    S->ctx = ctx;
     return 0;
+}
+
+/* Simulated run_input: the cache bookkeeping of the prefix-cache path, and which request
+ * wrote which cached positions (a request overwrites every position from its start on). */
+static int sim_input(scorer *S, const int *inp, int n, int first, rmu_err *e) {
+    if (!S->o->prefix_cache) return 0;
+    int lcp = 0, lim = S->ncache < n ? S->ncache : n;
+    while (lcp < lim && S->cache[lcp] == inp[lcp]) lcp++;
+    int start = lcp < first ? lcp : first;
+    while (S->nwr && S->wr[S->nwr - 1].start >= start) drop_written(S, S->nwr - 1);
+    if (S->nwr == S->cwr) {
+        int cap = S->cwr ? 2 * S->cwr : 8;
+        written *nw = realloc(S->wr, sizeof *nw * (size_t)cap);
+        if (!nw) return rmu_errf(e, "out of memory");
+        S->wr = nw, S->cwr = cap;
+    }
+    written *w = &S->wr[S->nwr];
+    if (!(w->inp = malloc(sizeof(int) * (size_t)n))) return rmu_errf(e, "out of memory");
+    memcpy(w->inp, inp, sizeof(int) * (size_t)n);
+    w->n = n, w->start = start, w->first = first;
+    S->nwr++;
+    memcpy(S->cache, inp, (size_t)n * sizeof(int));
+    S->ncache = n;
+    return 0;
+}
+
+/* Ends the simulation before this rank's first row: a state of the simulated size, and the
+ * cached positions computed by the same forward calls, in the same order, as the single
+ * process computed them (so every KV row has the same bits). */
+static int materialize(scorer *S, rmu_err *e) {
+    S->sim = 0;
+    int rc = 0;
+    if (S->ctx && rmu_state_init(&S->st, S->m, S->ctx, S->ctx < 512 ? S->ctx : 512, e)) rc = -1;
+    S->st_ready = S->ctx && !rc;
+    for (int i = 0; i < S->nwr && !rc; i++) {
+        const written *w = &S->wr[i];
+        S->st.pos = w->start;
+        if (w->start < w->first && rmu_model_forward(S->m, &S->st, w->inp + w->start, w->first - w->start, NULL, 0, e))
+            rc = -1;
+        else if (rmu_model_forward(S->m, &S->st, w->inp + w->first, w->n - w->first, NULL, 0, e))
+            rc = -1;
+    }
+    drop_written(S, 0);
+    return rc;
 }
 
 static int ensure_logits(scorer *S, int rows, rmu_err *e) {
@@ -64,6 +134,7 @@ static int run_input(scorer *S, const int *inp, int n, int first, rmu_err *e) {
     if (ensure_state(S, n, e)) return -1;
     for (int i = 0; i < n; i++)
         if (inp[i] < 0 || inp[i] >= S->V) return rmu_errf(e, "eval: token id %d outside the model's vocabulary", inp[i]);
+    if (S->sim) return sim_input(S, inp, n, first, e);
     S->cnt->forward_calls++;
     if (!S->o->prefix_cache) { /* literal lm-eval: the whole input, all positions */
         S->ncache = 0;
@@ -232,6 +303,7 @@ static int qrow_score(scorer *S, qrow *q, rmu_err *e) {
         /* (ctx + [tok])[-(L+1):][:-1] is the last L context tokens, for every choice */
         int off = q->nctx > L ? q->nctx - L : 0, n = q->nctx - off;
         if (run_input(S, q->ctx + off, n, n - 1, e)) return -1;
+        if (S->sim) return 1;
         for (int c = 0; c < q->k; c++) {
             if (q->cont[c][0] >= S->V) return rmu_errf(e, "eval: token id %d outside the model's vocabulary", q->cont[c][0]);
             q->ll[c] = logprob(S->logits, S->V, q->cont[c][0], &q->greedy[c]);
@@ -266,6 +338,7 @@ static int qrow_score(scorer *S, qrow *q, rmu_err *e) {
         }
         int first = n - nc;
         if (run_input(S, full + off, n, first, e)) goto fail;
+        if (S->sim) continue;
         double sum = 0;
         int all = 1;
         for (int i = 0; i < nc; i++) {
@@ -306,6 +379,94 @@ static int cmp_rows(const void *a, const void *b) {
     return x->row - y->row;
 }
 
+/* ---- several ranks: the shares ---- */
+
+/* Row weights (context bytes + 1) in scoring order's file order, their total, and where the
+ * rows of leaf k start in the flat arrays. */
+typedef struct share {
+    long long *w, W;
+    long *at; /* [p->n]: first flat index of node k's rows */
+    int me, size;
+    long mine; /* rows this rank scores (counted in file order: for progress only) */
+} share;
+
+/* Owner of the row whose weight midpoint, doubled, is m2: ranks own contiguous slices of
+ * about W / size each. Integer arithmetic, so every rank draws the same boundaries. */
+static int owner(const share *sh, long long m2) {
+    long long r = sh->W ? m2 * sh->size / (2 * sh->W) : 0;
+    return r < sh->size - 1 ? (int)r : sh->size - 1;
+}
+
+static void share_free(share *sh) {
+    free(sh->w);
+    free(sh->at);
+}
+
+/* Weights of every row, and a hash of every context (ranks must score the same rows). */
+static int share_init(share *sh, const rmu_eval_plan *p, const rmu_dist *d, uint64_t *hash, rmu_err *e) {
+    long n = rmu_eval_plan_rows(p), i = 0;
+    sh->me = d->rank, sh->size = d->size;
+    sh->w = malloc(sizeof *sh->w * (size_t)(n ? n : 1));
+    sh->at = malloc(sizeof *sh->at * (size_t)(p->n ? p->n : 1));
+    if (!sh->w || !sh->at) return rmu_errf(e, "out of memory");
+    uint64_t h = RMU_FNV_INIT;
+    for (int k = 0; k < p->n; k++) {
+        const rmu_eval_node *d_ = &p->nodes[k];
+        sh->at[k] = i;
+        if (d_->family == RMU_EVAL_GROUP) continue;
+        h = rmu_fnv1a(h, d_->name, strlen(d_->name) + 1);
+        for (int r = 0; r < d_->n; r++, i++) {
+            char *ctx = rmu_eval_context(p, k, r);
+            if (!ctx) return rmu_errf(e, "out of memory");
+            size_t len = strlen(ctx);
+            h = rmu_fnv1a(h, ctx, len + 1);
+            free(ctx);
+            sh->w[i] = (long long)len + 1;
+            sh->W += sh->w[i];
+        }
+    }
+    long long c = 0;
+    for (long j = 0; j < n; j++) {
+        sh->mine += owner(sh, 2 * c + sh->w[j]) == sh->me;
+        c += sh->w[j];
+    }
+    *hash = h;
+    return 0;
+}
+
+/* Every rank's scores into every rank's plan (rows a rank did not score are 0 there), and
+ * the counters summed. */
+static int share_reduce(rmu_eval_plan *p, rmu_eval_counts *cnt, const rmu_dist *d, rmu_err *e) {
+    long n = rmu_eval_plan_rows(p), i = 0;
+    double *buf = calloc((size_t)(2 * n + 5), sizeof *buf);
+    if (!buf) return rmu_errf(e, "out of memory");
+    for (int k = 0; k < p->n; k++) {
+        rmu_eval_node *d_ = &p->nodes[k];
+        if (d_->family == RMU_EVAL_GROUP) continue;
+        for (int r = 0; r < d_->n; r++, i++) {
+            buf[i] = d_->acc[r];
+            buf[n + i] = d_->acc_norm ? d_->acc_norm[r] : 0;
+        }
+    }
+    double *c = buf + 2 * n;
+    c[0] = cnt->questions, c[1] = cnt->onepass_questions, c[2] = cnt->forward_calls, c[3] = cnt->tokens_fed,
+    c[4] = cnt->tokens_reused;
+    int rc = rmu_dist_sum_f64(d, buf, (size_t)(2 * n + 5), e);
+    i = 0;
+    for (int k = 0; k < p->n && !rc; k++) {
+        rmu_eval_node *d_ = &p->nodes[k];
+        if (d_->family == RMU_EVAL_GROUP) continue;
+        for (int r = 0; r < d_->n; r++, i++) {
+            d_->acc[r] = buf[i];
+            if (d_->acc_norm) d_->acc_norm[r] = buf[n + i];
+        }
+    }
+    cnt->questions = (long)c[0], cnt->onepass_questions = (long)c[1], cnt->forward_calls = (long)c[2];
+    cnt->tokens_fed = (long)c[3], cnt->tokens_reused = (long)c[4];
+    free(buf);
+    return rc;
+}
+
 int rmu_eval_run(rmu_eval_plan *p, const rmu_model *m, const rmu_tokenizer *t, const rmu_eval_opts *o,
                  rmu_eval_counts *counts, rmu_err *e) {
     rmu_eval_counts dummy;
@@ -320,12 +481,40 @@ int rmu_eval_run(rmu_eval_plan *p, const rmu_model *m, const rmu_tokenizer *t, c
     qrow **ord = calloc((size_t)B, sizeof *ord);
     int rc = 0;
     if (!S.cache || !rows || !ord) rc = rmu_errf(e, "out of memory");
+    const rmu_dist *dist = o->dist;
+    int multi = dist && dist->size > 1, stop = 0, started = 0;
+    share sh = {0};
     long total = rmu_eval_plan_rows(p), done = 0;
-    for (int k = 0; k < p->n && !rc; k++) {
+    if (multi) {
+        uint64_t hash = 0;
+        if (!rc) rc = share_init(&sh, p, dist, &hash, e);
+        if ((rc = rmu_dist_agree(dist, rc, e)) || (rc = rmu_dist_same(dist, hash, "evaluation rows", e))) goto out;
+        for (int k = 0; k < p->n; k++) /* this run's scores only: the shares are added up */
+            for (int r = 0; r < p->nodes[k].n && p->nodes[k].family != RMU_EVAL_GROUP; r++) {
+                p->nodes[k].acc[r] = 0;
+                if (p->nodes[k].acc_norm) p->nodes[k].acc_norm[r] = 0;
+            }
+        total = sh.mine;
+        S.sim = o->prefix_cache; /* the rows before this rank's share set up its cache */
+    }
+    long long cum = 0; /* weight of the rows before the current one, in scoring order */
+    for (int k = 0; k < p->n && !rc && !stop; k++) {
         rmu_eval_node *d = &p->nodes[k];
         if (d->family == RMU_EVAL_GROUP) continue;
-        for (int r0 = 0; r0 < d->n && !rc; r0 += B) {
+        for (int r0 = 0; r0 < d->n && !rc && !stop; r0 += B) {
             int nb = d->n - r0 < B ? d->n - r0 : B;
+            if (multi) { /* a batch wholly before this rank's share (nothing to simulate) or after it */
+                long long c0 = cum, c1 = cum;
+                for (int i = 0; i < nb; i++) c1 += sh.w[sh.at[k] + r0 + i];
+                if (owner(&sh, 2 * c0) > sh.me) {
+                    stop = 1;
+                    break;
+                }
+                if (owner(&sh, 2 * c1 - 1) < sh.me && !S.sim) {
+                    cum = c1;
+                    continue;
+                }
+            }
             for (int i = 0; i < nb && !rc; i++) {
                 if (qrow_prepare(p, t, o->add_bos, k, r0 + i, &rows[i], e)) {
                     rmu_err_prefix(e, "%s row %d (%s:%d)", d->name, r0 + i, d->test.path, d->test.items[r0 + i].line);
@@ -336,6 +525,26 @@ int rmu_eval_run(rmu_eval_plan *p, const rmu_model *m, const rmu_tokenizer *t, c
             if (!rc && nb > 1) qsort(ord, (size_t)nb, sizeof *ord, cmp_rows);
             for (int i = 0; i < nb && !rc; i++) {
                 qrow *q = ord[i];
+                if (multi) {
+                    long long w = sh.w[sh.at[k] + q->row];
+                    int own = owner(&sh, 2 * cum + w);
+                    cum += w;
+                    if (own > sh.me) {
+                        stop = 1;
+                        break;
+                    }
+                    if (own < sh.me) {
+                        if (S.sim && qrow_score(&S, q, e) < 0) {
+                            rmu_err_prefix(e, "%s row %d", d->name, q->row);
+                            rc = -1;
+                        }
+                        continue;
+                    }
+                    if (!started++ && S.sim && materialize(&S, e)) {
+                        rc = -1;
+                        break;
+                    }
+                }
                 int one = qrow_score(&S, q, e);
                 if (one < 0) {
                     rmu_err_prefix(e, "%s row %d", d->name, q->row);
@@ -383,16 +592,26 @@ int rmu_eval_run(rmu_eval_plan *p, const rmu_model *m, const rmu_tokenizer *t, c
                     if (o->on_sample(o->ud, &smp, e)) rc = -1;
                 }
                 done++;
-                if (o->on_progress) o->on_progress(o->ud, done, total);
+                if (o->on_progress) o->on_progress(o->ud, done, total > done ? total : done);
             }
             for (int i = 0; i < nb; i++) qrow_free(&rows[i]);
         }
     }
+    /* the share was counted in file order, the rows scored in token order */
+    if (multi && !rc && done != total && o->on_progress) o->on_progress(o->ud, done, done);
+out:
+    if (multi) {
+        rc = rmu_dist_agree(dist, rc, e);
+        if (!rc) rc = share_reduce(p, counts, dist, e);
+    }
     if (S.st_ready) rmu_state_free(&S.st);
+    drop_written(&S, 0);
+    free(S.wr);
     free(S.cache);
     free(S.logits);
     free(rows);
     free(ord);
+    share_free(&sh);
     if (!rc) rmu_eval_aggregate(p);
     return rc;
 }

@@ -29,6 +29,7 @@
 #define RMU_EVAL_H
 
 
+#include "core/dist.h"
 #include "core/err.h"
 #include "eval/mcq.h"
 #include "model/model.h"
@@ -138,6 +139,12 @@ typedef struct rmu_eval_opts {
     int (*on_sample)(void *ud, const rmu_eval_sample *s, rmu_err *e);
     void (*on_progress)(void *ud, long done, long total);
     void *ud;
+    /* NULL (or one rank): this process scores every row. Several MPI ranks: each scores a
+     * contiguous share of the rows in scoring order (on_sample and on_progress see only its
+     * own, in that order, so rank 0's samples then rank 1's ... are the single process's
+     * sequence); at the end every rank's plan holds every row's scores and counts holds the
+     * totals, exactly as one process would have them (eval.c says how). Collective. */
+    const rmu_dist *dist;
 } rmu_eval_opts;
 
 typedef struct rmu_eval_counts {

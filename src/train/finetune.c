@@ -13,6 +13,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/rng.h"
 #include "core/strbuf.h"
 #include "core/util.h"
 #include "io/hfdir.h"
@@ -344,6 +345,72 @@ static int open_inputs(rmu_ft *h, rmu_err *e) {
     return 0;
 }
 
+/* What every rank does alone: options, model, batches, trainer, buffers. */
+static int open_local(rmu_ft *h, rmu_err *e) {
+    const rmu_ft_opts *o = &h->o;
+    if (!o->model_dir || (!o->out_dir && !o->dump_grads)) return rmu_errf(e, "model_dir and out_dir are required");
+    if (o->batch_size < 1 || o->seq_len < 2)
+        return rmu_errf(e, "%s: out of range", o->batch_size < 1 ? "batch_size" : "seq_len");
+    if (o->dist && o->dist->size > 1 && o->loss_layer >= 0)
+        return rmu_errf(e, "loss_layer: the proxy loss runs on one rank only (start one process)");
+    if (open_inputs(h, e)) return -1;
+    h->r.n_tensors = h->tr.nparams;
+    h->r.n_trainable = (long)h->tr.n_trainable;
+    h->r.n_sequences = h->fixed ? h->nfixed : h->data.nseq;
+    h->r.n_tokens = h->fixed ? 0 : (long)h->data.ntokens;
+    if (o->dump_grads) return 0;
+    h->spe = h->fixed ? h->nfixed : rmu_data_steps_per_epoch(&h->data, o->batch_size);
+    h->total = o->steps > 0 ? o->steps : (long)ceil(o->epochs * h->spe);
+    if (h->total < 1) h->total = 1;
+    if (!(h->fp = run_fingerprint(o, h->fixed ? NULL : &h->data, h->total, h->tr.nparams)))
+        return rmu_errf(e, "out of memory");
+    h->perm = malloc(sizeof(int) * (h->fixed ? 1 : h->data.nseq));
+    h->btok = malloc(sizeof(int) * (size_t)h->maxB * h->maxT);
+    h->bmask = malloc(sizeof(int) * (size_t)h->maxB * h->maxT);
+    if (!h->perm || !h->btok || !h->bmask) return rmu_errf(e, "out of memory");
+    return 0;
+}
+
+/* What rank 0 alone does: OUT and W (resume point), the log. */
+static int open_outputs(rmu_ft *h, rmu_err *e) {
+    const rmu_ft_opts *o = &h->o;
+    if (prepare_out(h, e)) return -1;
+    if (o->log_path && !h->done_already) {
+        if ((o->resume ? trim_log(o->log_path, h->start, e) : 0)) return -1;
+        if (!(h->logf = fopen(o->log_path, o->resume ? "a" : "w")))
+            return rmu_errf(e, "log_path: %s: cannot open: %s", o->log_path, strerror(errno));
+    }
+    return 0;
+}
+
+/* Several ranks: the same run everywhere (data and settings, by the resume fingerprint). */
+static int same_run(rmu_ft *h, rmu_err *e) {
+    const rmu_dist *d = h->o.dist;
+    if (!d || d->size <= 1) return 0;
+    char *fp = json_dumps(h->fp, JSON_COMPACT | JSON_SORT_KEYS);
+    uint64_t hash = fp ? rmu_fnv1a(RMU_FNV_INIT, fp, strlen(fp)) : 0;
+    free(fp);
+    if (rmu_dist_same(d, hash, "training data or settings", e)) return -1;
+    return 0;
+}
+
+/* Several ranks: rank 0's resume point, and its checkpoint's masters and AdamW moments. */
+static int sync_resume(rmu_ft *h, rmu_err *e) {
+    const rmu_dist *d = h->o.dist;
+    if (!d || d->size <= 1) return 0;
+    long v[2] = {h->start, h->done_already};
+    if (rmu_dist_bcast(d, v, sizeof v, e)) return -1;
+    h->start = v[0];
+    h->done_already = (int)v[1];
+    if (h->start == 0 || h->done_already) return 0;
+    rmu_tr *tr = &h->tr;
+    size_t n = sizeof(float) * tr->n_trainable;
+    if (rmu_dist_bcast(d, tr->master_mem, n, e) || rmu_dist_bcast(d, tr->m_mem, n, e) ||
+        rmu_dist_bcast(d, tr->v_mem, n, e))
+        return -1;
+    return 0;
+}
+
 rmu_ft *rmu_ft_open(const rmu_ft_opts *o, rmu_ft_note_fn notefn, void *ud, rmu_err *e) {
     rmu_ft *h = calloc(1, sizeof *h);
     if (!h) {
@@ -353,49 +420,74 @@ rmu_ft *rmu_ft_open(const rmu_ft_opts *o, rmu_ft_note_fn notefn, void *ud, rmu_e
     h->o = *o;
     h->note = notefn, h->ud = ud;
     h->cur_epoch = -1;
-    if (!o->model_dir || (!o->out_dir && !o->dump_grads)) {
-        rmu_errf(e, "model_dir and out_dir are required");
-        goto fail;
-    }
-    if (o->batch_size < 1 || o->seq_len < 2) {
-        rmu_errf(e, "%s: out of range", o->batch_size < 1 ? "batch_size" : "seq_len");
-        goto fail;
-    }
-    if (open_inputs(h, e)) goto fail;
-    h->r.n_tensors = h->tr.nparams;
-    h->r.n_trainable = (long)h->tr.n_trainable;
-    h->r.n_sequences = h->fixed ? h->nfixed : h->data.nseq;
-    h->r.n_tokens = h->fixed ? 0 : (long)h->data.ntokens;
+    const rmu_dist *d = o->dist;
+    /* every step that can fail on one rank only is agreed on before the next collective */
+    if (rmu_dist_agree(d, open_local(h, e), e)) goto fail;
     if (o->dump_grads) return h;
-    h->spe = h->fixed ? h->nfixed : rmu_data_steps_per_epoch(&h->data, o->batch_size);
-    h->total = o->steps > 0 ? o->steps : (long)ceil(o->epochs * h->spe);
-    if (h->total < 1) h->total = 1;
-    if (!(h->fp = run_fingerprint(o, h->fixed ? NULL : &h->data, h->total, h->tr.nparams))) {
-        rmu_errf(e, "out of memory");
-        goto fail;
-    }
-    if (prepare_out(h, e)) goto fail;
+    if (same_run(h, e)) goto fail;
+    if (rmu_dist_agree(d, rmu_dist_root(d) ? open_outputs(h, e) : 0, e) || sync_resume(h, e)) goto fail;
     h->s = h->last_ckpt = h->r.start_step = h->start;
     if (h->done_already) h->s = h->r.start_step = h->total;
-    if (o->log_path && !h->done_already) {
-        if ((o->resume ? trim_log(o->log_path, h->start, e) : 0)) goto fail;
-        if (!(h->logf = fopen(o->log_path, o->resume ? "a" : "w"))) {
-            rmu_errf(e, "log_path: %s: cannot open: %s", o->log_path, strerror(errno));
-            goto fail;
-        }
-    }
-    h->perm = malloc(sizeof(int) * (h->fixed ? 1 : h->data.nseq));
-    h->btok = malloc(sizeof(int) * (size_t)h->maxB * h->maxT);
-    h->bmask = malloc(sizeof(int) * (size_t)h->maxB * h->maxT);
-    if (!h->perm || !h->btok || !h->bmask) {
-        rmu_errf(e, "out of memory");
-        goto fail;
-    }
     h->t0 = rmu_now_s();
     return h;
 fail:
     rmu_ft_close(h);
     return NULL;
+}
+
+/* The gradient of the batch's mean loss into tr->grad_mem, and the loss. One process: the
+ * trainer on the whole batch. Several ranks: each runs its share of the rows, the loss
+ * divided by the whole batch's target count (so the shares add up to the mean), then one
+ * allreduce of the gradient buffer. A set_batch error is prefixed by where (or not). */
+static int batch_grads(rmu_ft *h, const int *tk, const int *mk, int B, int T, const char *where, double *loss,
+                       rmu_err *e) {
+    rmu_tr *tr = &h->tr;
+    const rmu_dist *d = h->o.dist;
+    rmu_tr_zero_grad(tr);
+    if (!d || d->size <= 1) {
+        if (rmu_tr_set_batch(tr, tk, mk, B, T, e)) return where ? rmu_err_prefix(e, "%s", where) : -1;
+        return rmu_tr_loss_and_grad(tr, loss, e);
+    }
+    long lo, hi;
+    rmu_dist_split(B, d, &lo, &hi);
+    int nt = 0, rc = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) nt += !mk || (mk[b * T + t] && mk[b * T + t + 1]);
+    double part = 0;
+    if (hi > lo) {
+        rc = rmu_tr_set_batch(tr, tk + lo * T, mk ? mk + lo * T : NULL, (int)(hi - lo), T, e);
+        if (rc && where) rmu_err_prefix(e, "%s", where);
+        /* the trainer divides by n_targets: the whole batch's, not this share's */
+        if (!rc) tr->n_targets = nt;
+        if (!rc) rc = rmu_tr_loss_and_grad(tr, &part, e);
+    }
+    if (rmu_dist_agree(d, rc, e) || rmu_dist_sum_f64(d, &part, 1, e) ||
+        rmu_dist_sum_f32(d, tr->grad_mem, tr->n_trainable, e))
+        return -1;
+    *loss = nt ? part : NAN;
+    return 0;
+}
+
+/* Rank 0's part of a step: checkpoint and log line. */
+static int record_step(rmu_ft *h, long s, double loss, double lr, double gnorm, int ntok, double step_s, rmu_err *e) {
+    const rmu_ft_opts *o = &h->o;
+    if (o->save_every > 0 && (s + 1) % o->save_every == 0) {
+        /* the only random stream is the data order: SplitMix64 seeded per epoch from the run
+         * seed (rmu_data_epoch_order), so (seed, epoch, batch_in_epoch) is the whole RNG state */
+        long ep = (s + 1) / h->spe;
+        char rng[32];
+        snprintf(rng, sizeof rng, "%016llx", (unsigned long long)rmu_data_epoch_seed(o->seed, ep));
+        if (rmu_ckpt_save(h->work, s + 1, &h->m, &h->tr, h->fp, ep, (s + 1) % h->spe, rng, loss, o->keep_checkpoints, e))
+            return -1;
+    }
+    if (h->logf) {
+        fprintf(h->logf,
+                "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.1f, "
+                "\"tokens\": %d, \"epoch\": %.4f, \"step_s\": %.3f}\n",
+                s + 1, loss, lr, gnorm, step_s > 0 ? ntok / step_s : 0.0, ntok, (double)(s + 1) / h->spe, step_s);
+        if (fflush(h->logf) != 0) return rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
+    }
+    return 0;
 }
 
 int rmu_ft_step(rmu_ft *h, rmu_ft_status *stt, rmu_err *e) {
@@ -418,9 +510,7 @@ int rmu_ft_step(rmu_ft *h, rmu_ft_status *stt, rmu_err *e) {
     }
     rmu_tr *tr = &h->tr;
     double loss;
-    if (rmu_tr_set_batch(tr, tk, mk, B, T, e)) return -1;
-    rmu_tr_zero_grad(tr);
-    if (rmu_tr_loss_and_grad(tr, &loss, e)) return -1;
+    if (batch_grads(h, tk, mk, B, T, NULL, &loss, e)) return -1;
     if (s + 1 == o->debug_nan_step) loss = NAN;
     double sq = rmu_adamw_sumsq(tr->grad_mem, tr->n_trainable), gnorm = sqrt(sq);
     if (!isfinite(loss) || !isfinite(gnorm)) {
@@ -449,23 +539,11 @@ int rmu_ft_step(rmu_ft *h, rmu_ft_status *stt, rmu_err *e) {
     *stt = (rmu_ft_status){.step = s + 1, .total = h->total, .loss = loss, .lr = lr, .grad_norm = gnorm,
                            .tokens_per_s = el > 0 ? h->ntok_run / el : 0, .elapsed = el,
                            .eta = el / (s + 1 - h->start) * (h->total - s - 1)};
+    const rmu_dist *d = o->dist;
+    if (rmu_dist_agree(d, rmu_dist_root(d) ? record_step(h, s, loss, lr, gnorm, ntok, step_s, e) : 0, e)) return -1;
     if (o->save_every > 0 && (s + 1) % o->save_every == 0) {
-        /* the only random stream is the data order: SplitMix64 seeded per epoch from the run
-         * seed (rmu_data_epoch_order), so (seed, epoch, batch_in_epoch) is the whole RNG state */
-        long ep = (s + 1) / h->spe;
-        char rng[32];
-        snprintf(rng, sizeof rng, "%016llx", (unsigned long long)rmu_data_epoch_seed(o->seed, ep));
-        if (rmu_ckpt_save(h->work, s + 1, &h->m, tr, h->fp, ep, (s + 1) % h->spe, rng, loss, o->keep_checkpoints, e))
-            return -1;
         h->last_ckpt = s + 1;
         stt->checkpoint = 1;
-    }
-    if (h->logf) {
-        fprintf(h->logf,
-                "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.1f, "
-                "\"tokens\": %d, \"epoch\": %.4f, \"step_s\": %.3f}\n",
-                s + 1, loss, lr, gnorm, step_s > 0 ? ntok / step_s : 0.0, ntok, (double)(s + 1) / h->spe, step_s);
-        if (fflush(h->logf) != 0) return rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
     }
     h->s = s + 1;
     return 1;
@@ -499,8 +577,13 @@ int rmu_ft_finish(rmu_ft *h, rmu_ft_result *r, rmu_err *e) {
     if (h->s < h->total) return rmu_errf(e, "internal: finish after %ld of %ld steps", h->s, h->total);
     h->r.steps = h->total;
     h->r.seconds = rmu_now_s() - h->t0;
-    if (!h->done_already && !h->o.no_output && write_output(h, e)) return -1;
-    if (h->o.no_output && !h->done_already) rmdir(h->work); /* only when empty */
+    const rmu_dist *d = h->o.dist;
+    int rc = 0;
+    if (rmu_dist_root(d)) {
+        if (!h->done_already && !h->o.no_output) rc = write_output(h, e);
+        else if (h->o.no_output && !h->done_already) rmdir(h->work); /* only when empty */
+    }
+    if (rmu_dist_agree(d, rc, e)) return -1;
     *r = h->r;
     return 0;
 }
@@ -518,11 +601,10 @@ int rmu_ft_run(const rmu_ft_opts *o, rmu_ft_note_fn notefn, rmu_ft_step_fn stepc
             rmu_errf(e, "dump_grads needs batch_json");
             goto out;
         }
-        if (rmu_tr_set_batch(&h->tr, h->fixed[0].tokens, h->fixed[0].mask, h->fixed[0].B, h->fixed[0].T, e)) {
-            rmu_err_prefix(e, "%s", o->batch_json);
+        const fixed_batch *fb = &h->fixed[0];
+        if (batch_grads(h, fb->tokens, fb->mask, fb->B, fb->T, o->batch_json, &loss, e) ||
+            rmu_dist_agree(o->dist, rmu_dist_root(o->dist) ? rmu_ckpt_dump_grads(o->dump_grads, &h->m, &h->tr, e) : 0, e))
             goto out;
-        }
-        if (rmu_tr_loss_and_grad(&h->tr, &loss, e) || rmu_ckpt_dump_grads(o->dump_grads, &h->m, &h->tr, e)) goto out;
         *r = h->r;
         r->first_loss = r->last_loss = loss;
         rc = 0;

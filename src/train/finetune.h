@@ -24,12 +24,23 @@
  *     function of (seed, k) and every reduction has a fixed order, so a killed-and-resumed
  *     run ends with bit-identical weights. With no W but a finished OUT whose newest
  *     checkpoint matches these settings, there is nothing to do (the run reports 0 steps).
- *     Different settings are refused, naming the first that differs. */
+ *     Different settings are refused, naming the first that differs.
+ *
+ * Data parallel (dist with several MPI ranks, src/core/dist.h): every rank loads the model and
+ * the corpus and builds every batch; each runs its contiguous share of the batch's rows (same
+ * padded length, so positions are those of the whole batch), with the loss normalised by the
+ * whole batch's target count; one allreduce sums the gradient buffer, and clipping and AdamW
+ * then run identically on every rank, so the weights stay equal without being sent. The
+ * loss, gradients and weights equal a one-process run up to the order of floating-point
+ * sums. Rank 0 alone touches OUT, W, the log and checkpoints (on resume it sends the
+ * checkpoint's masters and moments to the others); an error on any rank stops every rank with
+ * that rank's message. */
 #ifndef RMU_FINETUNE_H
 #define RMU_FINETUNE_H
 
 #include <stdint.h>
 
+#include "core/dist.h"
 #include "core/dtype.h"
 #include "core/err.h"
 
@@ -53,6 +64,7 @@ typedef struct rmu_ft_opts {
     int resume;
     int overwrite;          /* replace an existing OUT (a model folder) when the run ends */
     rmu_dtype out_dtype;    /* RMU_DT_INVALID = each tensor's input dtype */
+    const rmu_dist *dist;   /* NULL (or one rank) = this process alone; else data parallel */
     /* hidden, for tests and benchmarks */
     const char *batch_json; /* fixed padded batches {"input_ids","attention_mask"} (or a list), cycled */
     const char *dump_grads; /* write the first batch's gradients (F32 safetensors) and stop */

@@ -148,22 +148,30 @@ static double mse_and_grad(const float *h, const float *ref, int ref_is_vec, con
     return tot * inv;
 }
 
-static double mean_norm(const float *h, const int *mask, int N, int C) {
+/* Sums over real tokens of the per-token L2 norm (norm_sum) and of the cosine of a vs b
+ * (cos_sum); *k gets the count. Sums, so ranks' shares add up; mean = sum / k. */
+static double norm_sum(const float *h, const int *mask, int N, int C, int *k) {
     double s = 0;
-    int k = 0;
+    *k = 0;
     for (int n = 0; n < N; n++) {
         if (!mask[n]) continue;
         double q = 0;
         for (int i = 0; i < C; i++) q += (double)h[(size_t)n * C + i] * h[(size_t)n * C + i];
         s += sqrt(q);
-        k++;
+        (*k)++;
     }
+    return s;
+}
+
+static double mean_norm(const float *h, const int *mask, int N, int C) {
+    int k;
+    double s = norm_sum(h, mask, N, C, &k);
     return k ? s / k : 0;
 }
 
-static double mean_cos(const float *a, const float *b, const int *mask, int N, int C) {
+static double cos_sum(const float *a, const float *b, const int *mask, int N, int C, int *k) {
     double s = 0;
-    int k = 0;
+    *k = 0;
     for (int n = 0; n < N; n++) {
         if (!mask[n]) continue;
         double ab = 0, aa = 0, bb = 0;
@@ -172,9 +180,9 @@ static double mean_cos(const float *a, const float *b, const int *mask, int N, i
             ab += x * y, aa += x * x, bb += y * y;
         }
         s += ab / fmax(sqrt(aa) * sqrt(bb), 1e-8); /* torch cosine_similarity's eps */
-        k++;
+        (*k)++;
     }
-    return k ? s / k : 0;
+    return s;
 }
 
 /* ---- control vectors */
@@ -370,8 +378,8 @@ static int check_opts(rmu_unl *h, rmu_err *e) {
     if (o->retain_max_len < 1) return rmu_errf(e, "retain_max_len: must be >= 1");
     if (!o->params && (o->n_layer_ids < 1 || o->n_layer_ids > RMU_UNL_MAX_LAYERS))
         return rmu_errf(e, "layer_ids: 1..%d layers needed", RMU_UNL_MAX_LAYERS);
-    /* fail now rather than after the run: out_dir must be writable as a whole */
-    if (o->out_dir && rmu_hf_check_out(o->out_dir, o->model_dir, o->overwrite ? RMU_HF_REPLACE : 0, e)) {
+    /* fail now rather than after the run: out_dir must be writable as a whole (rank 0 writes it) */
+    if (o->out_dir && rmu_dist_root(o->dist) && rmu_hf_check_out(o->out_dir, o->model_dir, o->overwrite ? RMU_HF_REPLACE : 0, e)) {
         if (strstr(e->msg, "already exists and is not empty"))
             rmu_errf(e, "%s already exists; pass option overwrite to replace it or choose another folder", o->out_dir);
         return rmu_err_prefix(e, "out_dir");
@@ -455,32 +463,101 @@ static int make_control_vectors(rmu_unl *h, rmu_err *e) {
     }
     if (o->adaptive_beta > 0) {
         /* Adaptive RMU: beta x mean per-token norm of the frozen layer_id activations over
-         * the forget batches this run will use */
-        for (int t = 0; t < T; t++) {
-            double s = 0;
-            long k = 0;
-            for (int b = 0; b * T + t < h->nsteps; b++) {
+         * the forget batches this run will use (each rank its rows; the sums added up) */
+        double sk[2 * RMU_UNL_MAX_TOPICS] = {0};
+        int rc = 0;
+        for (int t = 0; t < T && !rc; t++) {
+            for (int b = 0; b * T + t < h->nsteps && !rc; b++) {
                 batch fb;
-                if (make_batch(&fb, h->tok, &h->fc[t], b, o->batch_size, h->max_len[t], h->pad, e)) return -1;
-                int rc = rmu_tr_set_batch(&h->tr, fb.tokens, fb.mask, fb.B, fb.T, e);
-                if (!rc) {
+                if ((rc = make_batch(&fb, h->tok, &h->fc[t], b, o->batch_size, h->max_len[t], h->pad, e))) break;
+                long lo, hi;
+                rmu_dist_split(fb.B, o->dist, &lo, &hi);
+                const int *mk = fb.mask + lo * fb.T;
+                int N = (int)(hi - lo) * fb.T, nr = 0;
+                for (int i = 0; i < N; i++) nr += mk[i];
+                if (hi > lo) rc = rmu_tr_set_batch(&h->tr, fb.tokens + lo * fb.T, mk, (int)(hi - lo), fb.T, e);
+                if (!rc && hi > lo) {
                     rmu_tr_embed(&h->tr, 1, h->x);
                     rc = rmu_tr_forward_range_frozen(&h->tr, h->x, 0, L, h->hf, e);
                 }
-                if (!rc) {
-                    s += mean_norm(h->hf, fb.mask, fb.B * fb.T, C) * fb.n_real;
-                    k += fb.n_real;
+                if (!rc && hi > lo) {
+                    sk[2 * t] += mean_norm(h->hf, mk, N, C) * nr;
+                    sk[2 * t + 1] += nr;
                 }
                 batch_free(&fb);
-                if (rc) return -1;
             }
-            h->coeffs[t] = (float)(o->adaptive_beta * (k ? s / k : 0));
         }
+        if (rmu_dist_agree(o->dist, rc, e) || rmu_dist_sum_f64(o->dist, sk, 2 * (size_t)T, e)) return -1;
+        for (int t = 0; t < T; t++) h->coeffs[t] = (float)(o->adaptive_beta * (sk[2 * t + 1] ? sk[2 * t] / sk[2 * t + 1] : 0));
     }
     for (int t = 0; t < T; t++) {
         random_unit(cv + (size_t)t * C, C, o->seed, t);
         for (int i = 0; i < C; i++) cv[(size_t)t * C + i] *= h->coeffs[t];
     }
+    return 0;
+}
+
+/* What every rank does alone: options, model, tokenizer, corpora, trainer, buffers. */
+static int open_local(rmu_unl *h, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    if (check_opts(h, e) || rmu_model_load(&h->m, o->model_dir, e)) return -1;
+    h->have_m = 1;
+    int nl = h->m.cfg.n_layers, C = h->m.cfg.hidden_size;
+    if (h->L < 0 || h->L >= nl)
+        return rmu_errf(e, "layer_id: %d is out of range for a model with %d layers (0..%d)", h->L, nl, nl - 1);
+    rmu_tr_opts to = {.max_batch = o->batch_size, .last_layer = h->L};
+    if (select_trainable(h, &to, e)) return -1;
+    if (!(h->tok = rmu_tok_load(o->model_dir, e)) || rmu_check_tokenizer(&h->m, h->tok, e)) return -1;
+    h->pad = rmu_tok_eos_id(h->tok) >= 0 ? rmu_tok_eos_id(h->tok) : h->m.cfg.eos_id;
+    if (h->pad < 0) return rmu_errf(e, "%s: no eos token to pad with", o->model_dir);
+    if (load_corpora(h, e)) return -1;
+    int Tmax = o->retain_max_len;
+    for (int t = 0; t < h->T; t++)
+        if (h->max_len[t] > Tmax) Tmax = h->max_len[t];
+    if (Tmax > h->m.cfg.max_position_embeddings) Tmax = h->m.cfg.max_position_embeddings;
+    to.max_seq = Tmax;
+    if (rmu_tr_init(&h->tr, &h->m, &to, e)) return -1;
+    h->have_tr = 1;
+    for (int i = 0; i < h->tr.nparams; i++)
+        if (h->tr.params[i].layer > h->L || h->tr.params[i].layer < 0)
+            return rmu_errf(e, "params: %s is not inside layers 0..%d, so the RMU loss gives it no gradient",
+                            h->tr.params[i].name, h->L);
+    h->l0 = h->tr.lowest_trainable;
+    size_t NC = (size_t)o->batch_size * Tmax * C;
+    h->cv = malloc(sizeof(float) * h->T * C);
+    h->x = malloc(sizeof(float) * NC), h->h = malloc(sizeof(float) * NC), h->hf = malloc(sizeof(float) * NC);
+    h->dh = malloc(sizeof(float) * NC), h->xr = malloc(sizeof(float) * NC), h->hr = malloc(sizeof(float) * NC);
+    if (!h->cv || !h->x || !h->h || !h->hf || !h->dh || !h->xr || !h->hr) return rmu_errf(e, "out of memory");
+    for (int t = 0; t < h->T; t++) /* clamp lengths to the model's positions */
+        if (h->max_len[t] > Tmax) h->max_len[t] = Tmax;
+    h->rml = o->retain_max_len < Tmax ? o->retain_max_len : Tmax;
+    return 0;
+}
+
+/* Several ranks must have read the same corpora and settled on the same run. */
+static int same_inputs(const rmu_unl *h, rmu_err *e) {
+    uint64_t x = RMU_FNV_INIT;
+    for (int t = 0; t < h->T; t++) {
+        x = rmu_fnv1a(x, h->fc[t].sha, sizeof h->fc[t].sha);
+        x = rmu_fnv1a(x, h->rcp[t].sha, sizeof h->rcp[t].sha);
+        x = rmu_fnv1a(x, &h->fc[t].d.n, sizeof h->fc[t].d.n);
+        x = rmu_fnv1a(x, &h->rcp[t].d.n, sizeof h->rcp[t].d.n);
+    }
+    int v[6] = {h->T, h->L, h->nsteps, h->o.batch_size, h->rml, (int)h->tr.n_trainable};
+    x = rmu_fnv1a(x, v, sizeof v);
+    x = rmu_fnv1a(x, h->params, strlen(h->params));
+    return rmu_dist_same(h->o.dist, x, "corpora or settings", e);
+}
+
+/* What rank 0 alone writes at the start: control vectors, batch dumps, the log. */
+static int open_outputs(rmu_unl *h, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    if (o->save_cv_path && save_cvs(o->save_cv_path, h->cv, h->T, h->m.cfg.hidden_size, e)) return -1;
+    if (o->dump_batches && dump_batches(o->dump_batches, h->tok, h->fc, h->rcp, h->T, h->nsteps, o->batch_size,
+                                        h->max_len, h->rml, h->pad, e))
+        return -1;
+    if (o->log_path && !(h->logf = fopen(o->log_path, "w")))
+        return rmu_errf(e, "log_path: %s: cannot create: %s", o->log_path, strerror(errno));
     return 0;
 }
 
@@ -492,90 +569,53 @@ rmu_unl *rmu_unl_open(const rmu_unl_opts *o, rmu_err *e) {
     }
     h->o = *o;
     h->L = o->layer_id;
-    if (check_opts(h, e) || rmu_model_load(&h->m, o->model_dir, e)) goto fail;
-    h->have_m = 1;
-    int nl = h->m.cfg.n_layers, C = h->m.cfg.hidden_size;
-    if (h->L < 0 || h->L >= nl) {
-        rmu_errf(e, "layer_id: %d is out of range for a model with %d layers (0..%d)", h->L, nl, nl - 1);
-        goto fail;
-    }
-    rmu_tr_opts to = {.max_batch = o->batch_size, .last_layer = h->L};
-    if (select_trainable(h, &to, e)) goto fail;
-    if (!(h->tok = rmu_tok_load(o->model_dir, e)) || rmu_check_tokenizer(&h->m, h->tok, e)) goto fail;
-    h->pad = rmu_tok_eos_id(h->tok) >= 0 ? rmu_tok_eos_id(h->tok) : h->m.cfg.eos_id;
-    if (h->pad < 0) {
-        rmu_errf(e, "%s: no eos token to pad with", o->model_dir);
-        goto fail;
-    }
-    if (load_corpora(h, e)) goto fail;
-    int Tmax = o->retain_max_len;
-    for (int t = 0; t < h->T; t++)
-        if (h->max_len[t] > Tmax) Tmax = h->max_len[t];
-    if (Tmax > h->m.cfg.max_position_embeddings) Tmax = h->m.cfg.max_position_embeddings;
-    to.max_seq = Tmax;
-    if (rmu_tr_init(&h->tr, &h->m, &to, e)) goto fail;
-    h->have_tr = 1;
-    for (int i = 0; i < h->tr.nparams; i++)
-        if (h->tr.params[i].layer > h->L || h->tr.params[i].layer < 0) {
-            rmu_errf(e, "params: %s is not inside layers 0..%d, so the RMU loss gives it no gradient",
-                     h->tr.params[i].name, h->L);
-            goto fail;
-        }
-    h->l0 = h->tr.lowest_trainable;
-    size_t NC = (size_t)o->batch_size * Tmax * C;
-    h->cv = malloc(sizeof(float) * h->T * C);
-    h->x = malloc(sizeof(float) * NC), h->h = malloc(sizeof(float) * NC), h->hf = malloc(sizeof(float) * NC);
-    h->dh = malloc(sizeof(float) * NC), h->xr = malloc(sizeof(float) * NC), h->hr = malloc(sizeof(float) * NC);
-    if (!h->cv || !h->x || !h->h || !h->hf || !h->dh || !h->xr || !h->hr) {
-        rmu_errf(e, "out of memory");
-        goto fail;
-    }
-    for (int t = 0; t < h->T; t++) /* clamp lengths to the model's positions */
-        if (h->max_len[t] > Tmax) h->max_len[t] = Tmax;
-    h->rml = o->retain_max_len < Tmax ? o->retain_max_len : Tmax;
-    if (make_control_vectors(h, e)) goto fail;
-    if (o->save_cv_path && save_cvs(o->save_cv_path, h->cv, h->T, C, e)) goto fail;
-    if (o->dump_batches && dump_batches(o->dump_batches, h->tok, h->fc, h->rcp, h->T, h->nsteps, o->batch_size,
-                                        h->max_len, h->rml, h->pad, e))
-        goto fail;
-    if (o->log_path && !(h->logf = fopen(o->log_path, "w"))) {
-        rmu_errf(e, "log_path: %s: cannot create: %s", o->log_path, strerror(errno));
-        goto fail;
+    const rmu_dist *d = o->dist;
+    /* every step that can fail on one rank only is agreed on before the next collective */
+    if (rmu_dist_agree(d, open_local(h, e), e) || same_inputs(h, e) ||
+        rmu_dist_agree(d, make_control_vectors(h, e), e) ||
+        rmu_dist_agree(d, rmu_dist_root(d) ? open_outputs(h, e) : 0, e)) {
+        rmu_unl_close(h);
+        return NULL;
     }
     memcpy(h->r.coeffs, h->coeffs, sizeof h->coeffs);
     h->t0 = rmu_now_s();
     return h;
-fail:
-    rmu_unl_close(h);
-    return NULL;
 }
 
-int rmu_unl_step(rmu_unl *h, rmu_unl_report *st, rmu_err *e) {
-    if (h->idx >= h->nsteps) return 0;
+/* What a step adds up over ranks: the two losses (before alpha), and the sums and counts the
+ * log's means are made of. */
+enum { A_UNL, A_RET, A_NUF, A_NFF, A_CF, A_KF, A_NUR, A_CR, A_KR, A_N };
+
+/* This rank's share of step (topic t, batch b): forward and backward of its rows of the
+ * forget batch, then of the retain batch; gradients accumulate in the trainer. */
+static int step_local(rmu_unl *h, int t, int b, int logging, double *acc, rmu_err *e) {
     const rmu_unl_opts *o = &h->o;
     rmu_tr *tr = &h->tr;
-    int T = h->T, L = h->L, l0 = h->l0, C = h->m.cfg.hidden_size, idx = h->idx;
-    int t = idx % T, b = idx / T, logging = h->logf != NULL;
+    int L = h->L, l0 = h->l0, C = h->m.cfg.hidden_size, k;
     batch *fb = &h->fb, *rb = &h->rb;
-    *st = (rmu_unl_report){.step = idx + 1, .nsteps = h->nsteps, .topic = t};
-    rmu_tr_zero_grad(tr);
+    long lo, hi;
     /* forget: h_upd vs the control vector */
     batch_free(fb);
-    if (make_batch(fb, h->tok, &h->fc[t], b, o->batch_size, h->max_len[t], h->pad, e) ||
-        rmu_tr_set_batch(tr, fb->tokens, fb->mask, fb->B, fb->T, e))
-        return -1;
-    int N = fb->B * fb->T;
-    rmu_tr_embed(tr, 0, h->x);
-    if (rmu_tr_forward_range(tr, h->x, 0, l0 - 1, h->x, 0, e)) return -1;
-    if (logging && rmu_tr_forward_range_frozen(tr, h->x, l0, L, h->hf, e)) return -1;
-    if (rmu_tr_forward_range(tr, h->x, l0, L, h->h, 1, e)) return -1;
-    st->unlearn_loss = mse_and_grad(h->h, h->cv + (size_t)t * C, 1, fb->mask, N, C, fb->n_real, 1.0, h->dh);
-    if (logging) {
-        st->norm_upd_forget = mean_norm(h->h, fb->mask, N, C);
-        st->norm_frozen_forget = mean_norm(h->hf, fb->mask, N, C);
-        st->cos_forget = mean_cos(h->h, h->hf, fb->mask, N, C);
+    if (make_batch(fb, h->tok, &h->fc[t], b, o->batch_size, h->max_len[t], h->pad, e)) return -1;
+    rmu_dist_split(fb->B, o->dist, &lo, &hi);
+    if (hi > lo) {
+        const int *mk = fb->mask + lo * fb->T;
+        int N = (int)(hi - lo) * fb->T;
+        if (rmu_tr_set_batch(tr, fb->tokens + lo * fb->T, mk, (int)(hi - lo), fb->T, e)) return -1;
+        rmu_tr_embed(tr, 0, h->x);
+        if (rmu_tr_forward_range(tr, h->x, 0, l0 - 1, h->x, 0, e)) return -1;
+        if (logging && rmu_tr_forward_range_frozen(tr, h->x, l0, L, h->hf, e)) return -1;
+        if (rmu_tr_forward_range(tr, h->x, l0, L, h->h, 1, e)) return -1;
+        /* divided by the whole batch's real tokens: the ranks' shares add up to the mean */
+        acc[A_UNL] = mse_and_grad(h->h, h->cv + (size_t)t * C, 1, mk, N, C, fb->n_real, 1.0, h->dh);
+        if (logging) {
+            acc[A_NUF] = norm_sum(h->h, mk, N, C, &k);
+            acc[A_NFF] = norm_sum(h->hf, mk, N, C, &k);
+            acc[A_CF] = cos_sum(h->h, h->hf, mk, N, C, &k);
+            acc[A_KF] = k;
+        }
+        if (rmu_tr_backward_range(tr, h->dh, L, l0, NULL, e)) return -1;
     }
-    if (rmu_tr_backward_range(tr, h->dh, L, l0, NULL, e)) return -1;
     batch_free(fb);
     /* retain: h_upd vs h_frozen, alpha-weighted */
     int reuse = h->key.valid && h->key.b == b && h->key.max_len == h->rml && !strcmp(h->key.path, o->retain[t]);
@@ -584,22 +624,54 @@ int rmu_unl_step(rmu_unl *h, rmu_unl_report *st, rmu_err *e) {
         h->key.valid = 0;
         if (make_batch(rb, h->tok, &h->rcp[t], b, o->batch_size, h->rml, h->pad, e)) return -1;
     }
-    if (rmu_tr_set_batch(tr, rb->tokens, rb->mask, rb->B, rb->T, e)) return -1;
-    N = rb->B * rb->T;
-    if (!reuse) {
-        rmu_tr_embed(tr, 0, h->xr);
-        if (rmu_tr_forward_range(tr, h->xr, 0, l0 - 1, h->xr, 0, e) ||
-            rmu_tr_forward_range_frozen(tr, h->xr, l0, L, h->hr, e))
-            return -1;
-        h->key = (rkey){o->retain[t], b, h->rml, 1};
+    rmu_dist_split(rb->B, o->dist, &lo, &hi);
+    if (hi > lo) {
+        const int *mk = rb->mask + lo * rb->T;
+        int N = (int)(hi - lo) * rb->T;
+        if (rmu_tr_set_batch(tr, rb->tokens + lo * rb->T, mk, (int)(hi - lo), rb->T, e)) return -1;
+        if (!reuse) {
+            rmu_tr_embed(tr, 0, h->xr);
+            if (rmu_tr_forward_range(tr, h->xr, 0, l0 - 1, h->xr, 0, e) ||
+                rmu_tr_forward_range_frozen(tr, h->xr, l0, L, h->hr, e))
+                return -1;
+        }
+        if (rmu_tr_forward_range(tr, h->xr, l0, L, h->h, 1, e)) return -1;
+        acc[A_RET] = mse_and_grad(h->h, h->hr, 0, mk, N, C, rb->n_real, h->alpha[t], h->dh);
+        if (logging) {
+            acc[A_NUR] = norm_sum(h->h, mk, N, C, &k);
+            acc[A_CR] = cos_sum(h->h, h->hr, mk, N, C, &k);
+            acc[A_KR] = k;
+        }
+        if (rmu_tr_backward_range(tr, h->dh, L, l0, NULL, e)) return -1;
     }
-    if (rmu_tr_forward_range(tr, h->xr, l0, L, h->h, 1, e)) return -1;
-    st->retain_loss = h->alpha[t] * mse_and_grad(h->h, h->hr, 0, rb->mask, N, C, rb->n_real, h->alpha[t], h->dh);
+    if (!reuse) h->key = (rkey){o->retain[t], b, h->rml, 1};
+    return 0;
+}
+
+static double ratio(double s, double k) { return k ? s / k : 0; }
+
+int rmu_unl_step(rmu_unl *h, rmu_unl_report *st, rmu_err *e) {
+    if (h->idx >= h->nsteps) return 0;
+    const rmu_unl_opts *o = &h->o;
+    const rmu_dist *d = o->dist;
+    rmu_tr *tr = &h->tr;
+    int idx = h->idx, t = idx % h->T, b = idx / h->T;
+    int logging = o->log_path != NULL; /* on every rank: the log's means need every rank's sums */
+    *st = (rmu_unl_report){.step = idx + 1, .nsteps = h->nsteps, .topic = t};
+    double acc[A_N] = {0};
+    rmu_tr_zero_grad(tr);
+    if (rmu_dist_agree(d, step_local(h, t, b, logging, acc, e), e) || rmu_dist_sum_f64(d, acc, A_N, e) ||
+        rmu_dist_sum_f32(d, tr->grad_mem, tr->n_trainable, e))
+        return -1;
+    st->unlearn_loss = acc[A_UNL];
+    st->retain_loss = h->alpha[t] * acc[A_RET];
     if (logging) {
-        st->norm_upd_retain = mean_norm(h->h, rb->mask, N, C);
-        st->cos_retain = mean_cos(h->h, h->hr, rb->mask, N, C);
+        st->norm_upd_forget = ratio(acc[A_NUF], acc[A_KF]);
+        st->norm_frozen_forget = ratio(acc[A_NFF], acc[A_KF]);
+        st->cos_forget = ratio(acc[A_CF], acc[A_KF]);
+        st->norm_upd_retain = ratio(acc[A_NUR], acc[A_KR]);
+        st->cos_retain = ratio(acc[A_CR], acc[A_KR]);
     }
-    if (rmu_tr_backward_range(tr, h->dh, L, l0, NULL, e)) return -1;
     if (!isfinite(st->unlearn_loss) || !isfinite(st->retain_loss))
         return rmu_errf(e, "step %d: loss is not finite (unlearn %g, retain %g); nothing was written", idx + 1,
                         st->unlearn_loss, st->retain_loss);
@@ -614,15 +686,17 @@ int rmu_unl_step(rmu_unl *h, rmu_unl_report *st, rmu_err *e) {
     h->r.final_unlearn_loss = st->unlearn_loss;
     h->r.final_retain_loss = st->retain_loss;
     h->r.seconds = st->seconds;
-    if (logging) {
+    int rc = 0;
+    if (h->logf) {
         fprintf(h->logf,
                 "{\"step\": %d, \"topic\": %d, \"unlearn_loss\": %.9g, \"retain_loss\": %.9g, "
                 "\"updated_forget_norm\": %.6g, \"frozen_forget_norm\": %.6g, \"updated_retain_norm\": %.6g, "
                 "\"forget_cosine\": %.6g, \"retain_cosine\": %.6g, \"seconds\": %.3f}\n",
                 st->step, t, st->unlearn_loss, st->retain_loss, st->norm_upd_forget, st->norm_frozen_forget,
                 st->norm_upd_retain, st->cos_forget, st->cos_retain, st->seconds);
-        if (fflush(h->logf) != 0) return rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
+        if (fflush(h->logf) != 0) rc = rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
     }
+    if (rmu_dist_agree(d, rc, e)) return -1;
     h->idx = idx + 1;
     return 1;
 }
@@ -631,10 +705,9 @@ int rmu_unl_nsteps(const rmu_unl *h) { return h->nsteps; }
 void rmu_unl_result_get(const rmu_unl *h, rmu_unl_result *r) { *r = h->r; }
 rmu_model *rmu_unl_model(rmu_unl *h) { return &h->m; }
 
-int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *e) {
+/* The output folder (rank 0): input files, the updated tensors, rmu_unlearn.json. */
+static int write_out(const rmu_unl *h, const char *out_dir, rmu_err *e) {
     const rmu_unl_opts *o = &h->o;
-    if (!out_dir) out_dir = o->out_dir;
-    if (!out_dir) return rmu_errf(e, "out_dir: required");
     rmu_hf_opts ho = {.in_dir = o->model_dir, .in_st = &h->m.st, .flags = o->overwrite ? RMU_HF_REPLACE : 0};
     rmu_hf *w = rmu_hf_open(out_dir, &ho, e);
     if (!w) return rmu_err_prefix(e, "out_dir");
@@ -645,7 +718,14 @@ int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *
         rmu_hf_abort(w);
         return -1;
     }
-    if (rmu_hf_commit(w, e)) return -1;
+    return rmu_hf_commit(w, e);
+}
+
+int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    if (!out_dir) out_dir = o->out_dir;
+    if (!out_dir) return rmu_errf(e, "out_dir: required");
+    if (rmu_dist_agree(o->dist, rmu_dist_root(o->dist) ? write_out(h, out_dir, e) : 0, e)) return -1;
     if (r) *r = h->r;
     return 0;
 }

@@ -26,12 +26,22 @@
  *
  * Log (log_path): one JSON object per step, appended and flushed as the step ends, so a
  * watcher sees progress; created (truncated) at open. Output folder: written at finish
- * through src/io/hfdir.h (staging name, then renamed), so it appears whole or not at all. */
+ * through src/io/hfdir.h (staging name, then renamed), so it appears whole or not at all.
+ *
+ * Data parallel (dist with several MPI ranks, src/core/dist.h): every rank reads the model and
+ * corpora and builds every batch and the control vectors identically (same seed); each runs
+ * its contiguous share of each batch's rows at the batch's padded length, with both means
+ * divided by the whole batch's count of real tokens (x hidden size), so the shares' losses
+ * and gradients add up to the one-process ones; one allreduce sums the gradient buffer, a
+ * small one the losses and log statistics, and AdamW runs identically on every rank. Rank 0
+ * alone writes the output folder, the log, the saved control vectors and batch dumps; an
+ * error on any rank stops every rank with that rank's message. */
 #ifndef RMU_UNLEARN_H
 #define RMU_UNLEARN_H
 
 #include <stdint.h>
 
+#include "core/dist.h"
 #include "core/err.h"
 
 #define RMU_UNL_MAX_TOPICS 16
@@ -68,6 +78,7 @@ typedef struct rmu_unl_opts {
     const char *dump_batches;
     int torch_adamw;         /* 1: torch.optim.AdamW; 0 (default): transformers.AdamW as the reference */
     int overwrite;           /* replace an existing out_dir (a model folder) as a whole */
+    const rmu_dist *dist;    /* NULL (or one rank) = this process alone; else data parallel */
 } rmu_unl_opts;
 
 /* What one step reports (returned by rmu_unl_step, given to the progress callback, logged). */
