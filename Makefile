@@ -63,10 +63,13 @@ asan:
 # libFuzzer targets: each links only the parser it exercises (clang, ASan + UBSan).
 FUZZ_CORE = $(wildcard src/core/*.c)
 FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude
-fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_tokenizer build-fuzz/fuzz_jinja
+fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_tokenizer build-fuzz/fuzz_jinja build-fuzz/fuzz_gguf
 build-fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c src/io/safetensors.c $(FUZZ_CORE)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
+build-fuzz/fuzz_gguf: tests/fuzz/fuzz_gguf.c src/io/gguf.c src/io/gguf.h $(FUZZ_CORE)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) -ljansson -lm
 build-fuzz/fuzz_tokenizer: tests/fuzz/fuzz_tokenizer.c src/tokenizer/tokenizer.c src/tokenizer/tokenizer_load.c \
                            src/tokenizer/tokenizer_impl.h $(FUZZ_CORE)
 	@mkdir -p build-fuzz

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the parsers that read untrusted
-# files: the safetensors header, tokenizer.json and chat templates (the Jinja engine, which
-# must also never hang). Seeds are made here; the run fails on any crash, leak, timeout or
+# files: the safetensors header, tokenizer.json, chat templates (the Jinja engine, which
+# must also never hang) and GGUF files. Seeds are made here; the run fails on any crash, leak, timeout or
 # sanitizer report.
 . "$(dirname "$0")/../lib.sh"
 SECS=${FUZZ_SECONDS:-20}
@@ -46,10 +46,25 @@ printf '\000%s' "{%- set n = messages | length -%}
 {% else %}none{% endfor %}{# c #}{% for i in range(3) %}{{ i ~ ',' }}{% if i > 1 %}{% break %}{% endif %}{% endfor %}" > "$TMP/jinja/expr"
 [ -f "$SHARED/data/zephyr-7b-beta/chat_template.jinja" ] &&
     { printf '\003'; cat "$SHARED/data/zephyr-7b-beta/chat_template.jinja"; } > "$TMP/jinja/zephyr"
+# GGUF seed: a small valid file (string, array and numeric metadata, an aligned tensor table)
+rm -rf "$TMP/gguf"; mkdir -p "$TMP/gguf"
+python3 - "$TMP/gguf/seed.gguf" <<'PYEOF'
+import struct, sys
+def s(x): b = x.encode(); return struct.pack("<Q", len(b)) + b
+kv = s("general.architecture") + struct.pack("<I", 8) + s("llama")
+kv += s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + s("<unk>") + s("<s>") + s("a")
+kv += s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, 3) + struct.pack("<3f", 0, 0, -1)
+kv += s("general.alignment") + struct.pack("<II", 4, 32)
+ti = s("w") + struct.pack("<IQQIQ", 2, 32, 2, 8, 0) + s("n") + struct.pack("<IQIQ", 1, 3, 0, 96)
+h = b"GGUF" + struct.pack("<IQQ", 3, 2, 4) + kv + ti
+h += bytes(-len(h) % 32)
+open(sys.argv[1], "wb").write(h + bytes(68) + bytes(28) + bytes(12) + bytes(20))
+PYEOF
 JSECS=${FUZZ_SECONDS:-15}
-for t in safetensors tokenizer jinja; do
+for t in safetensors tokenizer jinja gguf; do
     d=$TMP/st secs=$SECS extra=
     [ $t = tokenizer ] && d=$TMP/tok
+    [ $t = gguf ] && d=$TMP/gguf secs=$JSECS
     [ $t = jinja ] && d=$TMP/jinja secs=$JSECS extra=-dict=$ROOT/tests/fuzz/jinja.dict
     if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 $extra "$d" >"$TMP/$t.log" 2>&1; then
         ok "fuzz_$t: ${secs}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
