@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/attention.h"
 #include "model/layers.h"
 
 /* ---- loading: map HF tensor names onto the weight structs and check every shape. */
@@ -172,7 +173,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->att_out = malloc(B * qd * sizeof(float));
     s->hb = malloc(B * F * sizeof(float));
     s->hb2 = malloc(B * F * sizeof(float));
-    s->att = malloc((size_t)s->nthreads * ctx * sizeof(float));
+    s->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, (int)hd, s->nthreads) * sizeof(float));
     s->rope_cos = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->rope_sin = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->pos_ids = malloc(B * sizeof(int));
