@@ -40,10 +40,12 @@ void rmu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                             int KV, int hd, int window, float *scratch, int nthreads);
 
 /* Inference forward against a KV cache: q[N, H*hd] for positions pos0..pos0+N-1;
- * kc/vc[ctx, KV*hd] hold keys/values for positions 0..pos0+N-1; out[N, H*hd]. N = 1 is
- * decode, larger N a prefill chunk. */
-void rmu_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int N, int pos0, int H,
-                                  int KV, int hd, int window, float *scratch, int nthreads);
+ * kc/vc[KV, cap, hd] hold the keys/values of positions 0..pos0+N-1 (cap >= pos0+N), head
+ * by head: the key of KV head h at position j is kc + (h*cap + j)*hd, so a tile of one
+ * head's keys is one contiguous stretch of memory. out[N, H*hd]. N = 1 is decode, larger
+ * N a prefill chunk. */
+void rmu_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int cap, int N,
+                                  int pos0, int H, int KV, int hd, int window, float *scratch, int nthreads);
 
 /* Which kernels run on this CPU: "avx2" or "portable" (RMU_SIMD=portable forces the
  * latter). */

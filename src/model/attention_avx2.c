@@ -26,26 +26,32 @@ AI __m256 exp2_ps(__m256 x) {
 }
 
 /* MR rows x NV vectors of 8 columns, accumulators in registers for the whole k loop
- * (MR = 6, NV = 2: 12 of the 16 ymm registers). */
+ * (MR = 6, NV = 2: 12 of the 16 ymm registers). The unroll pragmas matter: at -O2 GCC
+ * leaves constant-trip loops rolled and the accumulator array on the stack. */
 AI void micro(const int MR, const int NV, int K, const float *A, long rsa, long csa, const float *B, long ldb, float *C,
               long ldc, int acc) {
     __m256 c[6][2];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) c[r][v] = _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        c[r][0] = _mm256_setzero_ps();
+        c[r][1] = _mm256_setzero_ps();
+    }
     for (int k = 0; k < K; k++) {
         const float *a = A + k * csa, *b = B + k * ldb;
         __m256 b0 = _mm256_loadu_ps(b), b1 = NV > 1 ? _mm256_loadu_ps(b + 8) : b0;
+#pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
             __m256 x = _mm256_broadcast_ss(a + r * rsa);
             c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
             if (NV > 1) c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
         }
     }
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) {
-            float *cp = C + r * ldc + 8 * v;
-            _mm256_storeu_ps(cp, acc ? _mm256_add_ps(_mm256_loadu_ps(cp), c[r][v]) : c[r][v]);
-        }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        float *cp = C + r * ldc;
+        _mm256_storeu_ps(cp, acc ? _mm256_add_ps(_mm256_loadu_ps(cp), c[r][0]) : c[r][0]);
+        if (NV > 1) _mm256_storeu_ps(cp + 8, acc ? _mm256_add_ps(_mm256_loadu_ps(cp + 8), c[r][1]) : c[r][1]);
+    }
 }
 
 #define MICRO_ROWS(NV)                                                                 \
@@ -118,4 +124,67 @@ static void dsoftmax_avx2(int nj, int ni, float *st, float *dpt, long ld, const 
     }
 }
 
-const rmu_att_kernels rmu_att_kernels_avx2 = {gemm_avx2, softmax_avx2, dsoftmax_avx2, "avx2"};
+static void scale_avx2(float *y, const float *x, int n, float a) {
+    __m256 va = _mm256_set1_ps(a);
+    int k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_mul_ps(va, _mm256_loadu_ps(x + k)));
+    for (; k < n; k++) y[k] = a * x[k];
+}
+
+static float dot_avx2(const float *x, const float *y, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= n; k += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(y + k + 8), s1);
+    }
+    for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k), s0);
+    __m256 v = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; k < n; k++) s += x[k] * y[k];
+    return s;
+}
+
+/* 8 x 8 transpose in registers (r[i] = row i on entry, column i on exit). */
+AI void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+static void transpose_avx2(int m, int n, const float *src, int rg, long gs, long rs, float a, float *dst, long ld) {
+    __m256 va = _mm256_set1_ps(a);
+    for (int i0 = 0; i0 < m; i0 += 8) {
+        const float *row[8];
+        for (int i = 0; i < 8; i++) row[i] = i0 + i < m ? src + ((i0 + i) / rg) * gs + ((i0 + i) % rg) * rs : NULL;
+        int k0 = 0;
+        for (; k0 + 8 <= n; k0 += 8) {
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) r[i] = row[i] ? _mm256_loadu_ps(row[i] + k0) : _mm256_setzero_ps();
+            transpose8(r);
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) _mm256_storeu_ps(dst + (k0 + k) * ld + i0, _mm256_mul_ps(va, r[k]));
+        }
+        for (int k = k0; k < n; k++)
+            for (int i = 0; i < 8; i++) dst[k * ld + i0 + i] = row[i] ? a * row[i][k] : 0.0f;
+    }
+}
+
+const rmu_att_kernels rmu_att_kernels_avx2 = {gemm_avx2,  softmax_avx2, dsoftmax_avx2, scale_avx2,
+                                              dot_avx2,   transpose_avx2, "avx2"};

@@ -23,6 +23,14 @@ typedef struct rmu_att_kernels {
     /* Backward tile: p = exp2(st[j][i] - lse2[i]) into st, ds = p * (dpt[j][i] - D[i])
      * into dpt. */
     void (*dsoftmax)(int nj, int ni, float *st, float *dpt, long ld, const float *lse2, const float *D);
+    /* y[k] = a * x[k] for k < n (y may be x). */
+    void (*scale)(float *y, const float *x, int n, float a);
+    /* sum_k x[k] * y[k], k < n. */
+    float (*dot)(const float *x, const float *y, int n);
+    /* Transposes m rows of n floats, scaled by a, into dst[k][i] (row stride ld) for
+     * i < round8(m): row i starts at src + (i / rg) * gs + (i % rg) * rs (the query heads
+     * of one KV head, position by position); columns m.. up to round8(m) get 0. */
+    void (*transpose)(int m, int n, const float *src, int rg, long gs, long rs, float a, float *dst, long ld);
     const char *name;
 } rmu_att_kernels;
 

@@ -220,13 +220,19 @@ static void check_cached(int H, int KV, int hd, int window, int ctx, const int *
     int pos = 0;
     for (int c = 0; pos < ctx; c++) { /* the chunk sizes repeat until the context is full */
         int n = chunks[c % nchunks] < ctx - pos ? chunks[c % nchunks] : ctx - pos;
-        /* the cache holds keys 0..pos+n-1; later rows must not be read: poison them */
-        float *kc = malloc(sizeof(float) * ctx * kvd), *vc = malloc(sizeof(float) * ctx * kvd);
-        memcpy(kc, k, sizeof(float) * (pos + n) * kvd);
-        memcpy(vc, v, sizeof(float) * (pos + n) * kvd);
-        for (size_t i = (pos + n) * kvd; i < ctx * kvd; i++) kc[i] = vc[i] = NAN;
-        rmu_attention_cached_forward(out + pos * qd, q + pos * qd, kc, vc, n, pos, H, KV, hd, window, scr, 1);
-        rmu_attention_cached_forward(out2 + pos * qd, q + pos * qd, kc, vc, n, pos, H, KV, hd, window, scr, 2);
+        /* head-major cache [KV, cap, hd] holding keys 0..pos+n-1; later rows must not be
+         * read: poison them */
+        int cap = ctx + 3;
+        float *kc = malloc(sizeof(float) * KV * cap * hd), *vc = malloc(sizeof(float) * KV * cap * hd);
+        for (int h = 0; h < KV; h++)
+            for (int j = 0; j < cap; j++)
+                for (int d = 0; d < hd; d++) {
+                    size_t at = ((size_t)h * cap + j) * hd + d, from = (size_t)j * kvd + (size_t)h * hd + d;
+                    kc[at] = j < pos + n ? k[from] : NAN;
+                    vc[at] = j < pos + n ? v[from] : NAN;
+                }
+        rmu_attention_cached_forward(out + pos * qd, q + pos * qd, kc, vc, cap, n, pos, H, KV, hd, window, scr, 1);
+        rmu_attention_cached_forward(out2 + pos * qd, q + pos * qd, kc, vc, cap, n, pos, H, KV, hd, window, scr, 2);
         assert_memory_equal(out + pos * qd, out2 + pos * qd, sizeof(float) * n * qd);
         free(kc), free(vc);
         pos += n;
