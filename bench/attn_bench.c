@@ -169,6 +169,21 @@ static void run_old_cached(void *c, int nt) {
     cached_ctx *x = c;
     old_cached(x->out, x->q, x->kc, x->vc, x->N, x->pos0, x->old_scr, nt);
 }
+/* decode over 8 different caches in turn (8 layers' worth: 256 MB at context 4096), so
+ * the keys/values come from memory as in a real decode step, not from L3 */
+typedef struct {
+    cached_ctx *c;
+    float *kcs[8], *vcs[8];
+    int turn;
+} cold_ctx;
+
+static void run_cold(void *p, int nt) {
+    cold_ctx *x = p;
+    cached_ctx *c = x->c;
+    int t = x->turn++ % 8;
+    rmu_attention_cached_forward(c->out, c->q, x->kcs[t], x->vcs[t], c->cap, 1, c->pos0, H, KV, HD, WINDOW, c->scr, nt);
+}
+
 /* a whole prefill of ctx tokens in 512-token chunks (what rmu_model_forward does) */
 static void run_prefill(void *c, int nt) {
     cached_ctx *x = c;
@@ -227,6 +242,17 @@ int main(int argc, char **argv) {
             c.N = 1, c.pos0 = dec_at[i] - 1;
             snprintf(name, sizeof name, "%s decode, 1 token at context %d", tag, dec_at[i]);
             timeit(name, 4.0 * HD * H * pairs(c.pos0, 1), dec, &c, min_s);
+        }
+        if (pass == 0) {
+            cold_ctx cc = {.c = &c};
+            for (int i = 0; i < 8; i++) cc.kcs[i] = rnd(ctx * kvd, &s), cc.vcs[i] = rnd(ctx * kvd, &s);
+            c.N = 1, c.pos0 = ctx - 1;
+            result r = timeit("fused decode, context 4096, cold cache", 4.0 * HD * H * pairs(c.pos0, 1), run_cold, &cc,
+                              min_s);
+            if (r.cpu1 > 0)
+                printf("%-44s %10.2f GB/s (1 thread) %8.2f GB/s (2 threads)\n", "  K/V read rate", 2.0 * ctx * kvd * 4 / r.cpu1 / 1e9,
+                       2.0 * ctx * kvd * 4 / r.wall2 / 1e9);
+            for (int i = 0; i < 8; i++) free(cc.kcs[i]), free(cc.vcs[i]);
         }
         static const int pre_len[] = {512, 4096};
         for (int i = 0; i < 2; i++) {
