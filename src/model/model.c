@@ -260,6 +260,14 @@ static void cache_store(float *kc, float *vc, const float *k, const float *v, in
         }
 }
 
+/* Runs the statement(s) as profile phase p (state s in scope). */
+#define PHASE(p, ...)                    \
+    do {                                 \
+        ph_mark t_ = ph_start(s);        \
+        __VA_ARGS__;                     \
+        ph_end(s, p, t_);                \
+    } while (0)
+
 /* One chunk of n <= max_batch tokens through layers 0..last_layer; leaves the residual
  * stream in s->x. */
 static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer) {
@@ -268,45 +276,25 @@ static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, i
     int H = c->n_heads, KV = c->n_kv_heads;
     size_t kvd = (size_t)KV * hd;
     int pos0 = s->pos;
-    ph_mark t = ph_start(s);
     for (int i = 0; i < n; i++) s->pos_ids[i] = pos0 + i;
-    rmu_embedding_forward(s->x, tokens, n, &m->embed);
-    ph_end(s, RMU_PH_EMBED, t);
+    PHASE(RMU_PH_EMBED, rmu_embedding_forward(s->x, tokens, n, &m->embed));
     for (int l = 0; l <= last_layer; l++) {
         const rmu_layer *L = &m->layers[l];
         float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
         /* attention block */
-        t = ph_start(s);
-        rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps);
-        ph_end(s, RMU_PH_NORM, t);
-        t = ph_start(s);
-        qkv_project(L, s->xb, n, s->q, s->k, s->v);
-        ph_end(s, RMU_PH_QKV, t);
-        t = ph_start(s);
-        rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
-        rmu_rope_forward(s->k, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
-        cache_store(kc, vc, s->k, s->v, n, pos0, KV, hd, s->ctx);
-        ph_end(s, RMU_PH_ROPE, t);
-        t = ph_start(s);
-        rmu_attention_cached_forward(s->att_out, s->q, kc, vc, s->ctx, n, pos0, H, KV, hd, c->sliding_window, s->att,
-                                     s->nthreads);
-        ph_end(s, RMU_PH_ATTN, t);
-        t = ph_start(s);
-        rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1); /* x += attn(x) Wo^T */
-        ph_end(s, RMU_PH_WO, t);
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps));
+        PHASE(RMU_PH_QKV, qkv_project(L, s->xb, n, s->q, s->k, s->v));
+        PHASE(RMU_PH_ROPE, rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
+              rmu_rope_forward(s->k, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
+              cache_store(kc, vc, s->k, s->v, n, pos0, KV, hd, s->ctx));
+        PHASE(RMU_PH_ATTN, rmu_attention_cached_forward(s->att_out, s->q, kc, vc, s->ctx, n, pos0, H, KV, hd,
+                                                        c->sliding_window, s->att, s->nthreads));
+        PHASE(RMU_PH_WO, rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1)); /* x += attn(x) Wo^T */
         /* MLP block */
-        t = ph_start(s);
-        rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps);
-        ph_end(s, RMU_PH_NORM, t);
-        t = ph_start(s);
-        gate_up_project(L, s->xb, n, s->hb, s->hb2);
-        ph_end(s, RMU_PH_GATE_UP, t);
-        t = ph_start(s);
-        rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F);
-        ph_end(s, RMU_PH_SWIGLU, t);
-        t = ph_start(s);
-        rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1); /* x += mlp(x) */
-        ph_end(s, RMU_PH_DOWN, t);
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps));
+        PHASE(RMU_PH_GATE_UP, gate_up_project(L, s->xb, n, s->hb, s->hb2));
+        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F));
+        PHASE(RMU_PH_DOWN, rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1)); /* x += mlp(x) */
     }
     s->pos += n;
 }
@@ -314,12 +302,8 @@ static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, i
 /* Final norm and LM head for n rows of x into logits[n, V]. */
 static void lm_head(const rmu_model *m, rmu_state *s, const float *x, int n, float *logits) {
     const rmu_config *c = &m->cfg;
-    ph_mark t = ph_start(s);
-    rmu_rmsnorm_forward(s->xb, NULL, x, &m->final_norm, n, c->hidden_size, c->rms_norm_eps);
-    ph_end(s, RMU_PH_NORM, t);
-    t = ph_start(s);
-    rmu_linear_forward(logits, s->xb, &m->lm_head, n, 0);
-    ph_end(s, RMU_PH_LOGITS, t);
+    PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, x, &m->final_norm, n, c->hidden_size, c->rms_norm_eps));
+    PHASE(RMU_PH_LOGITS, rmu_linear_forward(logits, s->xb, &m->lm_head, n, 0));
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
