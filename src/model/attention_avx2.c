@@ -6,7 +6,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
-/* 2^x for x <= 128, 0 for x < -126 (and for -inf): x = n + f, |f| <= 1/2, 2^f by its
+/* 2^x for x <= 127, 0 for x < -126 (and for -inf): x = n + f, |f| <= 1/2, 2^f by its
  * degree-7 Taylor polynomial in f*ln2 (truncation < 4e-9 relative, below fp32 rounding). */
 AI __m256 exp2_ps(__m256 x) {
     __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-126.0f), _CMP_GE_OQ);
