@@ -1,7 +1,8 @@
 /* layers.h - the operations of a Mistral/Llama decoder. Each *_forward has its *_backward
  * beside it in layers.c (backward: the training engine). Shapes are in the comments:
  * N = tokens (batch x time, flattened), C = hidden, F = intermediate, H/KV = query/key-value
- * heads, hd = head dim. All activations are fp32; weights are read in their file dtype. */
+ * heads, hd = head dim. All activations are fp32; weights are read in their file dtype.
+ * Attention (forward, backward, cached inference) is its own module: model/attention.h. */
 #ifndef RMU_LAYERS_H
 #define RMU_LAYERS_H
 
@@ -28,14 +29,6 @@ void rmu_rope_forward(float *x, const int *pos, int N, int nh, int hd, const flo
 /* SwiGLU: h[n] = silu(gate[n]) * up[n] over n elements. h may alias gate. */
 void rmu_swiglu_forward(float *h, const float *gate, const float *up, size_t n);
 
-/* Causal grouped-query attention against a KV cache (inference).
- * q[N, H*hd] for positions pos0..pos0+N-1; kc/vc[ctx, KV*hd] hold keys/values for
- * positions 0..pos0+N-1; out[N, H*hd]. Keys older than the sliding window (window > 0:
- * key j visible from query i iff i - j < window) are skipped. scratch: [nthreads, ctx]. */
-void rmu_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int N, int pos0, int H,
-                                  int KV, int hd, int window, float *scratch, int nthreads);
-
-
 /* ==== backward passes and training-only ops (the training engine, src/train/).
  * Conventions: weight grads (dW, dw: fp32, the weight's shape) always ACCUMULATE (+=) and
  * may be NULL (frozen weight: skipped); activation grads say per function. Every reduction
@@ -61,21 +54,6 @@ void rmu_rope_backward(float *dx, const int *pos, int N, int nh, int hd, const f
 /* SwiGLU backward: dgate[n], dup[n] = dL/dgate, dL/dup (overwritten) from dh. dgate may
  * alias dh. */
 void rmu_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, size_t n);
-
-/* Training attention: B sequences of T tokens, causal, grouped-query, sliding window
- * (window > 0: key j visible from query i iff 0 <= i - j < window), padding mask.
- * q[B*T, H*hd], k/v[B*T, KV*hd] (RoPE already applied), mask[B*T] (1 real token, 0 pad;
- * NULL = all real): pad keys are never attended; a pad query row (nothing to attend) gets
- * out = 0 and lse = 0 rather than NaN. out[B*T, H*hd]; lse[B*T, H] = log-sum-exp of the
- * scaled scores, kept so the backward recomputes the probabilities instead of storing
- * [B,H,T,T]. scratch: [nthreads, T]. */
-void rmu_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *mask,
-                           int B, int T, int H, int KV, int hd, int window, float *scratch, int nthreads);
-/* dq[B*T, H*hd], dk/dv[B*T, KV*hd] are overwritten. Work is split over (sequence, kv head)
- * so every dk/dv row has one writer and a fixed summation order. scratch: [nthreads, 2*T]. */
-void rmu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                            const float *v, const float *lse, const int *mask, int B, int T, int H, int KV, int hd,
-                            int window, float *scratch, int nthreads);
 
 /* Softmax cross-entropy over V classes: losses[n] = logsumexp(logits[n]) - logits[n][t[n]]
  * (0 where targets[n] < 0: ignored). */

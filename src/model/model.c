@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/util.h"
+#include "model/attention.h"
 #include "model/layers.h"
 
 /* ---- loading: map HF tensor names onto the weight structs and check every shape. */
@@ -177,7 +180,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->att_out = malloc(B * qd * sizeof(float));
     s->hb = malloc(B * F * sizeof(float));
     s->hb2 = malloc(B * F * sizeof(float));
-    s->att = malloc((size_t)s->nthreads * ctx * sizeof(float));
+    s->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, (int)hd, s->nthreads) * sizeof(float));
     s->rope_cos = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->rope_sin = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->pos_ids = malloc(B * sizeof(int));
@@ -200,36 +203,112 @@ void rmu_state_free(rmu_state *s) {
 
 void rmu_state_reset(rmu_state *s) { s->pos = 0; }
 
+/* ---- inference forward */
+
+const char *rmu_phase_name(rmu_phase p) {
+    static const char *const names[RMU_PH_COUNT] = {"embedding", "rmsnorm",    "q/k/v proj", "rope+cache",
+                                                    "attention", "o proj",     "gate/up proj", "swiglu",
+                                                    "down proj", "lm head"};
+    return p < RMU_PH_COUNT ? names[p] : "?";
+}
+
+int rmu_phase_is_matmul(rmu_phase p) {
+    return p == RMU_PH_QKV || p == RMU_PH_WO || p == RMU_PH_GATE_UP || p == RMU_PH_DOWN || p == RMU_PH_LOGITS;
+}
+
+/* Phase timing, only when s->prof is set (a branch per phase otherwise). */
+typedef struct {
+    double wall, cpu;
+} ph_mark;
+
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static ph_mark ph_start(const rmu_state *s) {
+    ph_mark t = {0, 0};
+    if (s->prof) t = (ph_mark){rmu_now_s(), thread_cpu_s()};
+    return t;
+}
+
+static void ph_end(rmu_state *s, rmu_phase p, ph_mark t) {
+    if (!s->prof) return;
+    s->prof->wall[p] += rmu_now_s() - t.wall;
+    s->prof->cpu[p] += thread_cpu_s() - t.cpu;
+}
+
+/* q, k, v projections of n normalised rows. The one place to switch to a fused
+ * multi-matrix GEMV (kernels: one pass over xb and one parallel region instead of three)
+ * once it exists. */
+static void qkv_project(const rmu_layer *L, const float *xb, int n, float *q, float *k, float *v) {
+    rmu_linear_forward(q, xb, &L->wq, n, 0);
+    rmu_linear_forward(k, xb, &L->wk, n, 0);
+    rmu_linear_forward(v, xb, &L->wv, n, 0);
+}
+
+/* gate and up projections: the other place for the fused multi-matrix GEMV. */
+static void gate_up_project(const rmu_layer *L, const float *xb, int n, float *gate, float *up) {
+    rmu_linear_forward(gate, xb, &L->w_gate, n, 0);
+    rmu_linear_forward(up, xb, &L->w_up, n, 0);
+}
+
+/* New keys/values k/v[n, KV*hd] (RoPE applied) into the head-major cache at pos0. */
+static void cache_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0, int KV, int hd,
+                        int cap) {
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < KV; h++) {
+            size_t to = ((size_t)h * cap + pos0 + i) * hd, from = ((size_t)i * KV + h) * hd;
+            memcpy(kc + to, k + from, sizeof(float) * hd);
+            memcpy(vc + to, v + from, sizeof(float) * hd);
+        }
+}
+
+/* Runs the statement(s) as profile phase p (state s in scope). */
+#define PHASE(p, ...)                    \
+    do {                                 \
+        ph_mark t_ = ph_start(s);        \
+        __VA_ARGS__;                     \
+        ph_end(s, p, t_);                \
+    } while (0)
+
 /* One chunk of n <= max_batch tokens through layers 0..last_layer; leaves the residual
  * stream in s->x. */
 static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer) {
     const rmu_config *c = &m->cfg;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    int H = c->n_heads, KV = c->n_kv_heads, kvd = KV * hd;
+    int H = c->n_heads, KV = c->n_kv_heads;
+    size_t kvd = (size_t)KV * hd;
     int pos0 = s->pos;
     for (int i = 0; i < n; i++) s->pos_ids[i] = pos0 + i;
-    rmu_embedding_forward(s->x, tokens, n, &m->embed);
+    PHASE(RMU_PH_EMBED, rmu_embedding_forward(s->x, tokens, n, &m->embed));
     for (int l = 0; l <= last_layer; l++) {
         const rmu_layer *L = &m->layers[l];
         float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
-        /* attention block: the new keys/values go straight into the cache */
-        rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps);
-        rmu_linear_forward(s->q, s->xb, &L->wq, n, 0);
-        rmu_linear_forward(kc + (size_t)pos0 * kvd, s->xb, &L->wk, n, 0);
-        rmu_linear_forward(vc + (size_t)pos0 * kvd, s->xb, &L->wv, n, 0);
-        rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
-        rmu_rope_forward(kc + (size_t)pos0 * kvd, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
-        rmu_attention_cached_forward(s->att_out, s->q, kc, vc, n, pos0, H, KV, hd, c->sliding_window, s->att,
-                                     s->nthreads);
-        rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1); /* x += attn(x) Wo^T */
+        /* attention block */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps));
+        PHASE(RMU_PH_QKV, qkv_project(L, s->xb, n, s->q, s->k, s->v));
+        PHASE(RMU_PH_ROPE, rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
+              rmu_rope_forward(s->k, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
+              cache_store(kc, vc, s->k, s->v, n, pos0, KV, hd, s->ctx));
+        PHASE(RMU_PH_ATTN, rmu_attention_cached_forward(s->att_out, s->q, kc, vc, s->ctx, n, pos0, H, KV, hd,
+                                                        c->sliding_window, s->att, s->nthreads));
+        PHASE(RMU_PH_WO, rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1)); /* x += attn(x) Wo^T */
         /* MLP block */
-        rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps);
-        rmu_linear_forward(s->hb, s->xb, &L->w_gate, n, 0);
-        rmu_linear_forward(s->hb2, s->xb, &L->w_up, n, 0);
-        rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F);
-        rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1); /* x += mlp(x) */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps));
+        PHASE(RMU_PH_GATE_UP, gate_up_project(L, s->xb, n, s->hb, s->hb2));
+        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F));
+        PHASE(RMU_PH_DOWN, rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1)); /* x += mlp(x) */
     }
     s->pos += n;
+}
+
+/* Final norm and LM head for n rows of x into logits[n, V]. */
+static void lm_head(const rmu_model *m, rmu_state *s, const float *x, int n, float *logits) {
+    const rmu_config *c = &m->cfg;
+    PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, x, &m->final_norm, n, c->hidden_size, c->rms_norm_eps));
+    PHASE(RMU_PH_LOGITS, rmu_linear_forward(logits, s->xb, &m->lm_head, n, 0));
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
@@ -246,13 +325,8 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
         int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
         forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1);
         if (!logits) continue;
-        if (all) {
-            rmu_rmsnorm_forward(s->xb, NULL, s->x, &m->final_norm, nb, C, c->rms_norm_eps);
-            rmu_linear_forward(logits + (size_t)i0 * V, s->xb, &m->lm_head, nb, 0);
-        } else if (i0 + nb == n) {
-            rmu_rmsnorm_forward(s->xb, NULL, s->x + (size_t)(nb - 1) * C, &m->final_norm, 1, C, c->rms_norm_eps);
-            rmu_linear_forward(logits, s->xb, &m->lm_head, 1, 0);
-        }
+        if (all) lm_head(m, s, s->x, nb, logits + (size_t)i0 * V);
+        else if (i0 + nb == n) lm_head(m, s, s->x + (size_t)(nb - 1) * C, 1, logits);
     }
     return 0;
 }

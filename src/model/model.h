@@ -48,16 +48,44 @@ rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);
 /* Bytes of all weights (what one decode step reads). */
 size_t rmu_model_weight_bytes(const rmu_model *m);
 
+/* Phases of an inference forward pass, for profiling (rmu_state.prof). The matmul phases
+ * (QKV, WO, GATE_UP, DOWN, LOGITS) are GEMVs in decode; the rest is everything else. */
+typedef enum {
+    RMU_PH_EMBED,   /* embedding row lookup */
+    RMU_PH_NORM,    /* RMSNorms (two per layer, the final one) */
+    RMU_PH_QKV,     /* q/k/v projections */
+    RMU_PH_ROPE,    /* RoPE of q and k, new keys/values into the cache */
+    RMU_PH_ATTN,    /* attention over the cache */
+    RMU_PH_WO,      /* o projection + residual add */
+    RMU_PH_GATE_UP, /* gate/up projections */
+    RMU_PH_SWIGLU,  /* SwiGLU */
+    RMU_PH_DOWN,    /* down projection + residual add */
+    RMU_PH_LOGITS,  /* LM head */
+    RMU_PH_COUNT
+} rmu_phase;
+
+/* Seconds per phase, summed over forward calls: wall clock and the calling thread's CPU
+ * time (with one thread, CPU time is what the phase cost, whatever else the machine runs). */
+typedef struct rmu_prof {
+    double wall[RMU_PH_COUNT], cpu[RMU_PH_COUNT];
+} rmu_prof;
+
+const char *rmu_phase_name(rmu_phase p);
+int rmu_phase_is_matmul(rmu_phase p);
+
 /* Run state: KV cache for one sequence of up to ctx tokens and scratch for up to
- * max_batch tokens per forward call. */
+ * max_batch tokens per forward call. All memory is allocated by rmu_state_init: a forward
+ * call allocates nothing. */
 typedef struct rmu_state {
     int ctx, max_batch, pos;
-    float *kcache, *vcache;   /* [n_layers, ctx, KV*hd] */
+    float *kcache, *vcache;   /* [n_layers, KV, ctx, hd]: head-major, so attention streams one
+                               * head's keys/values from contiguous memory */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* scratch [max_batch, ...] */
-    float *att;               /* [threads, ctx] attention scores */
+    float *att;               /* attention scratch (rmu_attention_scratch_floats) */
     float *rope_cos, *rope_sin; /* [ctx, hd/2] */
     int *pos_ids;             /* [max_batch] */
     int nthreads;
+    rmu_prof *prof;           /* NULL, or forward calls add their phase times here */
 } rmu_state;
 
 int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu_err *e);

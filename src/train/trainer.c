@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/attention.h"
 #include "model/layers.h"
 #include "train/glob.h"
 
@@ -193,8 +194,8 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     if (tr->lm_chunk < 1) tr->lm_chunk = 1;
     if (o->last_layer >= 0) tr->lm_chunk = 0;
     size_t per = act_floats_per_layer(c, N);
-    size_t scr = N * (5 * C + 2 * qd + 2 * kvd + H + 3 * F + 3) + (size_t)tr->nthreads * 2 * T +
-                 (size_t)tr->lm_chunk * V;
+    size_t att_scr = rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, c->head_dim, tr->nthreads);
+    size_t scr = N * (5 * C + 2 * qd + 2 * kvd + H + 3 * F + 3) + att_scr + (size_t)tr->lm_chunk * V;
     tr->acts = calloc(c->n_layers, sizeof *tr->acts);
     tr->act_mem = nsave ? malloc(sizeof(float) * per * nsave) : NULL;
     tr->scr_mem = malloc(sizeof(float) * scr);
@@ -240,7 +241,7 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     tr->s_rstd = s, s += N;
     tr->s_losses = s, s += N;
     tr->s_rstdf = s, s += N;
-    tr->s_attn = s, s += (size_t)tr->nthreads * 2 * T;
+    tr->s_attn = s, s += att_scr;
     tr->s_logits = s, s += (size_t)tr->lm_chunk * V;
     /* backward reuses the no-save forward scratch: it reads only saved activations */
     tr->s_dq = tr->s_q;
@@ -427,8 +428,8 @@ static void layer_bwd(rmu_tr *tr, int l, int need_dx) {
     /* attention block: x += o(attn(rope(q(n)), rope(k(n)), v(n))), n = rmsnorm(x_in) */
     rmu_linear_backward(need_qkv ? tr->s_datt : NULL, 0, g->wo, dres, a->att, &L->wo, N);
     if (!need_qkv) return;
-    rmu_attention_backward(tr->s_dq, tr->s_dk, tr->s_dv, tr->s_datt, a->q, a->k, a->v, a->lse, tr->mask, tr->B, tr->T,
-                           H, KV, hd, c->sliding_window, tr->s_attn, tr->nthreads);
+    rmu_attention_backward(tr->s_dq, tr->s_dk, tr->s_dv, tr->s_datt, a->q, a->k, a->v, a->att, a->lse, tr->mask,
+                           tr->B, tr->T, H, KV, hd, c->sliding_window, tr->s_attn, tr->nthreads);
     rmu_rope_backward(tr->s_dq, tr->pos, N, H, hd, tr->rope_cos, tr->rope_sin);
     rmu_rope_backward(tr->s_dk, tr->pos, N, KV, hd, tr->rope_cos, tr->rope_sin);
     if (g->wq || g->wk || g->wv) rmu_rmsnorm_forward(tr->s_xb, NULL, a->x_in, &L->attn_norm, N, C, c->rms_norm_eps);

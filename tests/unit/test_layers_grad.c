@@ -1,4 +1,4 @@
-/* test_layers_grad.c - every *_backward in src/model/layers.c against central finite
+/* test_layers_grad.c - every *_backward in src/model/layers.c and attention.c against central finite
  * differences of its *_forward. The scalar loss is L = sum_i R_i out_i with fixed random R
  * (so dL/dout = R), summed in double; central differences with a step that balances fp32
  * rounding against truncation error, compared with a relative + absolute tolerance. */
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <omp.h>
 
+#include "model/attention.h"
 #include "model/layers.h"
 
 static float frand(uint64_t *s) {
@@ -278,7 +279,7 @@ static void att_case(int window, int use_mask) {
     x.R = rnd(nq, &s, 1);
     x.out = malloc(sizeof(float) * nq);
     x.lse = malloc(sizeof(float) * x.B * x.T * x.H);
-    x.scratch = malloc(sizeof(float) * x.nth * 2 * x.T);
+    x.scratch = malloc(sizeof(float) * rmu_attention_scratch_floats(x.H, x.KV, x.hd, x.nth));
     att_loss(&x);
     for (size_t i = 0; i < nq; i++) assert_true(isfinite(x.out[i]));
     if (use_mask) /* pad query rows output exactly 0 */
@@ -286,8 +287,8 @@ static void att_case(int window, int use_mask) {
             for (int i = 0; i < x.H * x.hd; i++) assert_true(x.out[(size_t)(x.T + t) * x.H * x.hd + i] == 0);
     float *dq = malloc(sizeof(float) * nq), *dk = malloc(sizeof(float) * nk), *dv = malloc(sizeof(float) * nk);
     for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = NAN; /* outputs are overwritten */
-    rmu_attention_backward(dq, dk, dv, x.R, x.q, x.k, x.v, x.lse, x.mask, x.B, x.T, x.H, x.KV, x.hd, x.window,
-                           x.scratch, x.nth);
+    rmu_attention_backward(dq, dk, dv, x.R, x.q, x.k, x.v, x.out, x.lse, x.mask, x.B, x.T, x.H, x.KV, x.hd,
+                           x.window, x.scratch, x.nth);
     check_fd("attention dq", att_loss, &x, x.q, dq, nq, 2e-3f, 3e-3, 3e-4);
     check_fd("attention dk", att_loss, &x, x.k, dk, nk, 2e-3f, 3e-3, 3e-4);
     check_fd("attention dv", att_loss, &x, x.v, dv, nk, 2e-3f, 3e-3, 3e-4);
@@ -314,7 +315,8 @@ static void test_attention_reference(void **st) {
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
     int mask[20] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
     float *q = rnd(nq, &s, 2), *k = rnd(nk, &s, 2), *v = rnd(nk, &s, 1), *out = malloc(sizeof(float) * nq);
-    float *lse = malloc(sizeof(float) * B * T * H), *scr = malloc(sizeof(float) * nth * T);
+    float *lse = malloc(sizeof(float) * B * T * H);
+    float *scr = malloc(sizeof(float) * rmu_attention_scratch_floats(H, KV, hd, nth));
     rmu_attention_forward(out, lse, q, k, v, mask, B, T, H, KV, hd, window, scr, nth);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
