@@ -27,9 +27,9 @@ void rmu_rmsnorm_forward(float *out, float *rstd, const float *x, const rmu_weig
     }
 }
 
-void rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta) {
-    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols};
-    rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta);
+int rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta, rmu_prec prec, rmu_err *e) {
+    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols, prec};
+    return rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta, e);
 }
 
 void rmu_rope_table(float *cos_t, float *sin_t, int npos, int hd, float theta) {
@@ -160,17 +160,20 @@ void rmu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *
     }
 }
 
-void rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
-                         int N) {
+int rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
+                        int N, rmu_prec prec, rmu_err *e) {
     int out = (int)W->rows, in = (int)W->cols;
+    /* resolved here: the dW product's B is x (fp32), yet follows the weight's precision */
+    if (prec == RMU_PREC_AUTO) prec = W->dtype == RMU_DT_BF16 ? RMU_PREC_BF16 : RMU_PREC_FP32;
     if (dx) { /* dx[N,in] = dy[N,out] W[out,in]: W read as B stored [K=out, N=in] */
-        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in};
-        rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta);
+        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in, prec};
+        if (rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta, e)) return -1;
     }
     if (dW) { /* dW[out,in] += dy^T x: A = dy^T through strides, B = x stored [K=N, in] */
-        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in};
-        rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f);
+        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in, prec};
+        if (rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f, e)) return -1;
     }
+    return 0;
 }
 
 void rmu_rope_backward(float *dx, const int *pos, int N, int nh, int hd, const float *cos_t, const float *sin_t) {

@@ -122,6 +122,8 @@ void rmu_model_free(rmu_model *m) {
     m->layers = NULL;
 }
 
+void rmu_model_set_precision(rmu_model *m, rmu_prec p) { m->precision = p; }
+
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name) {
     int ns = n_slots(&m->cfg);
     slot *s = calloc(ns, sizeof *s);
@@ -197,8 +199,9 @@ void rmu_state_reset(rmu_state *s) { s->pos = 0; }
 
 /* One chunk of n <= max_batch tokens through layers 0..last_layer; leaves the residual
  * stream in s->x. */
-static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer) {
+static int forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer, rmu_err *e) {
     const rmu_config *c = &m->cfg;
+    rmu_prec pr = m->precision;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     int H = c->n_heads, KV = c->n_kv_heads, kvd = KV * hd;
     int pos0 = s->pos;
@@ -209,22 +212,23 @@ static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, i
         float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
         /* attention block: the new keys/values go straight into the cache */
         rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps);
-        rmu_linear_forward(s->q, s->xb, &L->wq, n, 0);
-        rmu_linear_forward(kc + (size_t)pos0 * kvd, s->xb, &L->wk, n, 0);
-        rmu_linear_forward(vc + (size_t)pos0 * kvd, s->xb, &L->wv, n, 0);
+        if (rmu_linear_forward(s->q, s->xb, &L->wq, n, 0, pr, e)) return -1;
+        if (rmu_linear_forward(kc + (size_t)pos0 * kvd, s->xb, &L->wk, n, 0, pr, e)) return -1;
+        if (rmu_linear_forward(vc + (size_t)pos0 * kvd, s->xb, &L->wv, n, 0, pr, e)) return -1;
         rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
         rmu_rope_forward(kc + (size_t)pos0 * kvd, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
         rmu_attention_cached_forward(s->att_out, s->q, kc, vc, n, pos0, H, KV, hd, c->sliding_window, s->att,
                                      s->nthreads);
-        rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1); /* x += attn(x) Wo^T */
+        if (rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1, pr, e)) return -1; /* x += attn(x) Wo^T */
         /* MLP block */
         rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps);
-        rmu_linear_forward(s->hb, s->xb, &L->w_gate, n, 0);
-        rmu_linear_forward(s->hb2, s->xb, &L->w_up, n, 0);
+        if (rmu_linear_forward(s->hb, s->xb, &L->w_gate, n, 0, pr, e)) return -1;
+        if (rmu_linear_forward(s->hb2, s->xb, &L->w_up, n, 0, pr, e)) return -1;
         rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F);
-        rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1); /* x += mlp(x) */
+        if (rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1, pr, e)) return -1; /* x += mlp(x) */
     }
     s->pos += n;
+    return 0;
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
@@ -239,14 +243,14 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
     int C = c->hidden_size, V = c->vocab_size;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1);
+        if (forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1, e)) return -1;
         if (!logits) continue;
         if (all) {
             rmu_rmsnorm_forward(s->xb, NULL, s->x, &m->final_norm, nb, C, c->rms_norm_eps);
-            rmu_linear_forward(logits + (size_t)i0 * V, s->xb, &m->lm_head, nb, 0);
+            if (rmu_linear_forward(logits + (size_t)i0 * V, s->xb, &m->lm_head, nb, 0, m->precision, e)) return -1;
         } else if (i0 + nb == n) {
             rmu_rmsnorm_forward(s->xb, NULL, s->x + (size_t)(nb - 1) * C, &m->final_norm, 1, C, c->rms_norm_eps);
-            rmu_linear_forward(logits, s->xb, &m->lm_head, 1, 0);
+            if (rmu_linear_forward(logits, s->xb, &m->lm_head, 1, 0, m->precision, e)) return -1;
         }
     }
     return 0;
@@ -263,7 +267,7 @@ int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n,
     int C = c->hidden_size;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        forward_chunk(m, s, tokens + i0, nb, layer);
+        if (forward_chunk(m, s, tokens + i0, nb, layer, e)) return -1;
         memcpy(out + (size_t)i0 * C, s->x, sizeof(float) * nb * C);
     }
     return 0;

@@ -11,6 +11,7 @@
 #include "core/dtype.h"
 #include "core/err.h"
 #include "io/safetensors.h"
+#include "kernels/gemm.h"
 #include "model/config.h"
 
 /* A 2-D weight [rows, cols] row-major; a linear layer y = x W^T has rows = out, cols = in.
@@ -35,6 +36,7 @@ typedef struct rmu_model {
     rmu_weight final_norm;  /* [C] */
     rmu_weight lm_head;     /* [V, C]; == embed when tied */
     rmu_layer *layers;      /* [n_layers] */
+    rmu_prec precision;     /* of every matmul; AUTO (the default): bf16 iff the weight is BF16 */
     char dir[4096];
 } rmu_model;
 
@@ -42,6 +44,9 @@ typedef struct rmu_model {
  * configured shape; missing, extra and mis-shaped tensors are reported by name. */
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e);
 void rmu_model_free(rmu_model *m);
+/* Arithmetic of the matmuls (kernels/gemm.h): RMU_PREC_AUTO (bf16 for BF16 weights, what a
+ * bf16 PyTorch run computes), RMU_PREC_BF16 or RMU_PREC_FP32 (exact fp32 everywhere). */
+void rmu_model_set_precision(rmu_model *m, rmu_prec p);
 /* HF name of a weight, e.g. "model.layers.3.mlp.down_proj.weight"; returns a pointer into
  * the model (lets train/unlearn swap a weight's data for an fp32 master copy). */
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);
