@@ -161,6 +161,12 @@ static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, 
     return 0;
 }
 
+static void pack_b(const rmu_gemm_type *ty, const rmu_gemm_b *B, int kp, int k0, int kc, int n0, int nr, int NR,
+                   int rnd, char *dst) {
+    if (kp == 2) ty->pack_b2(B, k0, kc, n0, nr, NR, (uint32_t *)dst);
+    else ty->pack_b(B, k0, kc, n0, nr, NR, rnd, (float *)dst);
+}
+
 /* The blocked product (see gemm_impl.h). */
 static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const float *A, long rsa, long csa,
                    const rmu_gemm_b *B, int bf16, float *C, long ldc, int acc0, rmu_err *e) {
@@ -182,8 +188,11 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
     tm = (M + MT - 1) / MT;
     int ntiles = tn * tm;
     if (nth > ntiles) nth = ntiles;
+    /* Rows of a tile in one A block: each B micro-panel is used once, so it is packed right
+     * before use and stays in L1 (reading the weights overlaps the arithmetic). */
+    int fused = MT <= MC;
     size_t slots = (size_t)(KC / kp);
-    size_t abytes = round64(slots * MC * 4), bbytes = round64(slots * imin(NT, npan * NR) * 4);
+    size_t abytes = round64(slots * MC * 4), bbytes = round64(slots * (fused ? NR : imin(NT, npan * NR)) * 4);
     size_t per = abytes + bbytes;
     char *ws = aligned_alloc(64, per * nth);
     if (!ws) return rmu_errf(e, "gemm: out of memory (%zu bytes of packing buffers)", per * nth);
@@ -196,20 +205,22 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
             for (int k0 = 0; k0 < K; k0 += KC) {
                 int kc = imin(KC, K - k0), ks = (kc + kp - 1) / kp, acc = acc0 || k0 > 0;
                 size_t bpan = (size_t)ks * NR * 4, apan = (size_t)ks * MR * 4; /* bytes per micro-panel */
-                for (int j = n0; j < n1; j += NR) {
-                    char *dst = Bp + (size_t)(j - n0) / NR * bpan;
-                    if (kp == 2) ty->pack_b2(B, k0, kc, j, imin(NR, n1 - j), NR, (uint32_t *)dst);
-                    else ty->pack_b(B, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, (float *)dst);
-                }
+                if (!fused)
+                    for (int j = n0; j < n1; j += NR)
+                        pack_b(ty, B, kp, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, Bp + (size_t)(j - n0) / NR * bpan);
                 for (int i0 = m0; i0 < m1; i0 += MC) {
                     int mc = imin(MC, m1 - i0);
                     for (int i = 0; i < mc; i += MR)
                         isa->pack_a(imin(MR, mc - i), kc, A + (i0 + i) * rsa + (long)k0 * csa, rsa, csa, MR, rnd_a,
                                     Ap + (size_t)i / MR * apan);
-                    for (int j = n0; j < n1; j += NR)
+                    for (int j = n0; j < n1; j += NR) {
+                        char *bp = Bp;
+                        if (fused) pack_b(ty, B, kp, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, bp);
+                        else bp += (size_t)(j - n0) / NR * bpan;
                         for (int i = 0; i < mc; i += MR)
-                            isa->ukernel(ks, Ap + (size_t)i / MR * apan, Bp + (size_t)(j - n0) / NR * bpan,
-                                         C + (size_t)(i0 + i) * ldc + j, ldc, imin(MR, mc - i), imin(NR, n1 - j), acc);
+                            isa->ukernel(ks, Ap + (size_t)i / MR * apan, bp, C + (size_t)(i0 + i) * ldc + j, ldc,
+                                         imin(MR, mc - i), imin(NR, n1 - j), acc);
+                    }
                 }
             }
         }

@@ -114,12 +114,14 @@ static void pack_a(int mr, int kc, const float *A, long rsa, long csa, int MRx, 
     if (csa == 1 && mr == MR) {
         for (; k + 8 <= kc; k += 8) {
             __m256 r[8];
+#pragma GCC unroll 6
             for (int i = 0; i < MR; i++) {
                 r[i] = _mm256_loadu_ps(A + i * rsa + k);
                 if (rnd) r[i] = round_bf16(r[i]);
             }
             r[6] = r[7] = _mm256_setzero_ps();
             transpose8(r);
+#pragma GCC unroll 8
             for (int t = 0; t < 8; t++) store6(Ap + (size_t)(k + t) * MR, r[t], k + t == kc - 1);
         }
     } else if (rsa == 1) {
@@ -150,17 +152,25 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
     int k = 0;
     if (B->trans) {
         /* 8 rows at a time over all of kc: rows ld apart often share an L1 set, and 8 of
-         * them is what an 8-way L1 holds while each line is read in pieces */
-        int kk = kc / 8 * 8;
-        for (int jb = 0; jb < NR; jb += 8) {
+         * them is what an 8-way L1 holds while each line is read in pieces. Rows past nr
+         * read zeros. Loops unrolled by hand-held pragmas: the 8 vectors must stay in
+         * registers. */
+        static const float zero_row[1024];
+        int kk = kc * es <= sizeof zero_row ? kc / 8 * 8 : 0;
+        for (int jb = 0; jb < NR && kk; jb += 8) {
+            const char *rp[8];
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++)
+                rp[t] = jb + t < nr ? base + ((size_t)(n0 + jb + t) * B->ld + k0) * es : (const char *)zero_row;
             for (k = 0; k < kk; k += 8) {
                 __m256 r[8];
-                for (int t = 0; t < 8; t++)
-                    r[t] = jb + t < nr ? load8(dt, base + ((size_t)(n0 + jb + t) * B->ld + k0 + k) * es)
-                                       : _mm256_setzero_ps();
-                if (rnd)
-                    for (int t = 0; t < 8; t++) r[t] = round_bf16(r[t]);
+#pragma GCC unroll 8
+                for (int t = 0; t < 8; t++) {
+                    r[t] = load8(dt, rp[t] + (size_t)k * es);
+                    if (rnd) r[t] = round_bf16(r[t]);
+                }
                 transpose8(r);
+#pragma GCC unroll 8
                 for (int t = 0; t < 8; t++) _mm256_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
             }
         }
