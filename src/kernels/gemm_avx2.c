@@ -220,27 +220,41 @@ AI float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Two accumulators per row of x (16 k per step): one FMA chain per row would be bound by
+ * the FMA latency, not by memory, for M = 1. */
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
                 const void *W, long ldw, float *y, long ldy, int acc) {
     const size_t es = dt == RMU_DT_F32 ? 4 : 2;
     for (int n = n0; n < n1; n++) {
         const char *row = (const char *)W + (size_t)n * ldw * es;
-        __m256 s[4];
+        __m256 s0[4], s1[4];
         float tail[4] = {0, 0, 0, 0};
-        for (int m = 0; m < M; m++) s[m] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm256_setzero_ps();
         int k = 0;
+        for (; k + 16 <= K; k += 16) {
+            __m256 w0 = load8(dt, row + (size_t)k * es), w1 = load8(dt, row + (size_t)(k + 8) * es);
+            if (rnd) w0 = round_bf16(w0), w1 = round_bf16(w1);
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) {
+                s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w0, s0[m]);
+                s1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k + 8), w1, s1[m]);
+            }
+        }
         for (; k + 8 <= K; k += 8) {
             __m256 w = load8(dt, row + (size_t)k * es);
             if (rnd) w = round_bf16(w);
-            for (int m = 0; m < M; m++) s[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w, s[m]);
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w, s0[m]);
         }
         for (; k < K; k++) {
             float w = rmu_gemm_load_f32(row, dt, k);
             if (rnd) w = rmu_gemm_round_bf16(w);
             for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
         }
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
-            float v = hsum8(s[m]) + tail[m];
+            float v = hsum8(_mm256_add_ps(s0[m], s1[m])) + tail[m];
             y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
         }
     }

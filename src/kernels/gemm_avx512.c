@@ -104,42 +104,64 @@ AI void store_c(__m512 c[MR][2], float *C, long ldc, int mr, int nr, int acc) {
     }
 }
 
+/* Named accumulators (with an array GCC keeps them in memory); AOP is the multiply-add. */
+#define ACC_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define ACC_ALL(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define ACC_OUT(i) c[i][0] = c##i##0, c[i][1] = c##i##1;
+#define ACC_F32(i)                                                                                                 \
+    {                                                                                                              \
+        __m512 ai = _mm512_set1_ps(a[i]);                                                                          \
+        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);                                                                \
+        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);                                                                \
+    }
+#define ACC_BF16(i)                                                                                                \
+    {                                                                                                              \
+        __m512bh ai = as_bh(_mm512_set1_epi32((int)a[i]));                                                         \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, ai, b0);                                                               \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, ai, b1);                                                               \
+    }
+
+/* C comes from L3 (each tile of C is revisited once per kc slice): start it early. */
+AI void prefetch_c(const float *C, long ldc) {
+    for (int i = 0; i < MR; i++) {
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
+    }
+}
+
 /* fp32: Ap[ks][12] fp32, Bp[ks][32] fp32 */
 static void ukernel_f32(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
     const float *a = Ap, *b = Bp;
-    __m512 c[MR][2];
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    prefetch_c(C, ldc);
+    ACC_ALL(ACC_DECL)
 #pragma GCC unroll 2
     for (int k = 0; k < ks; k++) {
         __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-        for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[i]);
-            c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
-        }
+        ACC_ALL(ACC_F32)
         a += MR;
         b += NR;
     }
+    __m512 c[MR][2];
+    ACC_ALL(ACC_OUT)
     store_c(c, C, ldc, mr, nr, acc);
 }
 
 /* bf16 pairs: Ap[ks][12] u32, Bp[ks][32] u32, one u32 = bf16 of k (low half) and k+1 */
 static void ukernel_bf16(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
     const uint32_t *a = Ap, *b = Bp;
-    __m512 c[MR][2];
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    prefetch_c(C, ldc);
+    ACC_ALL(ACC_DECL)
 #pragma GCC unroll 2
     for (int k = 0; k < ks; k++) {
         __m512bh b0 = as_bh(_mm512_load_si512((const void *)b));
         __m512bh b1 = as_bh(_mm512_load_si512((const void *)(b + 16)));
-        for (int i = 0; i < MR; i++) {
-            __m512bh ai = as_bh(_mm512_set1_epi32((int)a[i]));
-            c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
-            c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
-        }
+        ACC_ALL(ACC_BF16)
         a += MR;
         b += NR;
     }
+    __m512 c[MR][2];
+    ACC_ALL(ACC_OUT)
     store_c(c, C, ldc, mr, nr, acc);
 }
 
@@ -148,6 +170,7 @@ static void ukernel_bf16(int ks, const void *Ap, const void *Bp, float *C, long 
 /* r[t] <- column t of the 16x16 block r (rows r[0..15]). */
 AI void transpose16(__m512 r[16]) {
     __m512 t[16], u[16];
+#pragma GCC unroll 4
     for (int g = 0; g < 4; g++) {
         __m512 *x = r + 4 * g;
         t[4 * g + 0] = _mm512_unpacklo_ps(x[0], x[1]);
@@ -160,6 +183,7 @@ AI void transpose16(__m512 r[16]) {
         u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
         u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
     }
+#pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
         __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
@@ -189,11 +213,13 @@ static void pack_a_f32(int mr, int kc, const float *A, long rsa, long csa, int M
     if (csa == 1) {
         for (; k + 16 <= kc; k += 16) {
             __m512 r[16];
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
                 r[i] = i < mr ? _mm512_loadu_ps(A + i * rsa + k) : _mm512_setzero_ps();
                 if (rnd) r[i] = round_bf16(r[i]);
             }
             transpose16(r);
+#pragma GCC unroll 16
             for (int t = 0; t < 16; t++) _mm512_mask_storeu_ps(Ap + (size_t)(k + t) * MR, m12, r[t]);
         }
     } else if (rsa == 1) {
@@ -216,11 +242,13 @@ static void pack_a_bf16(int mr, int kc, const float *A, long rsa, long csa, int 
     if (csa == 1) {
         for (; k + 32 <= kc; k += 32) {
             __m512 r[16];
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
                 r[i] = i < mr ? _mm512_castsi512_ps(pairs_of(_mm512_loadu_ps(A + i * rsa + k),
                                                              _mm512_loadu_ps(A + i * rsa + k + 16)))
                               : _mm512_setzero_ps();
             transpose16(r);
+#pragma GCC unroll 16
             for (int t = 0; t < 16; t++)
                 _mm512_mask_storeu_epi32(Ap + (size_t)(k / 2 + t) * MR, m12, _mm512_castps_si512(r[t]));
         }
@@ -254,12 +282,14 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
         for (; k + 16 <= kc; k += 16) {
             for (int jb = 0; jb < NR; jb += 16) {
                 __m512 r[16];
+#pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) {
                     r[t] = jb + t < nr ? load16(dt, base + ((size_t)(n0 + jb + t) * B->ld + k0 + k) * es)
                                        : _mm512_setzero_ps();
                     if (rnd) r[t] = round_bf16(r[t]);
                 }
                 transpose16(r);
+#pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
             }
         }
@@ -299,11 +329,13 @@ AI void pack_b2_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int 
         for (; k + 32 <= kc; k += 32) {
             for (int jb = 0; jb < NR; jb += 16) {
                 __m512 r[16];
+#pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) {
                     const char *row = base + ((size_t)(n0 + jb + t) * B->ld + k0 + k) * es;
                     r[t] = jb + t < nr ? _mm512_castsi512_ps(pairs16(dt, row)) : _mm512_setzero_ps();
                 }
                 transpose16(r);
+#pragma GCC unroll 16
                 for (int t = 0; t < 16; t++)
                     _mm512_store_si512((void *)(Bp + (size_t)(k / 2 + t) * NR + jb), _mm512_castps_si512(r[t]));
             }
@@ -347,11 +379,13 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
     for (int n = n0; n < n1; n++) {
         const char *row = (const char *)W + (size_t)n * ldw * es;
         __m512 s0[4], s1[4];
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
         int k = 0;
         for (; k + 32 <= K; k += 32) {
             __m512 w0 = load16(dt, row + (size_t)k * es), w1 = load16(dt, row + (size_t)(k + 16) * es);
             if (rnd) w0 = round_bf16(w0), w1 = round_bf16(w1);
+#pragma GCC unroll 4
             for (int m = 0; m < M; m++) {
                 s0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k), w0, s0[m]);
                 s1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k + 16), w1, s1[m]);
@@ -363,6 +397,7 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
             if (rnd) w = rmu_gemm_round_bf16(w);
             for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
         }
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             float v = _mm512_reduce_add_ps(_mm512_add_ps(s0[m], s1[m])) + tail[m];
             y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
