@@ -51,9 +51,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librmu.a
 
 unit: $(TEST_BIN)
 
-# Benchmark programs (bench/README.md): not part of `make test`.
-BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+# Benchmark programs (bench/README.md): not part of `make test`. bench-dnnl needs Debian's
+# libdnnl-dev (oneDNN, for side-by-side figures only; rmu never links it).
+BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out bench/dnnl_bench.c,$(wildcard bench/*.c)))
 bench: $(BENCH_BIN)
+bench-dnnl: $(BUILD)/bench/dnnl_bench
+$(BUILD)/bench/dnnl_bench: bench/dnnl_bench.c $(BUILD)/librmu.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/librmu.a $(LDLIBS) -ldnnl
 $(BUILD)/bench/%: bench/%.c $(BUILD)/librmu.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/librmu.a $(LDLIBS)
@@ -121,5 +126,5 @@ install: all
 clean:
 	rm -rf build build-asan build-fuzz build-simde
 
-.PHONY: all unit bench asan simde fuzz deps test demo install clean
+.PHONY: all unit bench bench-dnnl asan simde fuzz deps test demo install clean
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(SIMDE_OBJ:.o=.d)
