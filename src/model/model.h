@@ -2,7 +2,8 @@
  * forward pass with a KV cache. Prefix rmu_model_ (weights) and rmu_state_ (run state).
  *
  * Weights are pointers into the safetensors mmap (no copy); every matmul reads them in
- * their file dtype (F32/F16/BF16) and computes in fp32. */
+ * their file dtype (F32/F16/BF16) and computes in the model's precision (bf16 products with
+ * fp32 sums for BF16 weights by default, or exact fp32; rmu_model_set_precision). */
 #ifndef RMU_MODEL_H
 #define RMU_MODEL_H
 
