@@ -196,7 +196,9 @@ AI void transpose16(__m512 r[16]) {
 }
 
 /* 16 bf16 values (as 16-bit lanes) of 16 rounded fp32 lanes. */
-AI __m256i to_bf16x16(__m512 v) { return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(round_bf16(v)), 16)); }
+AI __m256i to_bf16x16(__m512 v) {
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(round_bf16(v)), 16));
+}
 
 /* 16 k-pairs (u32 lanes) from 32 consecutive fp32 values. */
 AI __m512i pairs_of(__m512 lo16, __m512 hi16) {
