@@ -46,19 +46,51 @@ $(BUILD)/librmu.a: $(LIB_OBJ)
 $(BUILD)/rmu: $(CLI_OBJ) $(APP_OBJ) $(BUILD)/librmu.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(APP_OBJ) $(BUILD)/librmu.a $(LDLIBS)
 
-# A unit test links librmu.a plus, for the demo's own tests, the demo objects.
+# A unit test links librmu.a plus, for the demo's own tests, the demo objects;
+# test_gemm_oom makes the library's aligned_alloc fail on demand (link-time wrap, no hook).
 TEST_APP_test_demo_kb = $(APP_OBJ)
+WRAP_test_gemm_oom = -Wl,--wrap=aligned_alloc
 $(BUILD)/tests/test_demo_kb: $(APP_OBJ)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/librmu.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_APP_$*) $(BUILD)/librmu.a $(LDLIBS) -lcmocka
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_APP_$*) $(BUILD)/librmu.a $(LDLIBS) -lcmocka $(WRAP_$*)
 
 unit: $(TEST_BIN)
+
+# Benchmark programs (bench/README.md): not part of `make test`. bench-dnnl needs Debian's
+# libdnnl-dev (oneDNN, for side-by-side figures only; rmu never links it).
+BENCH_BIN = $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out bench/dnnl_bench.c,$(wildcard bench/*.c)))
+bench: $(BENCH_BIN)
+bench-dnnl: $(BUILD)/bench/dnnl_bench
+$(BUILD)/bench/dnnl_bench: bench/dnnl_bench.c $(BUILD)/librmu.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/librmu.a $(LDLIBS) -ldnnl
+$(BUILD)/bench/%: bench/%.c $(BUILD)/librmu.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/librmu.a $(LDLIBS)
 
 # Sanitizer build of the library and unit tests in its own folder.
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	        LDLIBS="$(LDLIBS) -fsanitize=address,undefined" build-asan/rmu unit BUILD=build-asan
+
+# The AVX-512 kernels emulated with SIMDe (Debian libsimde-dev) on top of AVX2: the GEMM unit
+# test built against them runs every AVX-512 path on CPUs without AVX-512 (tests/run.sh).
+SIMDE_DIR = build-simde
+SIMDE_OBJ = $(patsubst %.c,$(SIMDE_DIR)/%.o,$(wildcard src/kernels/*.c) src/core/dtype.c src/core/err.c)
+simde: $(SIMDE_DIR)/tests/test_gemm
+$(SIMDE_DIR)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) $(SIMD_AVX2) -DRMU_GEMM_EMULATED -DRMU_GEMM_SIMDE -c $< -o $@
+$(SIMDE_DIR)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) $(SIMD_AVX2) -DRMU_GEMM_EMULATED -c $< -o $@
+$(SIMDE_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -DRMU_GEMM_EMULATED -c $< -o $@
+$(SIMDE_DIR)/tests/test_gemm: tests/unit/test_gemm.c $(SIMDE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Itests/unit -o $@ $^ -lm -fopenmp -lpthread -lcmocka
 
 # libFuzzer targets: each links only the parser it exercises (clang, ASan + UBSan).
 FUZZ_CORE = $(wildcard src/core/*.c)
@@ -87,6 +119,7 @@ test:
 	@scripts/install-deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory simde
 	@tests/run.sh
 
 # The demo needs only the build dependencies (no PyTorch, no npm oracles).
@@ -105,7 +138,7 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e "s|@VERSION@|$$(sed -n 's/.*RMU_VERSION \"\(.*\)\"/\1/p' src/core/version.h)|" rmu.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rmu.pc
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-simde
 
-.PHONY: all unit asan fuzz deps test demo install clean
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(APP_OBJ:.o=.d)
+.PHONY: all unit bench bench-dnnl asan simde fuzz deps test demo install clean
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(SIMDE_OBJ:.o=.d)

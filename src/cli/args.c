@@ -40,6 +40,21 @@ int cli_float(const char *cmd, const char *flag, const char *val, double lo, dou
     return 0;
 }
 
+int cli_precision(const char *cmd, const char *val, rmu_prec *out) {
+    const char *flag = "--precision";
+    if (!val && (val = getenv("RMU_PRECISION")) && *val) flag = "RMU_PRECISION";
+    if (!val || !*val) {
+        *out = RMU_PREC_AUTO;
+        return 0;
+    }
+    rmu_err e;
+    if (rmu_prec_parse(val, out, &e)) {
+        cli_fail(cmd, 2, "%s: expected auto, bf16 or fp32, got '%s'", flag, val);
+        return -1;
+    }
+    return 0;
+}
+
 const char *cli_value(const char *cmd, int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
         cli_fail(cmd, 2, "%s: missing value", argv[*i]);

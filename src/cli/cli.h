@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "kernels/gemm.h"
+
 /* Each command: returns the process exit status (0 ok, 1 runtime error, 2 usage error). */
 int rmu_cmd_generate(int argc, char **argv);
 int rmu_cmd_chat(int argc, char **argv);
@@ -32,6 +34,11 @@ int cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi
 int cli_float(const char *cmd, const char *flag, const char *val, double lo, double hi, double *out);
 /* Takes the value of the flag at argv[*i] (advancing *i); prints a usage error when missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+/* --precision auto|bf16|fp32 (the matmuls' arithmetic, kernels/gemm.h): the flag's value, or
+ * val NULL for the default - the environment variable RMU_PRECISION when set, else auto.
+ * A bad value prints a usage error and returns -1. */
+int cli_precision(const char *cmd, const char *val, rmu_prec *out);
 
 /* Parse "1 2 3" (spaces/commas) into a malloc'd id array. */
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **ids, int *n);

@@ -17,7 +17,7 @@ static const char *USAGE =
     "                 [--lr 5e-5] [--warmup N] [--schedule constant|linear|cosine] [--weight-decay 0]\n"
     "                 [--clip 1.0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-eps 1e-8]\n"
     "                 [--seed 42] [--save-every N] [--keep-checkpoints 2] [--resume] [--overwrite]\n"
-    "                 [--log FILE.jsonl] [--dtype bf16|f16|f32] [--quiet]\n"
+    "                 [--log FILE.jsonl] [--dtype bf16|f16|f32] [--precision auto|bf16|fp32] [--quiet]\n"
     "data: *.jsonl/*.ndjson (one object per line, text in --field), *.json (an array of strings or\n"
     "      objects, or JSON Lines when it does not start with '['), other files plain text with one\n"
     "      document per non-blank line, keeping its line break. Documents get BOS (per\n"
@@ -80,6 +80,7 @@ int rmu_cmd_train(int argc, char **argv) {
     const char *cmd = "train", *v;
     rmu_ft_opts o;
     rmu_ft_defaults(&o);
+    if (cli_precision(cmd, NULL, &o.precision)) return 2; /* RMU_PRECISION; --precision overrides */
     ui u = {0};
     int have_epochs = 0;
     for (int i = 1; i < argc; i++) {
@@ -162,6 +163,8 @@ int rmu_cmd_train(int argc, char **argv) {
             else if (!strcmp(v, "f32")) o.out_dtype = RMU_DT_F32;
             else if ((o.out_dtype = rmu_dtype_parse(v)) == RMU_DT_INVALID)
                 return cli_fail(cmd, 2, "--dtype: expected bf16, f16 or f32, got '%s'", v);
+        } else if (!strcmp(f, "--precision")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_precision(cmd, v, &o.precision)) return 2;
         } else if (!strcmp(f, "--quiet") || !strcmp(f, "-q")) {
             u.quiet = 1;
         /* hidden options: tests and benchmarks */

@@ -14,7 +14,7 @@ static const char *USAGE =
     "         [--alpha 1200,1200] [--lr 5e-5] [--batch-size 4] [--max-num-batches 150]\n"
     "         [--max-len 512,768] [--retain-max-len 512] [--min-len 0] [--seed 42] [--adaptive BETA]\n"
     "         [--log FILE.jsonl] [--save-control-vectors FILE] [--control-vectors FILE] [--optimizer hf|torch]\n"
-    "         [--overwrite]\n"
+    "         [--precision auto|bf16|fp32] [--overwrite]\n"
     "corpora: .jsonl/.ndjson files hold one {\"text\": ...} object per line; .json files a JSON array\n"
     "(of strings or such objects) or JSON Lines; other files are plain text, one text per non-blank\n"
     "line, keeping its line break. One retain corpus per forget corpus (topic).\n"
@@ -87,6 +87,7 @@ int rmu_cmd_unlearn(int argc, char **argv) {
     const char *cmd = "unlearn", *v;
     rmu_unl_opts o;
     rmu_unl_defaults(&o);
+    if (cli_precision(cmd, NULL, &o.precision)) return 2; /* RMU_PRECISION; --precision overrides */
     char *lists[8] = {0};
     int nlists = 0, rc = 2;
     long l;
@@ -166,6 +167,8 @@ int rmu_cmd_unlearn(int argc, char **argv) {
                 goto out;
             }
             o.torch_adamw = !strcmp(v, "torch");
+        } else if (!strcmp(f, "--precision")) {
+            if (cli_precision(cmd, v, &o.precision)) goto out;
         } else if (!strcmp(f, "--dump-batches")) o.dump_batches = v; /* tests: batches for the PyTorch reference */
         else {
             cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);

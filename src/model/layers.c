@@ -26,9 +26,21 @@ void rmu_rmsnorm_forward(float *out, float *rstd, const float *x, const rmu_weig
     }
 }
 
-void rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta) {
-    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols};
-    rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta);
+int rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta, rmu_prec prec, rmu_err *e) {
+    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols, prec};
+    return rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta, e);
+}
+
+int rmu_linear_forward_multi(float *const *ys, const rmu_weight *const *Ws, int nw, const float *x, int N,
+                             rmu_prec prec, rmu_err *e) {
+    rmu_gemm_job jobs[8];
+    if (nw < 1 || nw > 8) return rmu_errf(e, "linear_forward_multi: %d layers (1..8)", nw);
+    for (int j = 0; j < nw; j++) {
+        if (Ws[j]->cols != Ws[0]->cols) return rmu_errf(e, "linear_forward_multi: layers with different inputs");
+        jobs[j] = (rmu_gemm_job){{Ws[j]->data, Ws[j]->dtype, 1, (long)Ws[j]->cols, prec}, (int)Ws[j]->rows, ys[j],
+                                 (long)Ws[j]->rows, 0.0f};
+    }
+    return rmu_gemm_multi(N, (int)Ws[0]->cols, x, (long)Ws[0]->cols, jobs, nw, e);
 }
 
 void rmu_rope_table(float *cos_t, float *sin_t, int npos, int hd, float theta) {
@@ -121,17 +133,20 @@ void rmu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *
     }
 }
 
-void rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
-                         int N) {
+int rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
+                        int N, rmu_prec prec, rmu_err *e) {
     int out = (int)W->rows, in = (int)W->cols;
+    /* resolved here: the dW product's B is x (fp32), yet follows the weight's precision */
+    if (prec == RMU_PREC_AUTO) prec = W->dtype == RMU_DT_BF16 ? RMU_PREC_BF16 : RMU_PREC_FP32;
     if (dx) { /* dx[N,in] = dy[N,out] W[out,in]: W read as B stored [K=out, N=in] */
-        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in};
-        rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta);
+        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in, prec};
+        if (rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta, e)) return -1;
     }
     if (dW) { /* dW[out,in] += dy^T x: A = dy^T through strides, B = x stored [K=N, in] */
-        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in};
-        rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f);
+        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in, prec};
+        if (rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f, e)) return -1;
     }
+    return 0;
 }
 
 void rmu_rope_backward(float *dx, const int *pos, int N, int nh, int hd, const float *cos_t, const float *sin_t) {

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "kernels/gemm.h"
 #include "model/model.h"
 
 /* embedding: out[N,C] = E[ids[n]] */
@@ -17,8 +18,14 @@ void rmu_embedding_forward(float *out, const int *ids, int N, const rmu_weight *
  * for the backward pass. out may alias x. */
 void rmu_rmsnorm_forward(float *out, float *rstd, const float *x, const rmu_weight *w, int N, int C, float eps);
 
-/* linear: y[N,out] = x[N,in] W^T (beta 0), or y += x W^T (beta 1: fuses a residual add). */
-void rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta);
+/* linear: y[N,out] = x[N,in] W^T (beta 0), or y += x W^T (beta 1: fuses a residual add).
+ * prec: the arithmetic (kernels/gemm.h; AUTO = bf16 iff W is BF16). Errors (out of memory
+ * in the GEMM) return -1 with e filled. */
+int rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta, rmu_prec prec, rmu_err *e);
+/* nw linear layers on the same input, ys[j][N, out_j] = x W_j^T, in one pass over x and one
+ * parallel region when N is small (decode's Q/K/V and gate/up: rmu_gemm_multi). */
+int rmu_linear_forward_multi(float *const *ys, const rmu_weight *const *Ws, int nw, const float *x, int N,
+                             rmu_prec prec, rmu_err *e);
 
 /* RoPE tables: cos/sin[npos, hd/2] for positions 0..npos-1 (angles in double precision). */
 void rmu_rope_table(float *cos_t, float *sin_t, int npos, int hd, float theta);
@@ -43,9 +50,10 @@ void rmu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *
                           const rmu_weight *w, int N, int C);
 
 /* linear y[N,out] = x[N,in] W^T: dx[N,in] = dy W (dx_beta 0) or dx += dy W (dx_beta 1);
- * dW[out,in] += dy^T x. dx or dW may be NULL. */
-void rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
-                         int N);
+ * dW[out,in] += dy^T x. dx or dW may be NULL. prec as the forward's: in bf16 precision both
+ * products round their inputs (dy, and W or x) to bf16. Returns 0 or -1 (e filled). */
+int rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
+                        int N, rmu_prec prec, rmu_err *e);
 
 /* RoPE backward in place: dx[N, nh*hd] (grad w.r.t. the rotated values) becomes the grad
  * w.r.t. the values before rotation (the inverse rotation). */

@@ -130,6 +130,8 @@ void rmu_model_free(rmu_model *m) {
     m->layers = NULL;
 }
 
+void rmu_model_set_precision(rmu_model *m, rmu_prec p) { m->precision = p; }
+
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name) {
     int ns = n_slots(&m->cfg);
     slot *s = calloc(ns, sizeof *s);
@@ -239,19 +241,21 @@ static void ph_end(rmu_state *s, rmu_phase p, ph_mark t) {
     s->prof->cpu[p] += thread_cpu_s() - t.cpu;
 }
 
-/* q, k, v projections of n normalised rows. The one place to switch to a fused
- * multi-matrix GEMV (kernels: one pass over xb and one parallel region instead of three)
- * once it exists. */
-static void qkv_project(const rmu_layer *L, const float *xb, int n, float *q, float *k, float *v) {
-    rmu_linear_forward(q, xb, &L->wq, n, 0);
-    rmu_linear_forward(k, xb, &L->wk, n, 0);
-    rmu_linear_forward(v, xb, &L->wv, n, 0);
+/* q, k, v projections of n normalised rows: one pass over xb and one parallel region for
+ * the three (the fused multi-matrix GEMV when n is small, as in decode). */
+static int qkv_project(const rmu_layer *L, const float *xb, int n, float *q, float *k, float *v, rmu_prec pr,
+                       rmu_err *e) {
+    float *ys[3] = {q, k, v};
+    const rmu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+    return rmu_linear_forward_multi(ys, ws, 3, xb, n, pr, e);
 }
 
-/* gate and up projections: the other place for the fused multi-matrix GEMV. */
-static void gate_up_project(const rmu_layer *L, const float *xb, int n, float *gate, float *up) {
-    rmu_linear_forward(gate, xb, &L->w_gate, n, 0);
-    rmu_linear_forward(up, xb, &L->w_up, n, 0);
+/* gate and up projections, fused the same way. */
+static int gate_up_project(const rmu_layer *L, const float *xb, int n, float *gate, float *up, rmu_prec pr,
+                           rmu_err *e) {
+    float *ys[2] = {gate, up};
+    const rmu_weight *ws[2] = {&L->w_gate, &L->w_up};
+    return rmu_linear_forward_multi(ys, ws, 2, xb, n, pr, e);
 }
 
 /* New keys/values k/v[n, KV*hd] (RoPE applied) into the head-major cache at pos0. */
@@ -273,10 +277,20 @@ static void cache_store(float *kc, float *vc, const float *k, const float *v, in
         ph_end(s, p, t_);                \
     } while (0)
 
+/* Runs call (0, or -1 with e filled) as profile phase p; an error returns -1 at once. */
+#define PHASE_CALL(p, call)              \
+    do {                                 \
+        ph_mark t_ = ph_start(s);        \
+        int rc_ = (call);                \
+        ph_end(s, p, t_);                \
+        if (rc_) return -1;              \
+    } while (0)
+
 /* One chunk of n <= max_batch tokens through layers 0..last_layer; leaves the residual
  * stream in s->x. */
-static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer) {
+static int forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer, rmu_err *e) {
     const rmu_config *c = &m->cfg;
+    rmu_prec pr = m->precision;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     int H = c->n_heads, KV = c->n_kv_heads;
     size_t kvd = (size_t)KV * hd;
@@ -288,27 +302,29 @@ static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, i
         float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
         /* attention block */
         PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps));
-        PHASE(RMU_PH_QKV, qkv_project(L, s->xb, n, s->q, s->k, s->v));
+        PHASE_CALL(RMU_PH_QKV, qkv_project(L, s->xb, n, s->q, s->k, s->v, pr, e));
         PHASE(RMU_PH_ROPE, rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
               rmu_rope_forward(s->k, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
               cache_store(kc, vc, s->k, s->v, n, pos0, KV, hd, s->ctx));
         PHASE(RMU_PH_ATTN, rmu_attention_cached_forward(s->att_out, s->q, kc, vc, s->ctx, n, pos0, H, KV, hd,
                                                         c->sliding_window, s->att, s->nthreads));
-        PHASE(RMU_PH_WO, rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1)); /* x += attn(x) Wo^T */
+        PHASE_CALL(RMU_PH_WO, rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1, pr, e)); /* x += attn(x) Wo^T */
         /* MLP block */
         PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps));
-        PHASE(RMU_PH_GATE_UP, gate_up_project(L, s->xb, n, s->hb, s->hb2));
+        PHASE_CALL(RMU_PH_GATE_UP, gate_up_project(L, s->xb, n, s->hb, s->hb2, pr, e));
         PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F));
-        PHASE(RMU_PH_DOWN, rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1)); /* x += mlp(x) */
+        PHASE_CALL(RMU_PH_DOWN, rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1, pr, e)); /* x += mlp(x) */
     }
     s->pos += n;
+    return 0;
 }
 
 /* Final norm and LM head for n rows of x into logits[n, V]. */
-static void lm_head(const rmu_model *m, rmu_state *s, const float *x, int n, float *logits) {
+static int lm_head(const rmu_model *m, rmu_state *s, const float *x, int n, float *logits, rmu_err *e) {
     const rmu_config *c = &m->cfg;
     PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, x, &m->final_norm, n, c->hidden_size, c->rms_norm_eps));
-    PHASE(RMU_PH_LOGITS, rmu_linear_forward(logits, s->xb, &m->lm_head, n, 0));
+    PHASE_CALL(RMU_PH_LOGITS, rmu_linear_forward(logits, s->xb, &m->lm_head, n, 0, m->precision, e));
+    return 0;
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
@@ -323,10 +339,10 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
     int C = c->hidden_size, V = c->vocab_size;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1);
+        if (forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1, e)) return -1;
         if (!logits) continue;
-        if (all) lm_head(m, s, s->x, nb, logits + (size_t)i0 * V);
-        else if (i0 + nb == n) lm_head(m, s, s->x + (size_t)(nb - 1) * C, 1, logits);
+        if (all && lm_head(m, s, s->x, nb, logits + (size_t)i0 * V, e)) return -1;
+        if (!all && i0 + nb == n && lm_head(m, s, s->x + (size_t)(nb - 1) * C, 1, logits, e)) return -1;
     }
     return 0;
 }
@@ -342,7 +358,7 @@ int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n,
     int C = c->hidden_size;
     for (int i0 = 0; i0 < n; i0 += s->max_batch) {
         int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        forward_chunk(m, s, tokens + i0, nb, layer);
+        if (forward_chunk(m, s, tokens + i0, nb, layer, e)) return -1;
         memcpy(out + (size_t)i0 * C, s->x, sizeof(float) * nb * C);
     }
     return 0;

@@ -2,7 +2,8 @@
  * forward pass with a KV cache. Prefix rmu_model_ (weights) and rmu_state_ (run state).
  *
  * Weights are pointers into the safetensors mmap (no copy); every matmul reads them in
- * their file dtype (F32/F16/BF16) and computes in fp32. */
+ * their file dtype (F32/F16/BF16) and computes in the model's precision (bf16 products with
+ * fp32 sums for BF16 weights by default, or exact fp32; rmu_model_set_precision). */
 #ifndef RMU_MODEL_H
 #define RMU_MODEL_H
 
@@ -11,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/err.h"
 #include "io/safetensors.h"
+#include "kernels/gemm.h"
 #include "model/config.h"
 
 /* A 2-D weight [rows, cols] row-major; a linear layer y = x W^T has rows = out, cols = in.
@@ -35,6 +37,7 @@ typedef struct rmu_model {
     rmu_weight final_norm;  /* [C] */
     rmu_weight lm_head;     /* [V, C]; == embed when tied */
     rmu_layer *layers;      /* [n_layers] */
+    rmu_prec precision;     /* of every matmul; AUTO (the default): bf16 iff the weight is BF16 */
     char dir[4096];
 } rmu_model;
 
@@ -42,6 +45,9 @@ typedef struct rmu_model {
  * configured shape; missing, extra and mis-shaped tensors are reported by name. */
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e);
 void rmu_model_free(rmu_model *m);
+/* Arithmetic of the matmuls (kernels/gemm.h): RMU_PREC_AUTO (bf16 for BF16 weights, what a
+ * bf16 PyTorch run computes), RMU_PREC_BF16 or RMU_PREC_FP32 (exact fp32 everywhere). */
+void rmu_model_set_precision(rmu_model *m, rmu_prec p);
 /* HF name of a weight, e.g. "model.layers.3.mlp.down_proj.weight"; returns a pointer into
  * the model (lets train/unlearn swap a weight's data for an fp32 master copy). */
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);

@@ -309,6 +309,7 @@ void rmu_ft_close(rmu_ft *h) {
 static int open_inputs(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
     if (rmu_model_load(&h->m, o->model_dir, e)) return -1;
+    rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     const rmu_config *c = &h->m.cfg;
     if (o->seq_len > c->max_position_embeddings && c->max_position_embeddings > 0)

@@ -32,6 +32,7 @@
 
 #include "core/dtype.h"
 #include "core/err.h"
+#include "kernels/gemm.h"
 
 typedef struct rmu_ft_opts {
     const char *model_dir, *out_dir;
@@ -53,6 +54,7 @@ typedef struct rmu_ft_opts {
     int resume;
     int overwrite;          /* replace an existing OUT (a model folder) when the run ends */
     rmu_dtype out_dtype;    /* RMU_DT_INVALID = each tensor's input dtype */
+    rmu_prec precision;     /* matmul precision (0 = auto: bf16 arithmetic for BF16 weights) */
     /* hidden, for tests and benchmarks */
     const char *batch_json; /* fixed padded batches {"input_ids","attention_mask"} (or a list), cycled */
     const char *dump_grads; /* write the first batch's gradients (F32 safetensors) and stop */

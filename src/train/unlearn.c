@@ -493,6 +493,7 @@ rmu_unl *rmu_unl_open(const rmu_unl_opts *o, rmu_err *e) {
     h->o = *o;
     h->L = o->layer_id;
     if (check_opts(h, e) || rmu_model_load(&h->m, o->model_dir, e)) goto fail;
+    rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     int nl = h->m.cfg.n_layers, C = h->m.cfg.hidden_size;
     if (h->L < 0 || h->L >= nl) {

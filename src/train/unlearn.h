@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "kernels/gemm.h"
 
 #define RMU_UNL_MAX_TOPICS 16
 #define RMU_UNL_MAX_LAYERS 64
@@ -68,6 +69,8 @@ typedef struct rmu_unl_opts {
     const char *dump_batches;
     int torch_adamw;         /* 1: torch.optim.AdamW; 0 (default): transformers.AdamW as the reference */
     int overwrite;           /* replace an existing out_dir (a model folder) as a whole */
+    rmu_prec precision;      /* matmul precision (0 = auto: bf16 arithmetic for BF16 weights, as the
+                              * reference's bf16 model computes) */
 } rmu_unl_opts;
 
 /* What one step reports (returned by rmu_unl_step, given to the progress callback, logged). */
