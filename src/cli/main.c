@@ -22,6 +22,7 @@ static const command COMMANDS[] = {
     {"train", rmu_cmd_train, "fine-tune (causal LM) selected tensors with AdamW; checkpoints, resume"},
     {"unlearn", rmu_cmd_unlearn, "RMU: remove a domain of knowledge (WMDP defaults)"},
     {"eval", rmu_cmd_eval, "WMDP / MMLU / multiple-choice accuracy as lm-evaluation-harness v0.4.2"},
+    {"attack", rmu_cmd_attack, "relearn / ablate: how much unlearned knowledge comes back"},
     {"mtbench", rmu_cmd_mtbench, "MT-Bench answers (FastChat format); mtbench judge / show: scores"},
     {"demo", rmu_cmd_demo, "end-to-end demo: RMU removes one of two invented knowledge domains"},
     {"logits", rmu_cmd_logits, "raw logits / hidden states for token ids (numeric checks)"},
