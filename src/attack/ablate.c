@@ -182,13 +182,14 @@ static int same_shape(const rmu_model *u, const rmu_model *b, rmu_err *e) {
 /* Adds the residual after each of `layers` over the real tokens (BOS excluded) of the first
  * max_texts documents into sum [nl, C]. */
 static int accumulate(const rmu_model *m, rmu_state *s, const rmu_tokenizer *t, const rmu_data_docs *d,
-                      const rmu_ablate_opts *o, double *sum, long *ntok, int *ntext, float *buf, rmu_err *e) {
+                      const rmu_ablate_opts *o, int max_len, double *sum, long *ntok, int *ntext, float *buf,
+                      rmu_err *e) {
     int C = m->cfg.hidden_size, add_bos = rmu_tok_add_bos(t), bos = rmu_tok_bos_id(t);
     *ntok = 0, *ntext = 0;
     for (size_t i = 0; i < d->n && i < (size_t)o->max_texts; i++) {
         int *ids, n;
         if (rmu_tok_encode(t, d->text[i], d->len[i], add_bos, &ids, &n, e)) return -1;
-        if (n > o->max_len) n = o->max_len;
+        if (n > max_len) n = max_len;
         int first = n > 0 && add_bos && ids[0] == bos ? 1 : 0;
         for (int j = 0; j < o->n_layers && n > first; j++) {
             if (rmu_model_hidden(m, s, ids, n, o->layers[j], buf, e)) {
@@ -230,16 +231,19 @@ static int estimate(const rmu_ablate_opts *o, const rmu_model *u, const rmu_mode
     if (read_corpus(&fd, o->forget, o->field, "forget", e) ||
         (o->retain && read_corpus(&rd, o->retain, o->field, "retain", e)))
         goto out;
-    int ctx = o->max_len;
+    /* positions past the trained context mean nothing: texts are cut there too */
+    int ctx = o->max_len, mp = u->cfg.max_position_embeddings;
+    if (mp > 0 && ctx > mp) ctx = mp;
     if (rmu_state_init(&s, u, ctx, ctx < 512 ? ctx : 512, e)) goto out;
     have_s = 1;
     long nt_b;
     int tx_b;
     note(nf, ud, "residuals at layers of %s and %s on %zu forget texts", u->dir, b->dir,
          fd.n < (size_t)o->max_texts ? fd.n : (size_t)o->max_texts);
-    if (accumulate(u, &s, t, &fd, o, sum, &r->tokens[0], &r->texts[0], buf, e) ||
-        accumulate(b, &s, t, &fd, o, sum + (size_t)nl * C, &nt_b, &tx_b, buf, e) ||
-        (o->retain && accumulate(u, &s, t, &rd, o, sum + (size_t)2 * nl * C, &r->tokens[1], &r->texts[1], buf, e)))
+    if (accumulate(u, &s, t, &fd, o, ctx, sum, &r->tokens[0], &r->texts[0], buf, e) ||
+        accumulate(b, &s, t, &fd, o, ctx, sum + (size_t)nl * C, &nt_b, &tx_b, buf, e) ||
+        (o->retain &&
+         accumulate(u, &s, t, &rd, o, ctx, sum + (size_t)2 * nl * C, &r->tokens[1], &r->texts[1], buf, e)))
         goto out;
     if (r->tokens[0] == 0 || (o->retain && r->tokens[1] == 0)) {
         rmu_errf(e, "%s: no token to average (texts empty after the BOS)", r->tokens[0] ? "retain" : "forget");

@@ -278,9 +278,10 @@ static int point(run *R, long step, rmu_err *e) {
     return rc;
 }
 
+/* What a resumed run must share (the data by content: the samples' hashes, not its path). */
 static json_t *settings_json(const rmu_relearn_opts *o, const rmu_report *rep, json_t *shas) {
-    return json_pack("{s:s, s:I, s:o, s:s, s:I, s:f, s:i, s:i, s:b, s:f, s:f, s:f, s:I, s:s, s:I, s:o, s:I, s:b}",
-                     "data", o->data, "samples", (json_int_t)o->samples, "samples_sha256", shas, "field",
+    return json_pack("{s:I, s:o, s:s, s:I, s:f, s:i, s:i, s:b, s:f, s:f, s:f, s:I, s:s, s:I, s:o, s:I, s:b}",
+                     "samples", (json_int_t)o->samples, "samples_sha256", shas, "field",
                      o->field ? o->field : "text", "steps", (json_int_t)o->steps, "epochs", o->epochs, "batch_size",
                      o->batch_size, "seq_len", o->seq_len, "pack", o->pack, "lr", o->lr, "weight_decay",
                      o->weight_decay, "clip", o->clip, "warmup", (json_int_t)o->warmup, "schedule",
@@ -312,8 +313,8 @@ static json_t *result_json(const run *R, const rmu_relearn_result *r) {
     for (int i = 0; i < r->npoints; i++)
         json_array_append_new(pts, json_pack("{s:I, s:o}", "step", (json_int_t)r->steps[i], "acc",
                                              acc_obj(&r->rep, r->acc + (size_t)i * r->rep.nkeys)));
-    return json_pack("{s:s, s:s, s:s, s:O, s:I, s:I, s:o, s:o, s:f}", "attack", "relearn", "model",
-                     R->o->model_dir, "output", R->o->out_dir, "settings", R->settings, "steps",
+    return json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:I, s:o, s:o, s:f}", "attack", "relearn", "model",
+                     R->o->model_dir, "data", R->o->data, "output", R->o->out_dir, "settings", R->settings, "steps",
                      (json_int_t)r->total_steps, "start_step", (json_int_t)r->start_step, "curve", pts, "accuracy",
                      rmu_report_json(&r->rep, r->base, r->unlearned, r->final), "seconds", r->seconds);
 }

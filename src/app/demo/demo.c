@@ -328,7 +328,7 @@ int rmu_demo_write_svg(const char *path, const rmu_demo_curve *c, const rmu_demo
             double a = k < 2 ? r->acc[d][k] : k == 2 ? r->relearn.acc[d] : r->ablate.acc[d];
             double x = bx + 14 + d * 168 + k * 38, hh = bh * a;
             rmu_sb_printf(&s, "<rect x='%.1f' y='%.1f' width='34' height='%.1f' fill='%s'/>\n", x, by + bh - hh, hh, col[k]);
-            rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='middle'>%.0f%%</text>\n", x + 17,
+            rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='9' text-anchor='middle'>%.1f%%</text>\n", x + 17,
                  by + bh - hh - 4, 100 * a);
             if (k == 0)
                 rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>%s</text>\n", x + 74,
