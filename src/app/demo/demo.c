@@ -63,7 +63,8 @@
  * --small (10 entities, 300 steps, 80 batches), seeds 1/2/3: forget 28.3, 28.3, 34.2%, retain
  * -1.7, -1.7, 0; 120 questions a domain, so its test allows wider bounds.
  *
- * Attacks (Łucki et al. 2024), settings fixed by rule before looking at their effect:
+ * Attacks (Łucki et al. 2024), settings chosen by rule; the sweep below was run while
+ * choosing and is kept so that the choice can be judged:
  *   relearn: the paper's SFT recipe (first 10 forget-corpus texts, batch 1, 3 epochs, one
  *     text per sequence, linear schedule, weight decay 0.01) on every tensor, at lr 3e-4: one
  *     tenth of the pretraining peak rate, the usual ratio between pretraining and fine-tuning
