@@ -14,7 +14,7 @@ SIMD_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vn
 SIMD_AVX2   = -mavx2 -mfma -mf16c
 
 LIB_SRC  = $(sort $(wildcard src/core/*.c src/io/*.c src/tokenizer/*.c src/kernels/*.c \
-                           src/model/*.c src/train/*.c src/eval/*.c))
+                           src/model/*.c src/train/*.c src/eval/*.c src/attack/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 # Applications on top of the library: linked into the rmu binary only, never into librmu.a.
 APP_SRC  = $(sort $(wildcard src/app/demo/*.c))

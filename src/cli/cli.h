@@ -18,6 +18,7 @@ int rmu_cmd_init(int argc, char **argv);
 int rmu_cmd_logits(int argc, char **argv);
 int rmu_cmd_train(int argc, char **argv);
 int rmu_cmd_unlearn(int argc, char **argv);
+int rmu_cmd_attack(int argc, char **argv);          /* rmu attack relearn|ablate */
 int rmu_cmd_eval(int argc, char **argv);
 int rmu_cmd_mtbench(int argc, char **argv);
 int rmu_cmd_mtbench_judge(int argc, char **argv); /* rmu mtbench judge */

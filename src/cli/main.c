@@ -22,6 +22,7 @@ static const command COMMANDS[] = {
     {"train", rmu_cmd_train, "fine-tune (causal LM) selected tensors with AdamW; checkpoints, resume"},
     {"unlearn", rmu_cmd_unlearn, "RMU: remove a domain of knowledge (WMDP defaults)"},
     {"eval", rmu_cmd_eval, "WMDP / MMLU / multiple-choice accuracy as lm-evaluation-harness v0.4.2"},
+    {"attack", rmu_cmd_attack, "relearn / ablate: how much unlearned knowledge comes back"},
     {"mtbench", rmu_cmd_mtbench, "MT-Bench answers (FastChat format); mtbench judge / show: scores"},
     {"export", rmu_cmd_export, "the model as a GGUF file for llama.cpp / ollama (f32, f16, bf16, q8_0)"},
     {"demo", rmu_cmd_demo, "end-to-end demo: RMU removes one of two invented knowledge domains"},
