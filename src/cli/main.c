@@ -25,6 +25,7 @@ static const command COMMANDS[] = {
     {"attack", rmu_cmd_attack, "relearn / ablate: how much unlearned knowledge comes back"},
     {"mtbench", rmu_cmd_mtbench, "MT-Bench answers (FastChat format); mtbench judge / show: scores"},
     {"export", rmu_cmd_export, "the model as a GGUF file for llama.cpp / ollama (f32, f16, bf16, q8_0)"},
+    {"quantize", rmu_cmd_quantize, "FP8 E4M3 weights with channel/tensor scales (compressed-tensors, for vLLM)"},
     {"demo", rmu_cmd_demo, "end-to-end demo: RMU removes one of two invented knowledge domains"},
     {"logits", rmu_cmd_logits, "raw logits / hidden states for token ids (numeric checks)"},
 };

@@ -154,8 +154,8 @@ static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, 
         const rmu_gemm_job *jb = &jobs[j];
         int b = is_bf16(&jb->B);
         int n0 = cc * ROWS_CHUNK, n1 = imin(n0 + ROWS_CHUNK, jb->N);
-        isa->type[jb->B.dtype].rows(M, n0, n1, K, b ? xb : xf, b ? K : ldf, jb->B.data, jb->B.ld,
-                                    b && jb->B.dtype != RMU_DT_BF16, jb->C, jb->ldc, jb->beta != 0.0f);
+        isa->type[jb->B.dtype].rows(M, n0, n1, K, b ? xb : xf, b ? K : ldf, &jb->B, b && jb->B.dtype != RMU_DT_BF16,
+                                    jb->C, jb->ldc, jb->beta != 0.0f);
     }
     free(buf);
     return 0;
@@ -229,9 +229,14 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
     return 0;
 }
 
-static int check_b(const gemm_dispatch *d, const rmu_gemm_b *B, rmu_err *e) {
+/* B's dtype is known; an F8 B has one scale or one per stored row (N when trans, else K). */
+static int check_b(const gemm_dispatch *d, const rmu_gemm_b *B, int N, int K, rmu_err *e) {
     if ((int)B->dtype <= 0 || (int)B->dtype >= RMU_GEMM_NDT || !d->isa[RMU_GEMM_PORTABLE].type[B->dtype].size)
         return rmu_errf(e, "gemm: unsupported weight dtype %d", (int)B->dtype);
+    long rows = B->trans ? N : K;
+    if (B->dtype == RMU_DT_F8_E4M3 && (!B->scale || (B->nscale != 1 && B->nscale != rows)))
+        return rmu_errf(e, "gemm: an F8_E4M3 weight needs 1 or %ld fp32 scales, got %ld%s", rows, B->nscale,
+                        B->scale ? "" : " (no scale array)");
     return 0;
 }
 
@@ -242,7 +247,7 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
     if (beta != 0.0f && beta != 1.0f) return rmu_errf(e, "gemm: beta must be 0 or 1, got %g", beta);
     if ((int)path < 0 || path >= RMU_GEMM_NPATHS || !rmu_gemm_path_available(path))
         return rmu_errf(e, "gemm: kernel path %s is not available on this CPU", rmu_gemm_path_name(path));
-    if (check_b(d, B, e)) return -1;
+    if (check_b(d, B, N, K, e)) return -1;
     if (M == 0 || N == 0) return 0;
     int acc0 = beta != 0.0f;
     if (K == 0) {
@@ -251,7 +256,8 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
         return 0;
     }
     int bf16 = is_bf16(B);
-    const rmu_gemm_isa *isa = pick_isa(d, path, bf16);
+    /* F8: the fp32 micro-kernel also in bf16 precision (gemm.h) */
+    const rmu_gemm_isa *isa = pick_isa(d, path, bf16 && B->dtype != RMU_DT_F8_E4M3);
     int nth = threads_for(2.0 * M * N * K, nthreads > 0 ? nthreads : omp_get_max_threads());
     if (M <= 4 && B->trans) {
         rmu_gemm_job job = {*B, N, C, ldc, beta};
@@ -273,7 +279,7 @@ int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *j
         if (jobs[j].N < 0) return rmu_errf(e, "gemm_multi: job %d: negative N", j);
         if (jobs[j].beta != 0.0f && jobs[j].beta != 1.0f)
             return rmu_errf(e, "gemm_multi: job %d: beta must be 0 or 1, got %g", j, jobs[j].beta);
-        if (check_b(d, &jobs[j].B, e)) return -1;
+        if (check_b(d, &jobs[j].B, jobs[j].N, K, e)) return -1;
     }
     if (M > 4 || K == 0) {
         for (int j = 0; j < njobs; j++)

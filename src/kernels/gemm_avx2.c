@@ -4,6 +4,7 @@
  * bf16 in BF16 precision) while packing, and the GEMV row kernels. gemm_avx512.c has the
  * same structure at twice the width. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -136,18 +137,37 @@ static void pack_a(int mr, int kc, const float *A, long rsa, long csa, int MRx, 
     if (k < kc) rmu_gemm_pack_a_generic(mr, kc - k, A + k * csa, rsa, csa, MR, rnd, Ap + (size_t)k * MR);
 }
 
-/* 8 elements of dtype dt at p as fp32. */
+/* FP8 codes (sign-extended to 16-bit lanes) -> the fp16 patterns of e4m3(code) * 2^-8
+ * (gemm_impl.h): sign to bit 15, magnitude to bits 13..7. The NaN codes come out as
+ * +-1.875 * 2^-8 here; f8_nan8 gives them the NaN exponent (the GEMV rows check a row's
+ * codes for NaN on the side instead: cheaper per element). */
+AI __m128i f8_half8(__m128i s16) { return _mm_and_si128(_mm_slli_epi16(s16, 7), _mm_set1_epi16((short)0xbfff)); }
+AI __m256i f8_half16(__m256i s16) {
+    return _mm256_and_si256(_mm256_slli_epi16(s16, 7), _mm256_set1_epi16((short)0xbfff));
+}
+AI __m128i f8_nan8(__m128i h) {
+    __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x3f80)), _mm_set1_epi16(0x3f80));
+    return _mm_or_si128(h, _mm_and_si128(nan, _mm_set1_epi16(0x7c00)));
+}
+
+/* Bytes per element of the dtypes this file reads. */
+#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
+
+/* 8 elements of dtype dt at p as fp32 (F8: times 2^-8, NaN codes included). */
 AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm256_loadu_ps(p);
+    if (dt == RMU_DT_F8_E4M3) return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(_mm_loadl_epi64(p)))));
     __m128i h = _mm_loadu_si128(p);
     if (dt == RMU_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }
 
 /* fp32 B panel [kc][16]. Stored [N,K] (weights, forward): 8x8 transposes; stored [K,N]:
- * rows converted as they are. Tails (k % 8, odd nr) take the generic packer. */
+ * rows converted as they are. F8: times the stored row's scale (per column of the
+ * transposed block, per row otherwise). Tails (k % 8, odd nr) take the generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const size_t es = ESIZE(dt);
+    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
@@ -159,9 +179,13 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
         int kk = kc * es <= sizeof zero_row ? kc / 8 * 8 : 0;
         for (int jb = 0; jb < NR && kk; jb += 8) {
             const char *rp[8];
+            float sc[8] = {0};
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++)
+            for (int t = 0; t < 8; t++) {
                 rp[t] = jb + t < nr ? base + ((size_t)(n0 + jb + t) * B->ld + k0) * es : (const char *)zero_row;
+                if (f8 && jb + t < nr) sc[t] = rmu_gemm_f8_scale(B, n0 + jb + t) * RMU_GEMM_F8_UNIT;
+            }
+            const __m256 sv = _mm256_loadu_ps(sc);
             for (k = 0; k < kk; k += 8) {
                 __m256 r[8];
 #pragma GCC unroll 8
@@ -171,7 +195,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
                 }
                 transpose8(r);
 #pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) _mm256_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+                for (int t = 0; t < 8; t++) {
+                    if (f8) r[t] = _mm256_mul_ps(r[t], sv);
+                    _mm256_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+                }
             }
         }
     } else if (nr == NR) {
@@ -179,6 +206,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
             __m256 v0 = load8(dt, row), v1 = load8(dt, row + 8 * es);
             if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
+            if (f8) {
+                __m256 sv = _mm256_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
+                v0 = _mm256_mul_ps(v0, sv), v1 = _mm256_mul_ps(v1, sv);
+            }
             _mm256_store_ps(Bp + (size_t)k * NR, v0);
             _mm256_store_ps(Bp + (size_t)k * NR + 8, v1);
         }
@@ -198,11 +229,15 @@ static void pack_b_f16(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int 
     (void)NRx;
     pack_b_dt(RMU_DT_F16, B, k0, kc, n0, nr, rnd, Bp);
 }
+static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
+    (void)NRx, (void)rnd; /* FP8 values are exact in bf16; the scale is applied in fp32 */
+    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
+}
 
 /* ---- row conversion */
 
 AI void to_f32_dt(const rmu_dtype dt, float *dst, const void *src, long n) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const size_t es = ESIZE(dt);
     long i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(dt, (const char *)src + i * es));
     if (i < n) rmu_to_f32(dst + i, (const char *)src + i * es, dt, (size_t)(n - i));
@@ -210,6 +245,7 @@ AI void to_f32_dt(const rmu_dtype dt, float *dst, const void *src, long n) {
 static void to_f32_f32(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F32, d, s, n); }
 static void to_f32_bf16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_BF16, d, s, n); }
 static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, d, s, n); }
+static void to_f32_f8(float *d, const void *s, long n) { rmu_to_f32(d, s, RMU_DT_F8_E4M3, (size_t)n); }
 
 /* ---- GEMV rows (decode): each weight row read once for the M <= 4 rows of x */
 
@@ -223,10 +259,10 @@ AI float hsum8(__m256 v) {
 /* Two accumulators per row of x (16 k per step): one FMA chain per row would be bound by
  * the FMA latency, not by memory, for M = 1. */
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
-                const void *W, long ldw, float *y, long ldy, int acc) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+                const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    const size_t es = ESIZE(dt);
     for (int n = n0; n < n1; n++) {
-        const char *row = (const char *)W + (size_t)n * ldw * es;
+        const char *row = (const char *)B->data + (size_t)n * B->ld * es;
         __m256 s0[4], s1[4];
         float tail[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
@@ -260,36 +296,97 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
     }
 }
 
+/* F8 GEMV rows, one byte per weight: the dot products of the 2^-8-scaled values times the
+ * row's scale x 2^8 once at the end. The codes are decoded without their NaN case; the row's
+ * codes are max-reduced on the side instead (0x7f is the largest signed byte, 0xff the largest
+ * unsigned one), and a row holding one gives NaN, as decoding it would. Prefetching 1 KiB
+ * ahead: a 4 KiB row is one page, where the hardware prefetcher stops and starts again. */
+AI void rows_f8m(const int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, float *y,
+                 long ldy, int acc) {
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)B->data + (size_t)n * B->ld;
+        __m256 s0[4], s1[4];
+        __m128i smax = _mm_setzero_si128(), umax = _mm_setzero_si128();
+        float tail[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 16 <= K; k += 16) {
+            if (!(k & 63)) _mm_prefetch((const char *)row + k + 1024, _MM_HINT_T0);
+            __m128i b = _mm_loadu_si128((const void *)(row + k));
+            smax = _mm_max_epi8(smax, b), umax = _mm_max_epu8(umax, b);
+            __m256i h = f8_half16(_mm256_cvtepi8_epi16(b));
+            __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+            __m256 w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) {
+                s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w0, s0[m]);
+                s1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k + 8), w1, s1[m]);
+            }
+        }
+        for (; k + 8 <= K; k += 8) {
+            __m128i b = _mm_loadl_epi64((const void *)(row + k)); /* upper 8 bytes 0: neutral for the maxima */
+            smax = _mm_max_epi8(smax, b), umax = _mm_max_epu8(umax, b);
+            __m256 w = _mm256_cvtph_ps(f8_half8(_mm_cvtepi8_epi16(b)));
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w, s0[m]);
+        }
+        for (; k < K; k++) { /* the table: NaN codes included */
+            float w = rmu_gemm_f8_lut[row[k]] * (1.0f / RMU_GEMM_F8_UNIT);
+            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
+        }
+        int nan = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(smax, _mm_set1_epi8(0x7f)),
+                                                 _mm_cmpeq_epi8(umax, _mm_set1_epi8((char)0xff))));
+        const float sc = rmu_gemm_f8_scale(B, n) * RMU_GEMM_F8_UNIT;
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) {
+            float v = nan ? NAN : (hsum8(_mm256_add_ps(s0[m], s1[m])) + tail[m]) * sc;
+            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
+        }
+    }
+}
+
 #define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw, int rnd,    \
+    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd,       \
                      float *y, long ldy, int acc) {                                                              \
         if (rnd) {                                                                                                \
             switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
+            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
             }                                                                                                     \
         } else {                                                                                                  \
             switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
+            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
             }                                                                                                     \
         }                                                                                                         \
     }
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
 
-static void rows_bf16(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw, int rnd,
+static void rows_bf16(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd,
                       float *y, long ldy, int acc) {
     (void)rnd; /* bf16 values need no rounding */
     switch (M) {
-    case 1: rows_dt(RMU_DT_BF16, 1, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    case 2: rows_dt(RMU_DT_BF16, 2, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    case 3: rows_dt(RMU_DT_BF16, 3, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    default: rows_dt(RMU_DT_BF16, 4, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
+    case 1: rows_dt(RMU_DT_BF16, 1, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    case 2: rows_dt(RMU_DT_BF16, 2, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    case 3: rows_dt(RMU_DT_BF16, 3, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    default: rows_dt(RMU_DT_BF16, 4, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    }
+}
+
+static void rows_f8(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
+                    long ldy, int acc) {
+    (void)rnd; /* FP8 values are exact in bf16; the scale stays fp32 */
+    switch (M) {
+    case 1: rows_f8m(1, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    case 2: rows_f8m(2, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    case 3: rows_f8m(3, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    default: rows_f8m(4, n0, n1, K, x, ldx, B, y, ldy, acc); break;
     }
 }
 
@@ -307,4 +404,5 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};
     isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, rmu_gemm_pack_b2_generic, rows_f16};
     isa->type[RMU_DT_BF16] = (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, rmu_gemm_pack_b2_generic, rows_bf16};
+    isa->type[RMU_DT_F8_E4M3] = (rmu_gemm_type){1, to_f32_f8, pack_b_f8, rmu_gemm_pack_b2_generic, rows_f8};
 }

@@ -7,6 +7,7 @@
  * Built a second time against SIMDe (-DRMU_GEMM_SIMDE, `make simde`) so that the unit
  * tests run these kernels on CPUs without AVX-512; hence only intrinsics SIMDe 0.7.4 has
  * (bf16 rounding with integer ops, no _mm512_cvtne2ps_pbh) and __m512bh made by memcpy. */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -267,20 +268,39 @@ static void pack_a_bf16(int mr, int kc, const float *A, long rsa, long csa, int 
     if (k < kc) rmu_gemm_pack_a2_generic(mr, kc - k, A + k * csa, rsa, csa, MR, 1, Ap + (size_t)(k / 2) * MR);
 }
 
-/* 16 elements of dtype dt at p as fp32. */
+/* 16 FP8 codes -> the fp16 patterns of e4m3(code) * 2^-8 (gemm_impl.h; as gemm_avx2.c):
+ * sign-extended codes shifted so the sign lands in bit 15 and the magnitude in bits 13..7.
+ * NaN codes come out as +-1.875 * 2^-8; f8_nan16 gives them the NaN exponent. */
+AI __m256i f8_half16(__m128i codes) {
+    return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(codes), 7), _mm256_set1_epi16((short)0xbfff));
+}
+AI __m256i f8_nan16(__m256i h) {
+    __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x3f80)), _mm256_set1_epi16(0x3f80));
+    return _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7c00)));
+}
+
+/* Bytes per element of the dtypes this file reads. */
+#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
+
+/* 16 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m512 load16(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm512_loadu_ps(p);
+    if (dt == RMU_DT_F8_E4M3) return _mm512_cvtph_ps(f8_nan16(f8_half16(_mm_loadu_si128(p))));
     __m256i h = _mm256_loadu_si256(p);
     if (dt == RMU_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
 }
 
-/* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are. */
+/* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are.
+ * F8: times the stored row's scale (per column of a transposed block, per row otherwise). */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const size_t es = ESIZE(dt);
+    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
+        float sc[NR] = {0};
+        for (int j = 0; f8 && j < nr; j++) sc[j] = rmu_gemm_f8_scale(B, n0 + j) * RMU_GEMM_F8_UNIT;
         for (; k + 16 <= kc; k += 16) {
             for (int jb = 0; jb < NR; jb += 16) {
                 __m512 r[16];
@@ -291,8 +311,12 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
                     if (rnd) r[t] = round_bf16(r[t]);
                 }
                 transpose16(r);
+                const __m512 sv = _mm512_loadu_ps(sc + jb);
 #pragma GCC unroll 16
-                for (int t = 0; t < 16; t++) _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+                for (int t = 0; t < 16; t++) {
+                    if (f8) r[t] = _mm512_mul_ps(r[t], sv);
+                    _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+                }
             }
         }
     } else if (nr == NR) {
@@ -300,6 +324,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
             __m512 v0 = load16(dt, row), v1 = load16(dt, row + 16 * es);
             if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
+            if (f8) {
+                __m512 sv = _mm512_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
+                v0 = _mm512_mul_ps(v0, sv), v1 = _mm512_mul_ps(v1, sv);
+            }
             _mm512_store_ps(Bp + (size_t)k * NR, v0);
             _mm512_store_ps(Bp + (size_t)k * NR + 16, v1);
         }
@@ -373,13 +401,21 @@ PACKERS(f32, RMU_DT_F32)
 PACKERS(f16, RMU_DT_F16)
 PACKERS(bf16, RMU_DT_BF16)
 
+/* FP8: no bf16 rounding (its values are exact in bf16, the scale stays fp32); gemm.c never
+ * runs F8 on the bf16-pair kernel, so the pair packer is the generic one. */
+static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
+    (void)NRx, (void)rnd;
+    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
+}
+static void to_f32_f8(float *dst, const void *src, long n) { rmu_to_f32(dst, src, RMU_DT_F8_E4M3, (size_t)n); }
+
 /* ---- GEMV rows (decode) */
 
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
-                const void *W, long ldw, float *y, long ldy, int acc) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+                const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    const size_t es = ESIZE(dt);
     for (int n = n0; n < n1; n++) {
-        const char *row = (const char *)W + (size_t)n * ldw * es;
+        const char *row = (const char *)B->data + (size_t)n * B->ld * es;
         __m512 s0[4], s1[4];
 #pragma GCC unroll 4
         for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
@@ -407,28 +443,78 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
     }
 }
 
+/* F8 GEMV rows (as gemm_avx2.c's): the 2^-8-scaled values' dot products times the row's
+ * scale x 2^8 at the end; the decode skips the NaN case and a row holding a NaN code (the
+ * largest signed or unsigned byte, max-reduced on the side) gives NaN; 1 KiB prefetch. */
+AI void rows_f8m(const int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, float *y,
+                 long ldy, int acc) {
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *row = (const uint8_t *)B->data + (size_t)n * B->ld;
+        __m512 s0[4], s1[4];
+        __m128i smax = _mm_setzero_si128(), umax = _mm_setzero_si128();
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
+        int k = 0;
+        for (; k + 32 <= K; k += 32) {
+            if (!(k & 63)) _mm_prefetch((const char *)row + k + 1024, _MM_HINT_T0);
+            __m128i b0 = _mm_loadu_si128((const void *)(row + k)), b1 = _mm_loadu_si128((const void *)(row + k + 16));
+            smax = _mm_max_epi8(smax, _mm_max_epi8(b0, b1)), umax = _mm_max_epu8(umax, _mm_max_epu8(b0, b1));
+            __m512 w0 = _mm512_cvtph_ps(f8_half16(b0)), w1 = _mm512_cvtph_ps(f8_half16(b1));
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) {
+                s0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k), w0, s0[m]);
+                s1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k + 16), w1, s1[m]);
+            }
+        }
+        float tail[4] = {0, 0, 0, 0};
+        for (; k < K; k++) { /* the table: NaN codes included */
+            float w = rmu_gemm_f8_lut[row[k]] * (1.0f / RMU_GEMM_F8_UNIT);
+            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
+        }
+        int nan = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(smax, _mm_set1_epi8(0x7f)),
+                                                 _mm_cmpeq_epi8(umax, _mm_set1_epi8((char)0xff))));
+        const float sc = rmu_gemm_f8_scale(B, n) * RMU_GEMM_F8_UNIT;
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) {
+            float v = nan ? NAN : (_mm512_reduce_add_ps(_mm512_add_ps(s0[m], s1[m])) + tail[m]) * sc;
+            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
+        }
+    }
+}
+
 #define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw, int rnd,    \
+    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd,       \
                      float *y, long ldy, int acc) {                                                              \
         if (rnd && DT != RMU_DT_BF16) {                                                                           \
             switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
+            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
             }                                                                                                     \
         } else {                                                                                                  \
             switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
+            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
+            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
             }                                                                                                     \
         }                                                                                                         \
     }
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
 ROWS_FN(rows_bf16, RMU_DT_BF16)
+
+static void rows_f8(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
+                    long ldy, int acc) {
+    (void)rnd; /* FP8 values are exact in bf16; the scale stays fp32 */
+    switch (M) {
+    case 1: rows_f8m(1, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    case 2: rows_f8m(2, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    case 3: rows_f8m(3, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    default: rows_f8m(4, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+    }
+}
 
 void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     memset(isa, 0, sizeof *isa);
@@ -444,4 +530,5 @@ void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, pack_b2_f32, rows_f32};
     isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, pack_b2_f16, rows_f16};
     isa->type[RMU_DT_BF16] = (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, pack_b2_bf16, rows_bf16};
+    isa->type[RMU_DT_F8_E4M3] = (rmu_gemm_type){1, to_f32_f8, pack_b_f8, rmu_gemm_pack_b2_generic, rows_f8};
 }

@@ -315,6 +315,9 @@ static int open_inputs(rmu_ft *h, rmu_err *e) {
     rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     const rmu_config *c = &h->m.cfg;
+    if (o->out_dtype != RMU_DT_INVALID && c->quant != RMU_QUANT_NONE) /* FP8 codes are no values without scales */
+        return rmu_errf(e, "out_dtype: %s is an FP8 model (quantization_config): its tensors keep their dtypes",
+                        o->model_dir);
     if (o->seq_len > c->max_position_embeddings && c->max_position_embeddings > 0)
         return rmu_errf(e, "seq_len: %d exceeds max_position_embeddings %d of %s", o->seq_len,
                         c->max_position_embeddings, o->model_dir);
