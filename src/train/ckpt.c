@@ -100,6 +100,15 @@ void rmu_ckpt_rm_flat(const char *dir) {
     rmdir(dir);
 }
 
+/* Removes a checkpoint folder without ever leaving a half one under its name: renamed to
+ * NAME.del first (the lister removes those, like the .tmp of a cut-off save), then emptied. */
+static void drop_ckpt(const char *dir) {
+    char del[8300];
+    snprintf(del, sizeof del, "%s.del", dir);
+    rmu_ckpt_rm_flat(del);
+    if (rename(dir, del) == 0) rmu_ckpt_rm_flat(del);
+}
+
 static void fsync_path(const char *path) {
     int fd = open(path, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -121,7 +130,7 @@ int rmu_ckpt_list(const char *dir, long **steps, int *n, rmu_err *e) {
         if (sscanf(de->d_name, "checkpoint-%ld%7s", &s, tail) < 1 || s < 0) continue;
         char p[8192];
         snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (!strcmp(tail, ".tmp")) { /* a save that was cut off */
+        if (!strcmp(tail, ".tmp") || !strcmp(tail, ".del")) { /* a save or a removal that was cut off */
             rmu_ckpt_rm_flat(p);
             continue;
         }
@@ -188,7 +197,7 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     json_decref(st);
     if (rc) return -1;
     fsync_path(tmp);
-    if (rmu_file_exists(dir)) rmu_ckpt_rm_flat(dir); /* same step saved before (a re-run): replace */
+    if (rmu_file_exists(dir)) drop_ckpt(dir); /* same step saved before (a re-run): replace */
     if (rename(tmp, dir) != 0) return rmu_errf(e, "%s: cannot rename into place: %s", dir, strerror(errno));
     fsync_path(out);
     long *steps;
@@ -196,7 +205,7 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     if (rmu_ckpt_list(out, &steps, &ns, e)) return -1;
     for (int i = 0; i + keep < ns; i++) {
         snprintf(p, sizeof p, "%s/checkpoint-%ld", out, steps[i]);
-        rmu_ckpt_rm_flat(p);
+        drop_ckpt(p);
     }
     free(steps);
     return 0;
