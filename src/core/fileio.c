@@ -1,25 +1,45 @@
 #include "fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e) {
+char *rmu_file_read_max(const char *path, size_t max, size_t *len, rmu_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         rmu_errf(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
+    /* a regular file's size is known: one exact allocation, and the limit checked first */
+    struct stat st;
     size_t cap = 1 << 16, n = 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > max) {
+            fclose(f);
+            rmu_errf(e, "%s: %llu bytes, over the limit of %zu bytes for this file", path,
+                     (unsigned long long)st.st_size, max);
+            return NULL;
+        }
+        cap = (size_t)st.st_size + 1; /* + 1: EOF is seen without a second allocation */
+    }
     char *buf = malloc(cap + 1);
     if (!buf) { fclose(f); rmu_errf(e, "%s: out of memory", path); return NULL; }
     for (;;) {
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
+        if (n > max) {
+            free(buf);
+            fclose(f);
+            rmu_errf(e, "%s: over the limit of %zu bytes for this file", path, max);
+            return NULL;
+        }
         if (n < cap) break;
         char *nb = realloc(buf, cap * 2 + 1);
         if (!nb) { free(buf); fclose(f); rmu_errf(e, "%s: out of memory", path); return NULL; }
@@ -38,11 +58,38 @@ char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e) {
     return buf;
 }
 
+char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e) { return rmu_file_read_max(path, SIZE_MAX - 2, len, e); }
+
+/* "BASE.tmp.PID" files of dead processes beside path. */
+static void remove_stale_tmp(const char *path) {
+    char d[4096], b[4096];
+    snprintf(d, sizeof d, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    const char *dir = dirname(d), *base = basename(b);
+    size_t bl = strlen(base);
+    DIR *dh = opendir(dir);
+    if (!dh) return;
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        const char *n = de->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5)) continue;
+        char *end;
+        long pid = strtol(n + bl + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char p[8200];
+        snprintf(p, sizeof p, "%s/%s", dir, n);
+        unlink(p);
+    }
+    closedir(dh);
+}
+
 int rmu_afile_open(rmu_afile *a, const char *path, rmu_err *e) {
     memset(a, 0, sizeof *a);
     if (strlen(path) >= sizeof a->path) return rmu_errf(e, "%s: path too long", path);
     strcpy(a->path, path);
     snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
+    remove_stale_tmp(path);
     a->f = fopen(a->tmp, "wb");
     if (!a->f) return rmu_errf(e, "%s: cannot create: %s", a->tmp, strerror(errno));
     return 0;

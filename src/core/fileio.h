@@ -10,9 +10,13 @@
 /* Read a whole file into a NUL-terminated malloc'd buffer; *len gets the size
  * (without the NUL). Returns NULL and fills e on failure. */
 char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e);
+/* The same with an explicit size limit: a longer file is an error naming PATH, its size and
+ * the limit, found before anything is read (bad input never costs more memory than max). */
+char *rmu_file_read_max(const char *path, size_t max, size_t *len, rmu_err *e);
 
 /* Atomic output: writes go to "PATH.tmp.PID", rmu_afile_commit fsyncs, renames
- * onto PATH and fsyncs the folder, so PATH is either the old or the new whole file. */
+ * onto PATH and fsyncs the folder, so PATH is either the old or the new whole file. Open
+ * also removes "PATH.tmp.N" files of dead processes N (writers killed before their rename). */
 typedef struct rmu_afile {
     FILE *f;
     char path[4096];

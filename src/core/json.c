@@ -27,6 +27,9 @@ int rmu_jsonl_parse(const char *path, const char *text, size_t len, unsigned fla
         while (end > b && isspace((unsigned char)text[end - 1])) end--;
         i = nl ? j + 1 : len;
         if (b == end) continue;
+        if (end - b > RMU_JSONL_MAX_LINE)
+            return rmu_errf(e, "%s:%ld: a line of %zu bytes, over the limit of %zu MiB for one JSON line", path, line,
+                            end - b, RMU_JSONL_MAX_LINE >> 20);
         json_error_t je;
         json_t *v = json_loadb(text + b, end - b, JSON_DECODE_ANY, &je);
         if (!v) {

@@ -3,7 +3,8 @@
  *
  * JSON Lines, as read everywhere: a UTF-8 BOM at the start of the file is skipped; lines
  * end at "\n" (a "\r" before it is dropped); lines holding only whitespace are skipped;
- * every other line must be one JSON value (errors name PATH:LINE). */
+ * every other line must be one JSON value (errors name PATH:LINE) of at most RMU_JSONL_MAX_LINE
+ * bytes (a longer line is an error before it is parsed: bad input stays cheap). */
 #ifndef RMU_JSON_H
 #define RMU_JSON_H
 
@@ -12,6 +13,8 @@
 
 #include "core/err.h"
 #include "core/fileio.h"
+
+#define RMU_JSONL_MAX_LINE ((size_t)64 << 20)
 
 /* Called once per JSON line; line is 1-based. Return 0 to go on, 1 to stop early without
  * error, -1 (with e filled) to fail. The value is borrowed: incref it to keep it. */

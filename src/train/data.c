@@ -57,6 +57,9 @@ static int on_line(void *ud, json_t *v, long line, rmu_err *e) {
 
 static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_t n, const char *field,
                       rmu_err *e) {
+    if (n > RMU_DATA_MAX_ARRAY)
+        return rmu_errf(e, "%s: a JSON array of %zu bytes, over the limit of %zu MiB (write it as JSON Lines)", path, n,
+                        RMU_DATA_MAX_ARRAY >> 20);
     json_error_t je;
     json_t *root = json_loadb(buf, n, 0, &je);
     if (!root) return rmu_errf(e, "%s:%d: invalid JSON: %s", path, je.line, je.text);
@@ -75,6 +78,11 @@ static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_
             return rmu_errf(e, "%s: element %zu is not a string or an object with a string field \"%s\"", path, i,
                             field);
         }
+        if (len > RMU_DATA_MAX_TEXT) {
+            json_decref(root);
+            return rmu_errf(e, "%s: element %zu: a text of %zu bytes, over the limit of %zu MiB", path, i, len,
+                            RMU_DATA_MAX_TEXT >> 20);
+        }
         if (len && add_doc(d, s, len, e)) {
             json_decref(root);
             return -1;
@@ -85,13 +93,18 @@ static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_
 }
 
 /* One document per non-blank line, with its line break ("\r\n" -> "\n"). */
-static int read_text(rmu_data_docs *d, const char *buf, size_t n, rmu_err *e) {
+static int read_text(rmu_data_docs *d, const char *path, const char *buf, size_t n, rmu_err *e) {
     size_t i = 0;
+    long line = 0;
     while (i < n) {
+        line++;
         const char *nl = memchr(buf + i, '\n', n - i);
         size_t j = nl ? (size_t)(nl - buf) : n, end = j, k = i;
         if (end > i && buf[end - 1] == '\r') end--;
         while (k < end && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' || buf[k] == '\f' || buf[k] == '\v')) k++;
+        if (k < end && end - i > RMU_DATA_MAX_TEXT)
+            return rmu_errf(e, "%s:%ld: a text of %zu bytes, over the limit of %zu MiB", path, line, end - i,
+                            RMU_DATA_MAX_TEXT >> 20);
         if (k < end) {
             /* with the byte after the text: "\n", or the "\r" of a CRLF, written as "\n" */
             if (add_doc(d, buf + i, end - i + (nl ? 1 : 0), e)) return -1;
@@ -121,7 +134,7 @@ int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, ch
         const char *b = buf;
         size_t m = n;
         if (m >= 3 && !memcmp(b, "\xEF\xBB\xBF", 3)) b += 3, m -= 3; /* UTF-8 byte order mark */
-        rc = rmu_ends_with(path, ".json") ? read_array(d, path, b, m, field, e) : read_text(d, b, m, e);
+        rc = rmu_ends_with(path, ".json") ? read_array(d, path, b, m, field, e) : read_text(d, path, b, m, e);
     }
     free(buf);
     if (!rc && d->n == n0) rc = rmu_errf(e, "%s: no training text in this file (empty corpus)", path);

@@ -14,7 +14,9 @@
  * Everywhere: a UTF-8 BOM at the start is skipped; JSON Lines follow src/core/json.h (blank
  * lines skipped, a "\r" before "\n" dropped, errors name PATH:LINE); empty texts are skipped;
  * documents keep file order; a file with no document is an error. A file is read once: its
- * SHA-256 comes from the same bytes.
+ * SHA-256 comes from the same bytes. Limits (errors naming the file and line or element): one
+ * text at most RMU_DATA_MAX_TEXT bytes, a whole-file JSON array at most RMU_DATA_MAX_ARRAY
+ * bytes (parsed in memory at several times its size; JSON Lines have no file limit).
  *
  * Sequences: every document is tokenized with BOS when the tokenizer adds one
  * (tokenizer_config add_bos_token) and EOS appended, so the model learns where texts end.
@@ -37,6 +39,9 @@
 #include <stdint.h>
 
 #include "core/err.h"
+
+#define RMU_DATA_MAX_TEXT ((size_t)64 << 20)
+#define RMU_DATA_MAX_ARRAY ((size_t)256 << 20)
 
 typedef struct rmu_tokenizer rmu_tokenizer;
 
