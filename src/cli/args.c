@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "sig.h"
 
 #include <errno.h>
 #include <math.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 int cli_fail(const char *cmd, int status, const char *fmt, ...) {
+    if (cli_sig_caught()) return status; /* the error is the interruption: cli_sig_end says it once */
     va_list ap;
     fprintf(stderr, "rmu %s: ", cmd);
     va_start(ap, fmt);
