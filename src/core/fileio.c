@@ -290,3 +290,85 @@ void rmu_sha256_hex(const void *data, size_t n, char hex[65]) {
     rmu_sha256(data, n, out);
     hex_digest(out, hex);
 }
+
+int rmu_file_lines(const char *path, size_t max_line, rmu_line_fn fn, void *ud, char *sha_hex, rmu_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rmu_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    size_t cap = 2 * (size_t)CHUNK, len = 0, scan = 0; /* buf[0, len): unconsumed; [0, scan) has no "\n" */
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return rmu_errf(e, "%s: out of memory", path);
+    }
+    sha256_ctx c;
+    sha256_init(&c);
+    long line = 1;
+    int rc = 0, first = 1, eof = 0;
+    while (!rc) {
+        char *nl = memchr(buf + scan, '\n', len - scan);
+        if (nl) {
+            size_t n = (size_t)(nl - buf);
+            if (n > max_line) {
+                rc = rmu_errf(e, "%s:%ld: a line of %zu bytes, over the limit of %zu MiB for one line", path, line, n,
+                              max_line >> 20);
+                break;
+            }
+            int r = fn(ud, buf, n, line++, 1, e);
+            if (r) {
+                rc = r < 0 ? -1 : 0;
+                eof = r > 0 ? 2 : eof;
+                break;
+            }
+            memmove(buf, nl + 1, len - n - 1);
+            len -= n + 1;
+            scan = 0;
+            continue;
+        }
+        scan = len;
+        if (len > max_line) {
+            rc = rmu_errf(e, "%s:%ld: a line of more than %zu MiB, over the limit for one line", path, line, max_line >> 20);
+            break;
+        }
+        if (eof) {
+            if (len) {
+                int r = fn(ud, buf, len, line, 0, e);
+                rc = r < 0 ? -1 : 0;
+            }
+            break;
+        }
+        if (cap - len < CHUNK) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                rc = rmu_errf(e, "%s: out of memory", path);
+                break;
+            }
+            buf = nb, cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, CHUNK, f);
+        if (got < CHUNK) {
+            if (ferror(f)) {
+                rc = rmu_errf(e, "%s: read error", path);
+                break;
+            }
+            eof = 1;
+        }
+        sha256_update(&c, (const uint8_t *)buf + len, got);
+        if (first) { /* a UTF-8 byte order mark is not part of the first line (len is 0 here) */
+            first = 0;
+            if (got >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) {
+                memmove(buf, buf + 3, got - 3);
+                got -= 3;
+            }
+        }
+        len += got;
+    }
+    if (!rc && sha_hex) {
+        uint8_t d[32];
+        if (eof != 2) sha256_final(&c, d), hex_digest(d, sha_hex);
+        else sha_hex[0] = 0; /* stopped early: not the whole file */
+    }
+    free(buf);
+    fclose(f);
+    return rc;
+}

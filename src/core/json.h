@@ -27,7 +27,8 @@ typedef int (*rmu_jsonl_fn)(void *ud, json_t *v, long line, rmu_err *e);
 /* Iterates the JSON lines of text[len] (path names it in errors). Returns 0, or -1. */
 int rmu_jsonl_parse(const char *path, const char *text, size_t len, unsigned flags, rmu_jsonl_fn fn, void *ud,
                     rmu_err *e);
-/* Reads PATH and iterates it; with sha_hex (65 bytes) also the SHA-256 of the bytes read. */
+/* Reads PATH line by line (memory: one line) and iterates it; with sha_hex (65 bytes) also
+ * the SHA-256 of the file's bytes. */
 int rmu_jsonl_read(const char *path, unsigned flags, rmu_jsonl_fn fn, void *ud, char *sha_hex, rmu_err *e);
 
 /* 1 when text (after a BOM and whitespace) starts with '[': a whole-file JSON array rather
