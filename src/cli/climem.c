@@ -46,7 +46,12 @@ static long num_max(int argc, char **argv, const char *f, long def) {
 static int glob_match(void *ud, const char *name) { return rmu_glob_match(ud, name); }
 static int match_all(void *ud, const char *name) { return 1; }
 
-static double gib(uint64_t b) { return b / 1073741824.0; }
+/* "3.21 GiB" or "12.3 MiB" into b[24]. */
+static const char *size(char *b, uint64_t n) {
+    if (n >= (1ull << 30)) snprintf(b, 24, "%.2f GiB", n / 1073741824.0);
+    else snprintf(b, 24, "%.1f MiB", n / 1048576.0);
+    return b;
+}
 
 typedef struct {
     uint64_t total, weights, kv, scratch, train;
@@ -156,10 +161,10 @@ int cli_mem_precheck(int *argc, char **argv) {
     if (describe(n, argv, &s) || !s.total) return 0;
     uint64_t avail = rmu_mem_available();
     if (!avail || s.total <= avail) return 0;
-    char what[256];
-    snprintf(what, sizeof what, "this run needs about %.2f GiB (weights %.2f + KV cache %.2f + scratch %.2f + training "
-             "state %.2f) and %.2f GiB is available (MemAvailable)", gib(s.total), gib(s.weights), gib(s.kv),
-             gib(s.scratch), gib(s.train), gib(avail));
+    char what[384], b[6][24];
+    snprintf(what, sizeof what, "this run needs about %s (weights %s + KV cache %s + scratch %s + training state %s) "
+             "and %s is available (MemAvailable)", size(b[0], s.total), size(b[1], s.weights), size(b[2], s.kv),
+             size(b[3], s.scratch), size(b[4], s.train), size(b[5], avail));
     if (strict) return cli_fail(argv[1], 1, "%s; refusing under --strict-memory", what);
     fprintf(stderr, "rmu %s: warning: %s; it may swap and slow the machine to a halt (--strict-memory makes this an "
                     "error)\n", argv[1], what);

@@ -46,8 +46,8 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (cli_mem_precheck(&argc, argv)) return 1; /* before any command maps a model */
     cli_sig_setup(argc, argv);                   /* Ctrl-C / SIGTERM for commands that write */
+    if (cli_mem_precheck(&argc, argv)) return 1; /* before any command maps a model */
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) return cli_sig_end(COMMANDS[i].fn(argc - 1, argv + 1));
     fprintf(stderr, "rmu: unknown command '%s' (rmu --help lists them)\n", argv[1]);
