@@ -44,7 +44,27 @@ with open(d + "/mcq-long.jsonl", "w") as f:
 qs = [{"question_id": 81 + i, "category": "writing", "turns": ["Write a story number %d." % i, "Again."]} for i in range(40)]
 with open(d + "/question.jsonl", "w") as f:
     for q in qs: f.write(json.dumps(q) + "\n")
+import os
+os.makedirs(d + "/answers", exist_ok=True)
+with open(d + "/q4.jsonl", "w") as f:
+    for q in qs[:4]: f.write(json.dumps(q) + "\n")
+with open(d + "/answers/m.jsonl", "w") as f:
+    for q in qs[:4]:
+        f.write(json.dumps({"question_id": q["question_id"], "answer_id": "a", "model_id": "m", "tstamp": 1.0,
+                            "choices": [{"index": 0, "turns": ["answer one", "answer two"]}]}) + "\n")
+with open(d + "/judge_prompts.jsonl", "w") as f:
+    for k, v in {"single-v1": "{question}|{answer}", "single-v1-multi-turn": "{question_1}|{answer_1}|{question_2}|{answer_2}",
+                 "single-math-v1": "{question}|{ref_answer_1}|{answer}",
+                 "single-math-v1-multi-turn": "{question_1}|{ref_answer_1}|{question_2}|{ref_answer_2}|{answer_1}|{answer_2}"}.items():
+        f.write(json.dumps({"name": k, "type": "single", "system_prompt": "J", "prompt_template": v, "description": "",
+                            "category": "general", "output_format": "[[rating]]"}) + "\n")
+open(d + "/ref.jsonl", "w").close()
 PYEOF
+JUDGE_PID=
+trap '[ -n "$JUDGE_PID" ] && kill $JUDGE_PID 2>/dev/null' EXIT
+python3 "$ROOT/tests/helpers/fake_judge.py" "$T/judge.port" "$T/judge.log" & JUDGE_PID=$!
+for _ in $(seq 100); do [ -s "$T/judge.port" ] && break; sleep 0.05; done
+JURL="http://127.0.0.1:$(cat "$T/judge.port" 2>/dev/null)/v1"
 M=$T/tiny U=$T/unl
 "$RMU" unlearn -m "$M" --forget "$T/forget.jsonl" --retain "$T/retain.jsonl" --out "$U" --layer-id 1 --layer-ids 1 \
     --batch-size 2 --max-num-batches 4 --max-len 32 --retain-max-len 32 >/dev/null 2>&1 || { fail "faults: fixtures" "rmu unlearn"; exit 0; }
@@ -88,6 +108,8 @@ if mount -t tmpfs -o size=1m tmpfs "$MNT" 2>/dev/null; then
     full "eval --output" results.json 0 -- eval -m "$M" --tasks mcq --data "$T/mcq.jsonl" --output @OUT@ --quiet
     full "eval --log-samples" samples.jsonl 0 -- eval -m "$M" --tasks mcq --data "$T/mcq.jsonl" --log-samples @OUT@ --quiet
     full "mtbench answers" answers.jsonl 0 -- mtbench -m "$M" --questions "$T/question.jsonl" --out @OUT@ --max-new-tokens 2
+    full "mtbench judge" judgments.jsonl 0 -- mtbench judge --questions "$T/q4.jsonl" --answers "$T/answers" \
+        --judge-prompts "$T/judge_prompts.jsonl" --reference "$T/ref.jsonl" --judge-model j --judge-url "$JURL" --out @OUT@ -q
     if "$RMU" quantize --help >/dev/null 2>&1; then
         full quantize out 65536 -- quantize -m "$M" --out @OUT@ --fp8 -q
     else
@@ -231,6 +253,19 @@ for round in $(seq "$ROUNDS"); do
         fail "ctrl-c: init on SIGINT" "rc $rc in $ms ms, left [$left]: $err"
     fi
     rm -rf "$T/big"
+    # a second signal does not wait for the half second
+    "$RMU" eval -m "$M" --tasks mcq --data "$T/mcq-long.jsonl" --output "$T/res2.json" --quiet >/dev/null 2>"$T/twice.err" &
+    pid=$!
+    sleep 0.3
+    t0=$(date +%s%N)
+    kill -INT $pid; sleep 0.05; kill -INT $pid
+    wait $pid; rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    if [ $rc -eq 130 ] && [ $ms -lt 400 ] && [ -z "$(clean_beside "$T/res2.json")" ] && [ ! -e "$T/res2.json" ]; then
+        ok "ctrl-c: a second SIGINT stops at once ($ms ms after the first), nothing left"
+    else
+        fail "ctrl-c: second SIGINT" "rc $rc in $ms ms: $(cat "$T/twice.err")"
+    fi
 done
 
 # ---------------------------------------------------------------- 5. memory and input limits
