@@ -96,7 +96,8 @@ $(SIMDE_DIR)/tests/test_%: tests/unit/test_%.c $(SIMDE_OBJ)
 # libFuzzer targets: each links only the parser it exercises (clang, ASan + UBSan).
 FUZZ_CORE = $(wildcard src/core/*.c)
 FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude
-fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_tokenizer build-fuzz/fuzz_jinja build-fuzz/fuzz_gguf
+fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_tokenizer build-fuzz/fuzz_jinja build-fuzz/fuzz_gguf \
+      build-fuzz/fuzz_config build-fuzz/fuzz_jsonl build-fuzz/fuzz_csv
 build-fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c src/io/safetensors.c $(FUZZ_CORE)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
@@ -112,6 +113,18 @@ build-fuzz/fuzz_jinja: tests/fuzz/fuzz_jinja.c src/tokenizer/jinja.c src/tokeniz
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) -ljansson -lm
 
+build-fuzz/fuzz_config: tests/fuzz/fuzz_config.c src/model/config.c $(FUZZ_CORE)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
+# JSON rows: the corpus reader (data.c, with the tokenizer it links), MCQ rows, JSON Lines
+build-fuzz/fuzz_jsonl: tests/fuzz/fuzz_jsonl.c src/train/data.c src/eval/mcq.c src/tokenizer/tokenizer.c \
+                       src/tokenizer/tokenizer_load.c $(FUZZ_CORE)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
+build-fuzz/fuzz_csv: tests/fuzz/fuzz_csv.c src/eval/mcq.c $(FUZZ_CORE)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
+
 deps:
 	@scripts/install-deps
 
@@ -122,6 +135,12 @@ test:
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory simde
 	@tests/run.sh
+
+# The long reliability campaign (hours): 10 million fuzz executions per target, SIGKILL and
+# fault loops many times over (tests/soak.sh; SOAK_RUNS, SOAK_SECONDS, SOAK_PARTS).
+soak:
+	@$(MAKE) --no-print-directory all
+	@tests/soak.sh
 
 # The demo needs only the build dependencies (no PyTorch, no npm oracles).
 demo:
@@ -141,5 +160,5 @@ install: all
 clean:
 	rm -rf build build-asan build-fuzz build-simde
 
-.PHONY: all unit bench bench-dnnl asan simde fuzz deps test demo install clean
+.PHONY: all unit bench bench-dnnl asan simde fuzz deps test soak demo install clean
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(APP_OBJ:.o=.d) $(SIMDE_OBJ:.o=.d)

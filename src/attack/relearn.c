@@ -19,6 +19,7 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
+#include "train/ckpt.h"
 #include "train/data.h"
 
 void rmu_relearn_defaults(rmu_relearn_opts *o) {
@@ -224,6 +225,16 @@ static int curve_load(const char *path, const rmu_report *r, const json_t *setti
     rmu_sb_free(&L.keep);
     free(tmp);
     return rc;
+}
+
+/* After a failed run: a work folder without a checkpoint cannot be resumed, so its attack/
+ * files (curve points of this run) go too and nothing is left behind; with one it stays. */
+static void drop_unresumable(const char *work) {
+    long *steps = NULL;
+    int n = 0;
+    rmu_err ig;
+    if (rmu_ckpt_list(work, &steps, &n, &ig) == 0 && n == 0) rmu_hf_rmtree(work);
+    free(steps);
 }
 
 /* Appends one line and makes it durable before the run goes on. */
@@ -463,6 +474,7 @@ int rmu_relearn_run(const rmu_relearn_opts *o, const rmu_relearn_hooks *h, rmu_r
     if (rmu_ft_finish(R.ft, &fr, e)) goto out;
     rc = 0;
 out:
+    if (rc && R.ft) drop_unresumable(rmu_ft_work_dir(R.ft));
     json_decref(shas);
     json_decref(R.settings);
     view_free(&R.v);

@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "sig.h"
 
 #include <errno.h>
 #include <math.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 int cli_fail(const char *cmd, int status, const char *fmt, ...) {
+    if (cli_sig_caught()) return status; /* the error is the interruption: cli_sig_end says it once */
     va_list ap;
     fprintf(stderr, "rmu %s: ", cmd);
     va_start(ap, fmt);
@@ -93,4 +95,29 @@ int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **ids, i
     *ids = v;
     *n = k;
     return 0;
+}
+
+long cli_read_line(FILE *f, int delim, size_t max, char **buf, size_t *cap) {
+    size_t n = 0;
+    int c, any = 0, over = 0;
+    while ((c = getc_unlocked(f)) != EOF) {
+        any = 1;
+        if (c == delim) break;
+        if (n >= max) { /* too long: keep reading to the end of it, storing nothing */
+            over = 1;
+            continue;
+        }
+        if (n + 2 > *cap) {
+            size_t nc = *cap ? *cap * 2 : 4096;
+            char *nb = realloc(*buf, nc);
+            if (!nb) return -2;
+            *buf = nb, *cap = nc;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    if (!any) return -1;
+    if (over) return -2;
+    if (!*buf && !(*buf = malloc(*cap = 1))) return -2;
+    (*buf)[n] = 0;
+    return (long)n;
 }

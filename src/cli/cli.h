@@ -47,6 +47,13 @@ int cli_precision(const char *cmd, const char *val, rmu_prec *out);
  * input scales: weight-only), as "rmu CMD: note: ..." on stderr; nothing when nothing. */
 void cli_model_note(const char *cmd, const rmu_config *c);
 
+/* One text read from stdin (a chat turn, a line to tokenize) is at most this long. */
+#define CLI_MAX_LINE ((size_t)16 << 20)
+/* One record of f up to delim (dropped) into *buf (grown as getdelim does, NUL-terminated):
+ * its length, -1 at the end of input, -2 when it is longer than max bytes - then the rest
+ * of it is read and dropped, so memory stays at max whatever the input. */
+long cli_read_line(FILE *f, int delim, size_t max, char **buf, size_t *cap);
+
 /* Parse "1 2 3" (spaces/commas) into a malloc'd id array. */
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **ids, int *n);
 

@@ -239,6 +239,19 @@ static void convo_free(convo *c) {
     free(c->owned);
 }
 
+/* A lower bound on the tokens of len bytes of text: no token covers more raw bytes than its
+ * longest piece (a Metaspace "\u2581" stands for one space in three bytes), with a factor 4 to
+ * spare for normalizers, so a turn that cannot fit the context is refused before it is
+ * tokenized (seconds for megabytes). */
+static long min_tokens(const rmu_tokenizer *t, size_t len) {
+    size_t m = 1;
+    for (int i = 0; i < rmu_tok_vocab_size(t); i++) {
+        const char *p = rmu_tok_piece(t, i);
+        if (p && strlen(p) > m) m = strlen(p);
+    }
+    return (long)(len / (4 * m));
+}
+
 int rmu_cmd_chat(int argc, char **argv) {
     const char *cmd = "chat";
     gen_args a;
@@ -260,10 +273,18 @@ int rmu_cmd_chat(int argc, char **argv) {
     }
     for (;;) {
         if (interactive) fputs("> ", stderr);
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) break;
+        long len = cli_read_line(stdin, '\n', CLI_MAX_LINE, &line, &cap);
+        if (len == -1) break;
+        if (len == -2) {
+            rc = cli_fail(cmd, 1, "a turn longer than %zu MiB, the limit for one turn", CLI_MAX_LINE >> 20);
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
+        if (min_tokens(s.tok, (size_t)len) >= a.ctx) {
+            rc = cli_fail(cmd, 1, "a turn of %ld bytes cannot fit the context of %d tokens (use --ctx)", len, a.ctx);
+            break;
+        }
         if (convo_add(&c, "user", line)) { rc = cli_fail(cmd, 1, "out of memory"); break; }
         char *prompt = rmu_chat_render(s.tok, kind, c.m, c.n, 1, &e);
         int *ids = NULL, n = 0;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model/memest.h"
 #include "model/model.h"
 
 /* "weights      FP8 E4M3, channel scales (compressed-tensors), lm_head/embeddings BF16":
@@ -57,7 +58,12 @@ int rmu_cmd_info(int argc, char **argv) {
         for (int d = 0; d < m.st.tensors[i].ndim; d++) k *= m.st.tensors[i].shape[d];
         if ((int)m.st.tensors[i].dtype <= RMU_DT_F8_E4M3) by[m.st.tensors[i].dtype] += k;
     }
-    double kv = 2.0 * c->n_layers * ctx * c->n_kv_heads * c->head_dim * sizeof(float);
+    rmu_mem_opts mo = {.ctx = (int)ctx, .batch = ctx < 512 ? (int)ctx : 512}; /* as rmu generate --ctx */
+    rmu_mem_need need;
+    if (rmu_mem_estimate(dir, &mo, &need, &e)) {
+        rmu_model_free(&m);
+        return cli_fail(cmd, 1, "%s", e.msg);
+    }
     printf("model        %s\n", dir);
     printf("architecture %s (%s)\n", c->model_type, !strcmp(c->model_type, "mistral") ? "MistralForCausalLM" : "LlamaForCausalLM");
     printf("layers       %d\nhidden       %d\nintermediate %d\nheads        %d (kv %d, head_dim %d)\n", c->n_layers,
@@ -73,8 +79,9 @@ int rmu_cmd_info(int argc, char **argv) {
     if (c->quant != RMU_QUANT_NONE) print_fp8(&m);
     printf("\nfiles        %d safetensors file%s%s\n", m.st.nfiles, m.st.nfiles == 1 ? "" : "s",
            m.st.sharded ? " (sharded index)" : "");
-    printf("memory       weights %.2f GiB (mmapped) + KV cache %.2f GiB at ctx %ld (fp32) = %.2f GiB\n",
-           wb / 1073741824.0, kv / 1073741824.0, ctx, (wb + kv) / 1073741824.0);
+    printf("memory       weights %.2f GiB (mmapped) + KV cache %.2f GiB at ctx %ld (fp32) + scratch %.2f GiB = %.2f GiB"
+           " (available %.2f GiB)\n", wb / 1073741824.0, need.kv / 1073741824.0, ctx, need.scratch / 1073741824.0,
+           need.total / 1073741824.0, rmu_mem_available() / 1073741824.0);
     rmu_model_free(&m);
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "fieldmap.h"
+#include "sig.h"
 #include "train/adamw.h"
 #include "train/finetune.h"
 
@@ -191,6 +192,7 @@ int rmu_cmd_train(int argc, char **argv) {
     if (!o.out_dir && !o.dump_grads) return cli_fail(cmd, 2, "--out DIR is required");
     if (o.steps > 0 && have_epochs) return cli_fail(cmd, 2, "--steps and --epochs exclude each other");
     u.tty = isatty(2);
+    o.cancel = cli_sig_flag(); /* Ctrl-C: stop after the step, keep the checkpoints */
     rmu_ft_result r;
     rmu_err e;
     if (rmu_ft_run(&o, on_note, on_step, &u, &r, &e)) {

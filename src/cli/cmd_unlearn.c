@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "fieldmap.h"
+#include "sig.h"
 #include "train/unlearn.h"
 
 static const char *USAGE =
@@ -186,6 +187,7 @@ int rmu_cmd_unlearn(int argc, char **argv) {
     }
     rmu_unl_result r;
     rmu_err e;
+    o.cancel = cli_sig_flag(); /* Ctrl-C: stop after the step, write nothing */
     if (rmu_unl_run(&o, progress, NULL, &r, &e)) {
         cli_field_flags(&e, FIELDS);
         rc = cli_fail(cmd, 1, "%s", e.msg);

@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "climem.h"
 #include "core/version.h"
+#include "sig.h"
 
 typedef struct {
     const char *name;
@@ -45,8 +47,10 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    cli_sig_setup(argc, argv);                   /* Ctrl-C / SIGTERM for commands that write */
+    if (cli_mem_precheck(&argc, argv)) return 1; /* before any command maps a model */
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], COMMANDS[i].name)) return cli_sig_end(COMMANDS[i].fn(argc - 1, argv + 1));
     fprintf(stderr, "rmu: unknown command '%s' (rmu --help lists them)\n", argv[1]);
     return 2;
 }

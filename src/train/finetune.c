@@ -199,6 +199,7 @@ struct rmu_ft {
     json_t *fp;
     int *perm, *btok, *bmask;
     FILE *logf;
+    rmu_hf_lock *lock; /* on OUT (and so W) from open to close */
     char work[4200];
     int maxB, maxT, pad, done_already;
     long spe, total, start, s, cur_epoch, last_ckpt, ntok_run;
@@ -230,6 +231,7 @@ static int prepare_out(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
     if (rmu_hf_same_dir(o->out_dir, o->model_dir))
         return rmu_errf(e, "out_dir: %s is the input model folder; write to another folder", o->out_dir);
+    if (!(h->lock = rmu_hf_lock_take(o->out_dir, e))) return rmu_err_prefix(e, "out_dir");
     size_t ol = strlen(o->out_dir);
     while (ol > 1 && o->out_dir[ol - 1] == '/') ol--;
     if (snprintf(h->work, sizeof h->work, "%.*s" WORK_SUFFIX, (int)ol, o->out_dir) >= (int)sizeof h->work)
@@ -298,6 +300,7 @@ const char *rmu_ft_work_dir(const rmu_ft *h) { return h->work; }
 void rmu_ft_close(rmu_ft *h) {
     if (!h) return;
     if (h->logf) fclose(h->logf);
+    rmu_hf_lock_release(h->lock);
     free(h->perm), free(h->btok), free(h->bmask);
     json_decref(h->fp);
     if (h->have_tr) rmu_tr_free(&h->tr);
@@ -484,7 +487,7 @@ int rmu_ft_step(rmu_ft *h, rmu_ft_status *stt, rmu_err *e) {
 static int write_output(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
     rmu_hf_opts ho = {.in_dir = h->m.dir, .in_st = &h->m.st, .work_dir = h->work,
-                      .flags = o->overwrite ? RMU_HF_REPLACE : 0};
+                      .flags = o->overwrite ? RMU_HF_REPLACE : 0, .cancel = o->cancel};
     rmu_hf *w = rmu_hf_open(o->out_dir, &ho, e);
     if (!w) return rmu_err_prefix(e, "out_dir");
     rmu_tr *tr = &h->tr;
@@ -537,7 +540,8 @@ int rmu_ft_run(const rmu_ft_opts *o, rmu_ft_note_fn notefn, rmu_ft_step_fn stepc
         goto out;
     }
     rmu_ft_status st;
-    while ((k = rmu_ft_step(h, &st, e)) > 0)
+    while ((k = o->cancel && *o->cancel ? rmu_errf(e, "interrupted at step %ld of %ld", h->s, h->total)
+                                        : rmu_ft_step(h, &st, e)) > 0)
         if (stepcb) stepcb(ud, &st);
     if (k == 0) rc = rmu_ft_finish(h, r, e);
 out:

@@ -24,10 +24,13 @@
  *     function of (seed, k) and every reduction has a fixed order, so a killed-and-resumed
  *     run ends with bit-identical weights. With no W but a finished OUT whose newest
  *     checkpoint matches these settings, there is nothing to do (the run reports 0 steps).
- *     Different settings are refused, naming the first that differs. */
+ *     Different settings are refused, naming the first that differs.
+ *   - Open takes the lock on OUT (src/io/hfdir.h: a second run on the same OUT is refused)
+ *     and holds it until close. */
 #ifndef RMU_FINETUNE_H
 #define RMU_FINETUNE_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "core/dtype.h"
@@ -56,6 +59,9 @@ typedef struct rmu_ft_opts {
     int overwrite;          /* replace an existing OUT (a model folder) when the run ends */
     rmu_dtype out_dtype;    /* RMU_DT_INVALID = each tensor's input dtype */
     rmu_prec precision;     /* matmul precision (0 = auto: bf16 arithmetic for BF16 weights) */
+    const volatile sig_atomic_t *cancel; /* non-zero *cancel (a SIGINT handler's flag) stops rmu_ft_run
+                             * between steps and the final write between chunks: an error, OUT
+                             * untouched, W's checkpoints kept */
     /* hidden, for tests and benchmarks */
     const char *batch_json; /* fixed padded batches {"input_ids","attention_mask"} (or a list), cycled */
     const char *dump_grads; /* write the first batch's gradients (F32 safetensors) and stop */

@@ -288,6 +288,7 @@ struct rmu_unl {
     batch fb, rb;
     rkey key;
     FILE *logf;
+    rmu_hf_lock *lock; /* on out_dir, from open to close */
     int T, L, l0, pad, nsteps, avail, rml, idx;
     float coeffs[RMU_UNL_MAX_TOPICS], alpha[RMU_UNL_MAX_TOPICS];
     int max_len[RMU_UNL_MAX_TOPICS];
@@ -370,7 +371,8 @@ static int check_opts(rmu_unl *h, rmu_err *e) {
     if (o->retain_max_len < 1) return rmu_errf(e, "retain_max_len: must be >= 1");
     if (!o->params && (o->n_layer_ids < 1 || o->n_layer_ids > RMU_UNL_MAX_LAYERS))
         return rmu_errf(e, "layer_ids: 1..%d layers needed", RMU_UNL_MAX_LAYERS);
-    /* fail now rather than after the run: out_dir must be writable as a whole */
+    /* fail now rather than after the run: out_dir must be writable as a whole, and ours */
+    if (o->out_dir && !(h->lock = rmu_hf_lock_take(o->out_dir, e))) return rmu_err_prefix(e, "out_dir");
     if (o->out_dir && rmu_hf_check_out(o->out_dir, o->model_dir, o->overwrite ? RMU_HF_REPLACE : 0, e)) {
         if (strstr(e->msg, "already exists and is not empty"))
             rmu_errf(e, "%s already exists; pass option overwrite to replace it or choose another folder", o->out_dir);
@@ -636,7 +638,8 @@ int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *
     const rmu_unl_opts *o = &h->o;
     if (!out_dir) out_dir = o->out_dir;
     if (!out_dir) return rmu_errf(e, "out_dir: required");
-    rmu_hf_opts ho = {.in_dir = o->model_dir, .in_st = &h->m.st, .flags = o->overwrite ? RMU_HF_REPLACE : 0};
+    rmu_hf_opts ho = {.in_dir = o->model_dir, .in_st = &h->m.st, .flags = o->overwrite ? RMU_HF_REPLACE : 0,
+                      .cancel = o->cancel};
     rmu_hf *w = rmu_hf_open(out_dir, &ho, e);
     if (!w) return rmu_err_prefix(e, "out_dir");
     int rc = 0;
@@ -654,6 +657,7 @@ int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *
 void rmu_unl_close(rmu_unl *h) {
     if (!h) return;
     if (h->logf) fclose(h->logf);
+    rmu_hf_lock_release(h->lock);
     batch_free(&h->fb);
     batch_free(&h->rb);
     free(h->cv), free(h->x), free(h->h), free(h->hf), free(h->dh), free(h->xr), free(h->hr);
@@ -671,7 +675,8 @@ int rmu_unl_run(const rmu_unl_opts *o, rmu_unl_progress cb, void *ud, rmu_unl_re
     if (!h) return -1;
     rmu_unl_report st;
     int k;
-    while ((k = rmu_unl_step(h, &st, e)) > 0)
+    while ((k = o->cancel && *o->cancel ? rmu_errf(e, "interrupted at step %d of %d", h->idx, h->nsteps)
+                                        : rmu_unl_step(h, &st, e)) > 0)
         if (cb) cb(ud, &st);
     int rc = k == 0 ? rmu_unl_finish(h, NULL, r, e) : -1;
     rmu_unl_close(h);
