@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "sig.h"
 
 #include <errno.h>
 #include <math.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 int cli_fail(const char *cmd, int status, const char *fmt, ...) {
+    if (cli_sig_caught()) return status; /* the error is the interruption: cli_sig_end says it once */
     va_list ap;
     fprintf(stderr, "rmu %s: ", cmd);
     va_start(ap, fmt);
@@ -37,6 +39,25 @@ int cli_float(const char *cmd, const char *flag, const char *val, double lo, dou
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+void cli_model_note(const char *cmd, const rmu_config *c) {
+    if (c->quant_note[0]) fprintf(stderr, "rmu %s: note: %s\n", cmd, c->quant_note);
+}
+
+int cli_precision(const char *cmd, const char *val, rmu_prec *out) {
+    const char *flag = "--precision";
+    if (!val && (val = getenv("RMU_PRECISION")) && *val) flag = "RMU_PRECISION";
+    if (!val || !*val) {
+        *out = RMU_PREC_AUTO;
+        return 0;
+    }
+    rmu_err e;
+    if (rmu_prec_parse(val, out, &e)) {
+        cli_fail(cmd, 2, "%s: expected auto, bf16 or fp32, got '%s'", flag, val);
+        return -1;
+    }
     return 0;
 }
 
@@ -74,4 +95,29 @@ int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **ids, i
     *ids = v;
     *n = k;
     return 0;
+}
+
+long cli_read_line(FILE *f, int delim, size_t max, char **buf, size_t *cap) {
+    size_t n = 0;
+    int c, any = 0, over = 0;
+    while ((c = getc_unlocked(f)) != EOF) {
+        any = 1;
+        if (c == delim) break;
+        if (n >= max) { /* too long: keep reading to the end of it, storing nothing */
+            over = 1;
+            continue;
+        }
+        if (n + 2 > *cap) {
+            size_t nc = *cap ? *cap * 2 : 4096;
+            char *nb = realloc(*buf, nc);
+            if (!nb) return -2;
+            *buf = nb, *cap = nc;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    if (!any) return -1;
+    if (over) return -2;
+    if (!*buf && !(*buf = malloc(*cap = 1))) return -2;
+    (*buf)[n] = 0;
+    return (long)n;
 }

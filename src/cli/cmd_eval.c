@@ -23,6 +23,7 @@ static const char *USAGE =
     "usage: rmu eval -m DIR --tasks LIST --data PATH[,PATH...] [--num-fewshot K] [--limit N]\n"
     "                [--batch-size B] [--bos] [--format letter|cloze] [--output results.json]\n"
     "                [--log-samples FILE.jsonl] [--description-newlines 1|2] [--max-length N]\n"
+    "                [--precision auto|bf16|fp32]\n"
     "\n"
     "  --tasks    wmdp, wmdp_bio, wmdp_chem, wmdp_cyber, mmlu, mmlu_stem, mmlu_other,\n"
     "             mmlu_social_sciences, mmlu_humanities, mmlu_SUBJECT (57), mcq; comma separated\n"
@@ -40,13 +41,16 @@ static const char *USAGE =
     "  --format   cloze (mcq only): score \" \" + choice text, report acc and acc_norm\n"
     "  --description-newlines  1 (default) reproduces v0.4.2, whose Jinja rendering drops the\n"
     "             description's last newline; 2 matches lm-eval >= 0.4.4\n"
-    "  --max-length  lm-eval max_length (left truncation); default max_position_embeddings\n";
+    "  --max-length  lm-eval max_length (left truncation); default max_position_embeddings\n"
+    "  --precision  matmul arithmetic: auto (bf16 for BF16 weights, as a bf16 PyTorch run;\n"
+    "             the default, or env RMU_PRECISION), bf16, fp32 (exact fp32)\n";
 
 typedef struct eval_args {
     const char *model, *tasks, *data, *output, *log_samples, *dump_requests;
     int fewshot, batch, bos, onepass, prefix_cache, desc_nl, max_length, quiet;
     double limit;
     rmu_mcq_format format;
+    rmu_prec prec;
 } eval_args;
 
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a) {
@@ -55,6 +59,7 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a) {
     a->onepass = 1;
     a->prefix_cache = 1;
     a->desc_nl = 1;
+    const char *prec = NULL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         long l;
@@ -107,10 +112,13 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a) {
             a->prefix_cache = 0;
         } else if (!strcmp(f, "--quiet")) {
             a->quiet = 1;
+        } else if (!strcmp(f, "--precision")) {
+            if (!(prec = cli_value(cmd, argc, argv, &i))) return 2;
         } else {
             return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         }
     }
+    if (cli_precision(cmd, prec, &a->prec)) return 2;
     if (!a->model) return cli_fail(cmd, 2, "-m DIR is required");
     if (!a->tasks) return cli_fail(cmd, 2, "--tasks LIST is required");
     if (!a->data) return cli_fail(cmd, 2, "--data PATH is required");
@@ -269,6 +277,8 @@ static int setup(const rmu_dist *d, const eval_args *a, rmu_eval_plan *plan, rmu
     }
     if (rmu_model_load(model, a->model, e)) return 1;
     *have_model = 1;
+    if (rmu_dist_root(d)) cli_model_note("eval", &model->cfg);
+    rmu_model_set_precision(model, a->prec);
     if (!(*tok = rmu_tok_load(a->model, e)) || rmu_check_tokenizer(model, *tok, e)) return 1;
     if (a->log_samples && rmu_dist_root(d)) {
         if (rmu_afile_open(&sk->log, a->log_samples, e)) return 1;

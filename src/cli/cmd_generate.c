@@ -16,6 +16,7 @@
 typedef struct {
     const char *model, *prompt, *system, *template_name;
     int n, ctx, chat, bos;
+    rmu_prec prec;
     rmu_sampler_cfg scfg;
     const char *stops[16];
     int nstops;
@@ -24,8 +25,9 @@ typedef struct {
 static const char *GEN_USAGE =
     "usage: rmu generate -m DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                    [--stop STRING]... [--ctx N] [--chat] [--template auto|zephyr|plain] [--no-bos]\n"
+    "                    [--precision auto|bf16|fp32]\n"
     "       rmu chat -m DIR [--system TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--ctx N]\n"
-    "                [--template auto|zephyr|plain]\n";
+    "                [--template auto|zephyr|plain] [--precision auto|bf16|fp32]\n";
 
 static int parse_gen_args(const char *cmd, int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
@@ -35,6 +37,7 @@ static int parse_gen_args(const char *cmd, int argc, char **argv, gen_args *a) {
     a->template_name = "auto";
     a->scfg = (rmu_sampler_cfg){.temp = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 0};
     int have_seed = 0;
+    const char *prec = NULL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         long l;
@@ -80,10 +83,13 @@ static int parse_gen_args(const char *cmd, int argc, char **argv, gen_args *a) {
             a->chat = 1;
         } else if (!strcmp(f, "--no-bos")) {
             a->bos = 0;
+        } else if (!strcmp(f, "--precision")) {
+            if (!(prec = cli_value(cmd, argc, argv, &i))) return 2;
         } else {
             return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         }
     }
+    if (cli_precision(cmd, prec, &a->prec)) return 2;
     if (!have_seed) a->scfg.seed = (uint64_t)getpid() ^ 0x5eedull; /* fresh text each run unless --seed */
     if (!a->model) return cli_fail(cmd, 2, "-m DIR is required");
     return 0;
@@ -100,6 +106,8 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
     rmu_err e;
     memset(s, 0, sizeof *s);
     if (rmu_model_load(&s->model, a->model, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    cli_model_note(cmd, &s->model.cfg);
+    rmu_model_set_precision(&s->model, a->prec);
     if (!(s->tok = rmu_tok_load(a->model, &e))) {
         rmu_model_free(&s->model);
         return cli_fail(cmd, 1, "%s", e.msg);
@@ -231,6 +239,19 @@ static void convo_free(convo *c) {
     free(c->owned);
 }
 
+/* A lower bound on the tokens of len bytes of text: no token covers more raw bytes than its
+ * longest piece (a Metaspace "\u2581" stands for one space in three bytes), with a factor 4 to
+ * spare for normalizers, so a turn that cannot fit the context is refused before it is
+ * tokenized (seconds for megabytes). */
+static long min_tokens(const rmu_tokenizer *t, size_t len) {
+    size_t m = 1;
+    for (int i = 0; i < rmu_tok_vocab_size(t); i++) {
+        const char *p = rmu_tok_piece(t, i);
+        if (p && strlen(p) > m) m = strlen(p);
+    }
+    return (long)(len / (4 * m));
+}
+
 int rmu_cmd_chat(int argc, char **argv) {
     const char *cmd = "chat";
     gen_args a;
@@ -252,10 +273,18 @@ int rmu_cmd_chat(int argc, char **argv) {
     }
     for (;;) {
         if (interactive) fputs("> ", stderr);
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) break;
+        long len = cli_read_line(stdin, '\n', CLI_MAX_LINE, &line, &cap);
+        if (len == -1) break;
+        if (len == -2) {
+            rc = cli_fail(cmd, 1, "a turn longer than %zu MiB, the limit for one turn", CLI_MAX_LINE >> 20);
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
+        if (min_tokens(s.tok, (size_t)len) >= a.ctx) {
+            rc = cli_fail(cmd, 1, "a turn of %ld bytes cannot fit the context of %d tokens (use --ctx)", len, a.ctx);
+            break;
+        }
         if (convo_add(&c, "user", line)) { rc = cli_fail(cmd, 1, "out of memory"); break; }
         char *prompt = rmu_chat_render(s.tok, kind, c.m, c.n, 1, &e);
         int *ids = NULL, n = 0;

@@ -138,10 +138,19 @@ typedef struct {
 
 static int append_line(pool *p, const char *line, rmu_err *e) {
     size_t n = strlen(line);
-    /* one write per line: a kill never leaves half a line from a completed write */
+    /* one write per line: a kill never leaves half a line from a completed write; a failed
+     * one (a full disk) is cut back off, so the file only ever holds whole lines */
+    off_t before = lseek(p->out_fd, 0, SEEK_END);
     ssize_t w = write(p->out_fd, line, n);
-    if (w != (ssize_t)n) return rmu_errf(e, "%s: write failed: %s", p->out, w < 0 ? strerror(errno) : "short write");
-    if (fdatasync(p->out_fd)) return rmu_errf(e, "%s: fsync failed: %s", p->out, strerror(errno));
+    if (w >= 0 && (size_t)w < n) { /* a short write: the next one says why (ENOSPC) */
+        ssize_t w2 = write(p->out_fd, line + w, n - (size_t)w);
+        if (w2 > 0) w += w2;
+    }
+    if (w != (ssize_t)n || fdatasync(p->out_fd)) {
+        int err = errno;
+        if (before >= 0) (void)!ftruncate(p->out_fd, before);
+        return rmu_errf(e, "%s: write failed: %s", p->out, strerror(err));
+    }
     return 0;
 }
 
@@ -411,6 +420,8 @@ static int cmd_judge(int argc, char **argv) {
     p = (pool){.m = m, .n = nm, .jp = &jp, .judge_model = a.judge_model, .judge_url = a.url, .out = a.out,
                .max_retries = (int)a.max_retries, .timeout_s = a.timeout, .quiet = a.quiet};
     p.api_key = a.key_env && *a.key_env ? getenv(a.key_env) : NULL;
+    struct stat ost;
+    int created = stat(a.out, &ost) != 0; /* a run that writes nothing leaves no new empty file */
     if ((p.out_fd = open(a.out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
         cli_fail(cmd, 1, "%s: cannot open for appending: %s", a.out, strerror(errno));
         goto out;
@@ -424,6 +435,7 @@ static int cmd_judge(int argc, char **argv) {
     if (started == 0) worker(&p);
     for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
     pthread_mutex_destroy(&p.mu);
+    if (created && (p.fatal || p.failed) && lseek(p.out_fd, 0, SEEK_END) == 0) unlink(a.out);
     close(p.out_fd);
     if (p.fatal) cli_fail(cmd, 1, "%s", p.err.msg);
     else if (p.failed)

@@ -225,6 +225,7 @@ static int mtbench(const rmu_dist *d, int argc, char **argv) {
     if (todo) { /* questions are split over ranks: a rank without any still loads (rounds are collective) */
         if (rmu_model_load(&model, a.model, &e)) lrc = 1;
         have_model = !lrc;
+        if (have_model && root) cli_model_note(cmd, &model.cfg);
         if (!lrc && (!(tok = rmu_tok_load(a.model, &e)) || rmu_check_tokenizer(&model, tok, &e))) lrc = 1;
         int ctx = a.ctx;
         if (!lrc && !ctx) {

@@ -84,10 +84,13 @@ int rmu_cmd_tokenize(int argc, char **argv) {
     int rc = 0;
     /* ids never contain NUL: --decode always reads lines; -0 then only changes the output */
     const int delim = nul && !decode ? '\0' : '\n';
-    while ((got = getdelim(&line, &cap, delim, stdin)) >= 0) {
+    while ((got = cli_read_line(stdin, delim, CLI_MAX_LINE, &line, &cap)) != -1) {
         lineno++;
+        if (got == -2) {
+            rc = cli_fail(cmd, 1, "input line %ld: longer than %zu MiB, the limit for one text", lineno, CLI_MAX_LINE >> 20);
+            break;
+        }
         size_t len = (size_t)got;
-        if (len && line[len - 1] == (char)delim) len--;
         if (delim == '\n' && len && line[len - 1] == '\r') len--;
         int *ids = NULL, n = 0;
         if (decode) {

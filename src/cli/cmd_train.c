@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "clidist.h"
 #include "fieldmap.h"
+#include "sig.h"
 #include "train/adamw.h"
 #include "train/finetune.h"
 
@@ -18,7 +19,7 @@ static const char *USAGE =
     "                 [--lr 5e-5] [--warmup N] [--schedule constant|linear|cosine] [--weight-decay 0]\n"
     "                 [--clip 1.0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-eps 1e-8]\n"
     "                 [--seed 42] [--save-every N] [--keep-checkpoints 2] [--resume] [--overwrite]\n"
-    "                 [--log FILE.jsonl] [--dtype bf16|f16|f32] [--quiet]\n"
+    "                 [--log FILE.jsonl] [--dtype bf16|f16|f32] [--precision auto|bf16|fp32] [--quiet]\n"
     "data: *.jsonl/*.ndjson (one object per line, text in --field), *.json (an array of strings or\n"
     "      objects, or JSON Lines when it does not start with '['), other files plain text with one\n"
     "      document per non-blank line, keeping its line break. Documents get BOS (per\n"
@@ -37,7 +38,7 @@ static const cli_field FIELDS[] = {
     {"field", "--field"},      {"trainable", "--trainable"}, {"log_path", "--log"},
     {"seq_len", "--seq-len"},  {"batch_size", "--batch-size"}, {"resume", "--resume"},
     {"overwrite", "--overwrite"}, {"batch_json", "--batch-json"}, {"dump_grads", "--dump-grads"},
-    {NULL, NULL}};
+    {"out_dtype", "--dtype"},  {NULL, NULL}};
 
 typedef struct {
     int quiet, tty;
@@ -80,6 +81,7 @@ static void on_step(void *ud, const rmu_ft_status *s) {
 /* Options into o and u: 0, 1 after --help, or 2 after a usage error (printed). */
 static int parse_args(const char *cmd, int argc, char **argv, rmu_ft_opts *o, ui *u) {
     const char *v;
+    if (cli_precision(cmd, NULL, &o->precision)) return 2; /* RMU_PRECISION; --precision overrides */
     int have_epochs = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -161,6 +163,8 @@ static int parse_args(const char *cmd, int argc, char **argv, rmu_ft_opts *o, ui
             else if (!strcmp(v, "f32")) o->out_dtype = RMU_DT_F32;
             else if ((o->out_dtype = rmu_dtype_parse(v)) == RMU_DT_INVALID)
                 return cli_fail(cmd, 2, "--dtype: expected bf16, f16 or f32, got '%s'", v);
+        } else if (!strcmp(f, "--precision")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_precision(cmd, v, &o->precision)) return 2;
         } else if (!strcmp(f, "--quiet") || !strcmp(f, "-q")) {
             u->quiet = 1;
         /* hidden options: tests and benchmarks */
@@ -200,6 +204,7 @@ static int train(const rmu_dist *d, int argc, char **argv) {
     o.dist = d;
     if (!rmu_dist_root(d)) u.quiet = 1; /* rank 0 reports for all */
     u.tty = isatty(2);
+    o.cancel = cli_sig_flag(); /* Ctrl-C: stop after the step, keep the checkpoints */
     rmu_ft_result r;
     rmu_err e;
     if (rmu_ft_run(&o, on_note, on_step, &u, &r, &e)) {

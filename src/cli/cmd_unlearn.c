@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "clidist.h"
 #include "fieldmap.h"
+#include "sig.h"
 #include "train/unlearn.h"
 
 static const char *USAGE =
@@ -15,7 +16,7 @@ static const char *USAGE =
     "         [--alpha 1200,1200] [--lr 5e-5] [--batch-size 4] [--max-num-batches 150]\n"
     "         [--max-len 512,768] [--retain-max-len 512] [--min-len 0] [--seed 42] [--adaptive BETA]\n"
     "         [--log FILE.jsonl] [--save-control-vectors FILE] [--control-vectors FILE] [--optimizer hf|torch]\n"
-    "         [--overwrite]\n"
+    "         [--precision auto|bf16|fp32] [--overwrite]\n"
     "corpora: .jsonl/.ndjson files hold one {\"text\": ...} object per line; .json files a JSON array\n"
     "(of strings or such objects) or JSON Lines; other files are plain text, one text per non-blank\n"
     "line, keeping its line break. One retain corpus per forget corpus (topic).\n"
@@ -92,6 +93,7 @@ static int unlearn(const rmu_dist *dist, int argc, char **argv) {
     int nlists = 0, rc = 2;
     long l;
     double d;
+    if (cli_precision(cmd, NULL, &o.precision)) goto parsed; /* RMU_PRECISION; --precision overrides */
 #define DUP(s) (lists[nlists++] = strdup(s))
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -167,6 +169,8 @@ static int unlearn(const rmu_dist *dist, int argc, char **argv) {
                 goto parsed;
             }
             o.torch_adamw = !strcmp(v, "torch");
+        } else if (!strcmp(f, "--precision")) {
+            if (cli_precision(cmd, v, &o.precision)) goto out;
         } else if (!strcmp(f, "--dump-batches")) o.dump_batches = v; /* tests: batches for the PyTorch reference */
         else {
             cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
@@ -192,6 +196,7 @@ parsed:
     o.dist = dist;
     rmu_unl_result r;
     rmu_err e;
+    o.cancel = cli_sig_flag(); /* Ctrl-C: stop after the step, write nothing */
     if (rmu_unl_run(&o, rmu_dist_root(dist) ? progress : NULL, NULL, &r, &e)) {
         cli_field_flags(&e, FIELDS);
         rc = cli_dist_fail(dist, cmd, 1, "%s", e.msg);

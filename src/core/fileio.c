@@ -1,25 +1,45 @@
 #include "fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e) {
+char *rmu_file_read_max(const char *path, size_t max, size_t *len, rmu_err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         rmu_errf(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
+    /* a regular file's size is known: one exact allocation, and the limit checked first */
+    struct stat st;
     size_t cap = 1 << 16, n = 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > max) {
+            fclose(f);
+            rmu_errf(e, "%s: %llu bytes, over the limit of %zu bytes for this file", path,
+                     (unsigned long long)st.st_size, max);
+            return NULL;
+        }
+        cap = (size_t)st.st_size + 1; /* + 1: EOF is seen without a second allocation */
+    }
     char *buf = malloc(cap + 1);
     if (!buf) { fclose(f); rmu_errf(e, "%s: out of memory", path); return NULL; }
     for (;;) {
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
+        if (n > max) {
+            free(buf);
+            fclose(f);
+            rmu_errf(e, "%s: over the limit of %zu bytes for this file", path, max);
+            return NULL;
+        }
         if (n < cap) break;
         char *nb = realloc(buf, cap * 2 + 1);
         if (!nb) { free(buf); fclose(f); rmu_errf(e, "%s: out of memory", path); return NULL; }
@@ -38,11 +58,38 @@ char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e) {
     return buf;
 }
 
+char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e) { return rmu_file_read_max(path, SIZE_MAX - 2, len, e); }
+
+/* "BASE.tmp.PID" files of dead processes beside path. */
+static void remove_stale_tmp(const char *path) {
+    char d[4096], b[4096];
+    snprintf(d, sizeof d, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    const char *dir = dirname(d), *base = basename(b);
+    size_t bl = strlen(base);
+    DIR *dh = opendir(dir);
+    if (!dh) return;
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        const char *n = de->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5)) continue;
+        char *end;
+        long pid = strtol(n + bl + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char p[8200];
+        snprintf(p, sizeof p, "%s/%s", dir, n);
+        unlink(p);
+    }
+    closedir(dh);
+}
+
 int rmu_afile_open(rmu_afile *a, const char *path, rmu_err *e) {
     memset(a, 0, sizeof *a);
     if (strlen(path) >= sizeof a->path) return rmu_errf(e, "%s: path too long", path);
     strcpy(a->path, path);
     snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%ld", path, (long)getpid());
+    remove_stale_tmp(path);
     a->f = fopen(a->tmp, "wb");
     if (!a->f) return rmu_errf(e, "%s: cannot create: %s", a->tmp, strerror(errno));
     return 0;
@@ -242,4 +289,86 @@ void rmu_sha256_hex(const void *data, size_t n, char hex[65]) {
     uint8_t out[32];
     rmu_sha256(data, n, out);
     hex_digest(out, hex);
+}
+
+int rmu_file_lines(const char *path, size_t max_line, rmu_line_fn fn, void *ud, char *sha_hex, rmu_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rmu_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    size_t cap = 2 * (size_t)CHUNK, len = 0, scan = 0; /* buf[0, len): unconsumed; [0, scan) has no "\n" */
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return rmu_errf(e, "%s: out of memory", path);
+    }
+    sha256_ctx c;
+    sha256_init(&c);
+    long line = 1;
+    int rc = 0, first = 1, eof = 0;
+    while (!rc) {
+        char *nl = memchr(buf + scan, '\n', len - scan);
+        if (nl) {
+            size_t n = (size_t)(nl - buf);
+            if (n > max_line) {
+                rc = rmu_errf(e, "%s:%ld: a line of %zu bytes, over the limit of %zu MiB for one line", path, line, n,
+                              max_line >> 20);
+                break;
+            }
+            int r = fn(ud, buf, n, line++, 1, e);
+            if (r) {
+                rc = r < 0 ? -1 : 0;
+                eof = r > 0 ? 2 : eof;
+                break;
+            }
+            memmove(buf, nl + 1, len - n - 1);
+            len -= n + 1;
+            scan = 0;
+            continue;
+        }
+        scan = len;
+        if (len > max_line) {
+            rc = rmu_errf(e, "%s:%ld: a line of more than %zu MiB, over the limit for one line", path, line, max_line >> 20);
+            break;
+        }
+        if (eof) {
+            if (len) {
+                int r = fn(ud, buf, len, line, 0, e);
+                rc = r < 0 ? -1 : 0;
+            }
+            break;
+        }
+        if (cap - len < CHUNK) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                rc = rmu_errf(e, "%s: out of memory", path);
+                break;
+            }
+            buf = nb, cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, CHUNK, f);
+        if (got < CHUNK) {
+            if (ferror(f)) {
+                rc = rmu_errf(e, "%s: read error", path);
+                break;
+            }
+            eof = 1;
+        }
+        sha256_update(&c, (const uint8_t *)buf + len, got);
+        if (first) { /* a UTF-8 byte order mark is not part of the first line (len is 0 here) */
+            first = 0;
+            if (got >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) {
+                memmove(buf, buf + 3, got - 3);
+                got -= 3;
+            }
+        }
+        len += got;
+    }
+    if (!rc && sha_hex) {
+        uint8_t d[32];
+        if (eof != 2) sha256_final(&c, d), hex_digest(d, sha_hex);
+        else sha_hex[0] = 0; /* stopped early: not the whole file */
+    }
+    free(buf);
+    fclose(f);
+    return rc;
 }

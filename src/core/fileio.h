@@ -10,9 +10,22 @@
 /* Read a whole file into a NUL-terminated malloc'd buffer; *len gets the size
  * (without the NUL). Returns NULL and fills e on failure. */
 char *rmu_file_read_all(const char *path, size_t *len, rmu_err *e);
+/* The same with an explicit size limit: a longer file is an error naming PATH, its size and
+ * the limit, found before anything is read (bad input never costs more memory than max). */
+char *rmu_file_read_max(const char *path, size_t max, size_t *len, rmu_err *e);
+
+/* Calls fn for every line of PATH, without its "\n" (has_nl: one followed; a "\r" before it
+ * stays), a UTF-8 BOM at the start skipped. The file is read in chunks: memory is one line,
+ * and a line longer than max_line bytes (at least 1 MiB) is an error naming PATH:LINE and the limit, found
+ * before more than max_line bytes of it are held. sha_hex (65 bytes, or NULL) gets the
+ * SHA-256 of every byte of the file. fn returns 0 to go on, 1 to stop, -1 (e filled) to fail.
+ * Returns 0 or -1. */
+typedef int (*rmu_line_fn)(void *ud, const char *s, size_t n, long line, int has_nl, rmu_err *e);
+int rmu_file_lines(const char *path, size_t max_line, rmu_line_fn fn, void *ud, char *sha_hex, rmu_err *e);
 
 /* Atomic output: writes go to "PATH.tmp.PID", rmu_afile_commit fsyncs, renames
- * onto PATH and fsyncs the folder, so PATH is either the old or the new whole file. */
+ * onto PATH and fsyncs the folder, so PATH is either the old or the new whole file. Open
+ * also removes "PATH.tmp.N" files of dead processes N (writers killed before their rename). */
 typedef struct rmu_afile {
     FILE *f;
     char path[4096];

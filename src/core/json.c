@@ -16,39 +16,58 @@ int rmu_json_is_array_text(const char *text, size_t len) {
     return i < len && text[i] == '[';
 }
 
+/* One line of JSON Lines (without its "\n"): 0 go on, 1 stop, -1 error. torn: the last line
+ * of the input with no "\n" after it, which RMU_JSONL_TORN_TAIL_OK lets fail quietly. */
+static int one_line(const char *path, const char *s, size_t n, long line, int torn, unsigned flags, rmu_jsonl_fn fn,
+                    void *ud, rmu_err *e) {
+    size_t b = 0, end = n;
+    while (b < end && isspace((unsigned char)s[b])) b++;
+    while (end > b && isspace((unsigned char)s[end - 1])) end--;
+    if (b == end) return 0;
+    if (end - b > RMU_JSONL_MAX_LINE)
+        return rmu_errf(e, "%s:%ld: a line of %zu bytes, over the limit of %zu MiB for one JSON line", path, line,
+                        end - b, RMU_JSONL_MAX_LINE >> 20);
+    json_error_t je;
+    json_t *v = json_loadb(s + b, end - b, JSON_DECODE_ANY, &je);
+    if (!v) {
+        if (torn && (flags & RMU_JSONL_TORN_TAIL_OK)) return 1;
+        return rmu_errf(e, "%s:%ld: invalid JSON: %s", path, line, je.text);
+    }
+    int rc = fn(ud, v, line, e);
+    json_decref(v);
+    return rc < 0 ? -1 : rc > 0 ? 1 : 0;
+}
+
 int rmu_jsonl_parse(const char *path, const char *text, size_t len, unsigned flags, rmu_jsonl_fn fn, void *ud,
                     rmu_err *e) {
     long line = 0;
     for (size_t i = skip_bom(text, len); i < len;) {
         const char *nl = memchr(text + i, '\n', len - i);
-        size_t j = nl ? (size_t)(nl - text) : len, b = i, end = j;
-        line++;
-        while (b < end && isspace((unsigned char)text[b])) b++;
-        while (end > b && isspace((unsigned char)text[end - 1])) end--;
-        i = nl ? j + 1 : len;
-        if (b == end) continue;
-        json_error_t je;
-        json_t *v = json_loadb(text + b, end - b, JSON_DECODE_ANY, &je);
-        if (!v) {
-            if (!nl && (flags & RMU_JSONL_TORN_TAIL_OK)) break;
-            return rmu_errf(e, "%s:%ld: invalid JSON: %s", path, line, je.text);
-        }
-        int rc = fn(ud, v, line, e);
-        json_decref(v);
+        size_t j = nl ? (size_t)(nl - text) : len;
+        int rc = one_line(path, text + i, j - i, ++line, !nl, flags, fn, ud, e);
         if (rc < 0) return -1;
         if (rc > 0) break;
+        i = nl ? j + 1 : len;
     }
     return 0;
 }
 
+typedef struct {
+    const char *path;
+    unsigned flags;
+    rmu_jsonl_fn fn;
+    void *ud;
+} stream_ctx;
+
+static int stream_line(void *ud, const char *s, size_t n, long line, int has_nl, rmu_err *e) {
+    const stream_ctx *c = ud;
+    return one_line(c->path, s, n, line, !has_nl, c->flags, c->fn, c->ud, e);
+}
+
 int rmu_jsonl_read(const char *path, unsigned flags, rmu_jsonl_fn fn, void *ud, char *sha_hex, rmu_err *e) {
-    size_t len;
-    char *text = rmu_file_read_all(path, &len, e);
-    if (!text) return -1;
-    if (sha_hex) rmu_sha256_hex(text, len, sha_hex);
-    int rc = rmu_jsonl_parse(path, text, len, flags, fn, ud, e);
-    free(text);
-    return rc;
+    stream_ctx c = {path, flags, fn, ud};
+    /* + 4096: surrounding whitespace does not count against the limit of the value */
+    return rmu_file_lines(path, RMU_JSONL_MAX_LINE + 4096, stream_line, &c, sha_hex, e);
 }
 
 char *rmu_json_dumps_line(const json_t *j, size_t flags) {

@@ -3,7 +3,8 @@
  *
  * JSON Lines, as read everywhere: a UTF-8 BOM at the start of the file is skipped; lines
  * end at "\n" (a "\r" before it is dropped); lines holding only whitespace are skipped;
- * every other line must be one JSON value (errors name PATH:LINE). */
+ * every other line must be one JSON value (errors name PATH:LINE) of at most RMU_JSONL_MAX_LINE
+ * bytes (a longer line is an error before it is parsed: bad input stays cheap). */
 #ifndef RMU_JSON_H
 #define RMU_JSON_H
 
@@ -12,6 +13,8 @@
 
 #include "core/err.h"
 #include "core/fileio.h"
+
+#define RMU_JSONL_MAX_LINE ((size_t)64 << 20)
 
 /* Called once per JSON line; line is 1-based. Return 0 to go on, 1 to stop early without
  * error, -1 (with e filled) to fail. The value is borrowed: incref it to keep it. */
@@ -24,7 +27,8 @@ typedef int (*rmu_jsonl_fn)(void *ud, json_t *v, long line, rmu_err *e);
 /* Iterates the JSON lines of text[len] (path names it in errors). Returns 0, or -1. */
 int rmu_jsonl_parse(const char *path, const char *text, size_t len, unsigned flags, rmu_jsonl_fn fn, void *ud,
                     rmu_err *e);
-/* Reads PATH and iterates it; with sha_hex (65 bytes) also the SHA-256 of the bytes read. */
+/* Reads PATH line by line (memory: one line) and iterates it; with sha_hex (65 bytes) also
+ * the SHA-256 of the file's bytes. */
 int rmu_jsonl_read(const char *path, unsigned flags, rmu_jsonl_fn fn, void *ud, char *sha_hex, rmu_err *e);
 
 /* 1 when text (after a BOM and whitespace) starts with '[': a whole-file JSON array rather

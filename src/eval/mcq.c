@@ -369,7 +369,7 @@ int rmu_mcq_parse_json(rmu_mcq_set *s, const char *text, size_t len, const char 
 
 int rmu_mcq_load(rmu_mcq_set *s, const char *path, int min_c, int max_c, rmu_err *e) {
     size_t len;
-    char *text = rmu_file_read_all(path, &len, e);
+    char *text = rmu_file_read_max(path, RMU_MCQ_MAX_FILE, &len, e);
     if (!text) return -1;
     snprintf(s->path, sizeof s->path, "%s", path);
     int r;

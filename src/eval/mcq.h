@@ -33,6 +33,9 @@ typedef struct rmu_mcq_set {
     char path[4096]; /* source file, for messages */
 } rmu_mcq_set;
 
+/* Evaluation files are read whole: at most this many bytes (MMLU's largest is ~1 MB). */
+#define RMU_MCQ_MAX_FILE ((size_t)256 << 20)
+
 /* Load a file (format from the extension, see above). Every row must have between
  * min_choices and max_choices choices; errors name FILE:LINE and what is wrong. */
 int rmu_mcq_load(rmu_mcq_set *s, const char *path, int min_choices, int max_choices, rmu_err *e);

@@ -105,7 +105,7 @@ int rmu_mtb_parse_questions(rmu_mtb_questions *qs, const char *text, size_t len,
 
 int rmu_mtb_load_questions(rmu_mtb_questions *qs, const char *path, rmu_err *e) {
     size_t len;
-    char *text = rmu_file_read_all(path, &len, e);
+    char *text = rmu_file_read_max(path, RMU_MCQ_MAX_FILE, &len, e); /* read whole: the same bound */
     if (!text) return -1;
     int r = rmu_mtb_parse_questions(qs, text, len, path, e);
     free(text);
@@ -268,7 +268,7 @@ int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e) {
     if (!*arr) return rmu_errf(e, "out of memory");
     if (!rmu_file_exists(path)) return 0;
     size_t len;
-    char *text = rmu_file_read_all(path, &len, e);
+    char *text = rmu_file_read_max(path, RMU_MCQ_MAX_FILE, &len, e);
     if (!text) {
         json_decref(*arr);
         *arr = NULL;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 
 #define STAGING_TAG ".rmu-staging."
 #define ASIDE_TAG ".rmu-old."
+#define LOCK_TAG ".rmu-lock"
 #define INDEX_NAME "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"
 
@@ -46,6 +48,13 @@ struct rmu_hf {
     ent *ents;
     int n, cap;
     json_t *cfg_set, *cfg_del; /* config.json edits: keys to set, keys to remove */
+    rmu_hf_lock *lock;
+    const volatile sig_atomic_t *cancel;
+};
+
+struct rmu_hf_lock {
+    int fd; /* -1: this process holds the lock through another handle */
+    char path[8192];
 };
 
 /* ---------------------------------------------------------------- small helpers */
@@ -119,6 +128,84 @@ static int split_out(const char *out, char *parent, size_t pcap, char *base, siz
     return 0;
 }
 
+/* ---------------------------------------------------------------- the lock on OUT */
+
+static long lock_pid(int fd) {
+    char b[32];
+    ssize_t n = pread(fd, b, sizeof b - 1, 0);
+    if (n <= 0) return 0;
+    b[n] = 0;
+    return strtol(b, NULL, 10);
+}
+
+rmu_hf_lock *rmu_hf_lock_take(const char *out, rmu_err *e) {
+    char parent[4096], base[1024];
+    if (split_out(out, parent, sizeof parent, base, sizeof base, e)) return NULL;
+    if (rmu_mkdirs(parent, e)) {
+        rmu_err_prefix(e, "%s", out);
+        return NULL;
+    }
+    rmu_hf_lock *l = calloc(1, sizeof *l);
+    if (!l) {
+        rmu_errf(e, "%s: out of memory", out);
+        return NULL;
+    }
+    snprintf(l->path, sizeof l->path, "%s/.%s" LOCK_TAG, parent, base);
+    /* a holder removes the file on release: a file locked after that is no longer the
+     * lock, so the inode is checked again after flock and the take retried */
+    int tries;
+    for (tries = 0; tries < 64; tries++) {
+        int fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            rmu_errf(e, "%s: cannot create the lock file %s: %s", out, l->path, strerror(errno));
+            break;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            long pid = lock_pid(fd);
+            close(fd);
+            if (err != EWOULDBLOCK) {
+                rmu_errf(e, "%s: cannot lock %s: %s", out, l->path, strerror(err));
+                break;
+            }
+            if (pid == (long)getpid()) { /* ours: a nested writer of the same run */
+                l->fd = -1;
+                return l;
+            }
+            rmu_errf(e, "%s: another rmu process (pid %ld) is writing this folder; wait for it to end or choose "
+                        "another folder", out, pid);
+            break;
+        }
+        struct stat a, b;
+        if (fstat(fd, &a) != 0 || stat(l->path, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+            close(fd);
+            continue;
+        }
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, n, 0) != n) {
+            rmu_errf(e, "%s: cannot write the lock file %s: %s", out, l->path, strerror(errno));
+            unlink(l->path);
+            close(fd);
+            break;
+        }
+        l->fd = fd;
+        return l;
+    }
+    if (tries == 64) rmu_errf(e, "%s: cannot take the lock %s (it keeps being replaced)", out, l->path);
+    free(l);
+    return NULL;
+}
+
+void rmu_hf_lock_release(rmu_hf_lock *l) {
+    if (!l) return;
+    if (l->fd >= 0) {
+        unlink(l->path); /* while still held: a waiting taker then sees a removed file */
+        close(l->fd);
+    }
+    free(l);
+}
+
 int rmu_hf_check_out(const char *out, const char *in, unsigned flags, rmu_err *e) {
     if (in && rmu_hf_same_dir(out, in)) return rmu_errf(e, "%s is the input model folder; write to another folder", out);
     struct stat st;
@@ -190,6 +277,7 @@ static void hf_free(rmu_hf *w) {
     if (w->have_own_st) rmu_st_close(&w->own_st);
     json_decref(w->cfg_set);
     json_decref(w->cfg_del);
+    rmu_hf_lock_release(w->lock);
     free(w);
 }
 
@@ -267,6 +355,7 @@ rmu_hf *rmu_hf_open(const char *out_dir, const rmu_hf_opts *o, rmu_err *e) {
         return NULL;
     }
     w->flags = o->flags;
+    w->cancel = o->cancel;
     if (strlen(out_dir) >= sizeof w->out) {
         free(w);
         rmu_errf(e, "%s: path too long", out_dir);
@@ -274,7 +363,7 @@ rmu_hf *rmu_hf_open(const char *out_dir, const rmu_hf_opts *o, rmu_err *e) {
     }
     strcpy(w->out, out_dir);
     if (split_out(out_dir, w->parent, sizeof w->parent, w->base, sizeof w->base, e) ||
-        rmu_hf_check_out(out_dir, o->in_dir, o->flags, e))
+        !(w->lock = rmu_hf_lock_take(out_dir, e)) || rmu_hf_check_out(out_dir, o->in_dir, o->flags, e))
         goto fail;
     if (rmu_mkdirs(w->parent, e)) {
         rmu_err_prefix(e, "%s", out_dir);
@@ -422,6 +511,10 @@ static int copy_inputs(rmu_hf *w, rmu_err *e) {
     while (!rc && (de = readdir(d))) {
         const char *n = de->d_name;
         char src[8192], dst[8192];
+        if (w->cancel && *w->cancel) {
+            rc = rmu_errf(e, "%s: interrupted", w->out);
+            break;
+        }
         struct stat sb;
         if (n[0] == '.' || is_weight_file(n) || rmu_hf_is_provenance(n)) continue;
         if (edit_cfg && !strcmp(n, "config.json")) continue; /* written from the edits */
@@ -467,6 +560,7 @@ typedef struct {
 static int fill_ent(void *vctx, int index, size_t off, size_t count, void *buf, rmu_err *e) {
     const fill_ctx *fc = vctx;
     const ent *t = &fc->w->ents[fc->map[index]];
+    if (fc->w->cancel && *fc->w->cancel) return rmu_errf(e, "%s: interrupted", fc->w->out);
     if (t->fill) return t->fill(t->ctx, t->name, off, count, buf, e);
     size_t ss = rmu_dtype_size(t->src_dt), ds = rmu_dtype_size(t->dtype);
     const char *src = (const char *)t->src + off * ss;

@@ -36,11 +36,19 @@
  * the new folder is swapped in atomically (renameat2 RENAME_EXCHANGE; where the filesystem
  * lacks it, rename the old one aside first) and the old one removed.
  * OUT must not be the input folder (same inode; a symlink or another spelling of the path is
- * caught too). */
+ * caught too).
+ *
+ * Two writers, one OUT: open takes an advisory lock on OUT (flock on DIR/.NAME.rmu-lock,
+ * holding the owner's PID; removed on release), so a second process writing the same OUT is
+ * refused instead of interleaving. A run that works long before it opens the writer (train,
+ * unlearn) takes the lock at its start with rmu_hf_lock_take; its own later open then finds
+ * the lock held by this process and goes on. The kernel drops the lock of a killed process;
+ * its lock file is reused. */
 #ifndef RMU_HFDIR_H
 #define RMU_HFDIR_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +77,8 @@ typedef struct rmu_hf_opts {
                                * here. Must stay open until commit or abort. */
     const char *work_dir;     /* NULL: a PID-named staging folder; else this folder (above) */
     unsigned flags;           /* RMU_HF_REPLACE */
+    const volatile sig_atomic_t *cancel; /* non-zero *cancel (e.g. set by a SIGINT handler) stops
+                                          * commit between chunks: an error, nothing written */
 } rmu_hf_opts;
 
 /* Elements [off, off + count) of tensor `name`, in its output dtype, into buf. count is
@@ -115,6 +125,14 @@ int rmu_hf_config_set(rmu_hf *w, const char *key, json_t *value, rmu_err *e);
 int rmu_hf_commit(rmu_hf *w, rmu_err *e);
 /* Drops the staging folder (its loose files for a work_dir) and frees w. NULL is fine. */
 void rmu_hf_abort(rmu_hf *w);
+
+/* The advisory lock on out_dir (above). NULL with e = "OUT: another rmu process (pid N) is
+ * writing this folder ..." when another process holds it. Held by this process already: a
+ * handle whose release does nothing. The parent folder is created if needed. */
+typedef struct rmu_hf_lock rmu_hf_lock;
+rmu_hf_lock *rmu_hf_lock_take(const char *out_dir, rmu_err *e);
+/* Releases the lock and removes its file. NULL is fine. */
+void rmu_hf_lock_release(rmu_hf_lock *l);
 
 /* Removes a folder tree (no symlinks followed). 0, or -1 when something stayed. */
 int rmu_hf_rmtree(const char *path);

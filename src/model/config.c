@@ -295,7 +295,7 @@ out:
 int rmu_cfg_load(rmu_config *c, const char *dir, rmu_err *e) {
     char path[4096];
     if (rmu_path_join(path, sizeof path, dir, "config.json", e)) return -1;
-    char *txt = rmu_file_read_all(path, NULL, e);
+    char *txt = rmu_file_read_max(path, RMU_CFG_MAX_FILE, NULL, e);
     if (!txt) return -1;
     int rc = rmu_cfg_parse(c, txt, path, e);
     free(txt);

@@ -41,6 +41,8 @@ typedef struct rmu_config {
  * quantization_config that rmu can run (FP8 E4M3 weight quantization, channel or tensor
  * scales): AWQ, GPTQ, bitsandbytes, block-wise FP8 ... are errors naming the method. */
 int rmu_cfg_parse(rmu_config *c, const char *json_text, const char *path, rmu_err *e);
+/* DIR/config.json, at most RMU_CFG_MAX_FILE bytes (real ones are a few KiB). */
+#define RMU_CFG_MAX_FILE ((size_t)16 << 20)
 int rmu_cfg_load(rmu_config *c, const char *dir, rmu_err *e);
 /* Write config.json (atomic) in HF layout for this config. */
 int rmu_cfg_save(const rmu_config *c, const char *dir, rmu_err *e);

@@ -2,7 +2,17 @@
  * forward pass with a KV cache. Prefix rmu_model_ (weights) and rmu_state_ (run state).
  *
  * Weights are pointers into the safetensors mmap (no copy); every matmul reads them in
- * their file dtype (F32/F16/BF16) and computes in fp32. */
+ * their file dtype (F32/F16/BF16, or F8_E4M3 with fp32 scales) and computes in the model's
+ * precision (bf16 products with fp32 sums for BF16 weights by default, or exact fp32;
+ * rmu_model_set_precision).
+ *
+ * FP8 folders (config.json quantization_config: compressed-tensors "float-quantized" with
+ * channel or tensor weight scales, or quant_method "fp8"): a linear weight W stored as
+ * F8_E4M3 needs W's "<name>_scale" tensor (model.layers.0.mlp.up_proj.weight_scale): [out, 1]
+ * or [out] for channel scales, [] or [1] per tensor, in F32/F16/BF16; the scales are kept
+ * as fp32 (rmu_model.scales) and the kernels apply them. Static "input_scale" tensors are
+ * ignored (weight-only: activations stay fp32/bf16; rmu_config.quant_note says so). Only the
+ * decoder layers' linear weights and an untied lm_head may be FP8. */
 #ifndef RMU_MODEL_H
 #define RMU_MODEL_H
 
@@ -11,6 +21,7 @@
 #include "core/dtype.h"
 #include "core/err.h"
 #include "io/safetensors.h"
+#include "kernels/gemm.h"
 #include "model/config.h"
 
 /* A 2-D weight [rows, cols] row-major; a linear layer y = x W^T has rows = out, cols = in.
@@ -19,6 +30,8 @@ typedef struct rmu_weight {
     const void *data;
     rmu_dtype dtype;
     int64_t rows, cols;
+    const float *scale; /* F8_E4M3 only: nscale fp32 scales, one per row (nscale = rows) or one */
+    int64_t nscale;
 } rmu_weight;
 
 typedef struct rmu_layer {
@@ -35,6 +48,8 @@ typedef struct rmu_model {
     rmu_weight final_norm;  /* [C] */
     rmu_weight lm_head;     /* [V, C]; == embed when tied */
     rmu_layer *layers;      /* [n_layers] */
+    rmu_prec precision;     /* of every matmul; AUTO (the default): bf16 iff the weight is BF16 */
+    float *scales;          /* the FP8 weights' scales as fp32 (NULL without FP8 weights) */
     char dir[4096];
 } rmu_model;
 
@@ -42,22 +57,55 @@ typedef struct rmu_model {
  * configured shape; missing, extra and mis-shaped tensors are reported by name. */
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e);
 void rmu_model_free(rmu_model *m);
+/* Arithmetic of the matmuls (kernels/gemm.h): RMU_PREC_AUTO (bf16 for BF16 weights, what a
+ * bf16 PyTorch run computes), RMU_PREC_BF16 or RMU_PREC_FP32 (exact fp32 everywhere). */
+void rmu_model_set_precision(rmu_model *m, rmu_prec p);
 /* HF name of a weight, e.g. "model.layers.3.mlp.down_proj.weight"; returns a pointer into
  * the model (lets train/unlearn swap a weight's data for an fp32 master copy). */
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);
-/* Bytes of all weights (what one decode step reads). */
+/* Bytes of all weights (what one decode step reads), FP8 scales included. */
 size_t rmu_model_weight_bytes(const rmu_model *m);
+/* Row `row` of w as fp32 values (an FP8 row times its scale): dst[w->cols]. */
+void rmu_weight_row_f32(const rmu_weight *w, int64_t row, float *dst);
+
+/* Phases of an inference forward pass, for profiling (rmu_state.prof). The matmul phases
+ * (QKV, WO, GATE_UP, DOWN, LOGITS) are GEMVs in decode; the rest is everything else. */
+typedef enum {
+    RMU_PH_EMBED,   /* embedding row lookup */
+    RMU_PH_NORM,    /* RMSNorms (two per layer, the final one) */
+    RMU_PH_QKV,     /* q/k/v projections */
+    RMU_PH_ROPE,    /* RoPE of q and k, new keys/values into the cache */
+    RMU_PH_ATTN,    /* attention over the cache */
+    RMU_PH_WO,      /* o projection + residual add */
+    RMU_PH_GATE_UP, /* gate/up projections */
+    RMU_PH_SWIGLU,  /* SwiGLU */
+    RMU_PH_DOWN,    /* down projection + residual add */
+    RMU_PH_LOGITS,  /* LM head */
+    RMU_PH_COUNT
+} rmu_phase;
+
+/* Seconds per phase, summed over forward calls: wall clock and the calling thread's CPU
+ * time (with one thread, CPU time is what the phase cost, whatever else the machine runs). */
+typedef struct rmu_prof {
+    double wall[RMU_PH_COUNT], cpu[RMU_PH_COUNT];
+} rmu_prof;
+
+const char *rmu_phase_name(rmu_phase p);
+int rmu_phase_is_matmul(rmu_phase p);
 
 /* Run state: KV cache for one sequence of up to ctx tokens and scratch for up to
- * max_batch tokens per forward call. */
+ * max_batch tokens per forward call. All memory is allocated by rmu_state_init: a forward
+ * call allocates nothing. */
 typedef struct rmu_state {
     int ctx, max_batch, pos;
-    float *kcache, *vcache;   /* [n_layers, ctx, KV*hd] */
+    float *kcache, *vcache;   /* [n_layers, KV, ctx, hd]: head-major, so attention streams one
+                               * head's keys/values from contiguous memory */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* scratch [max_batch, ...] */
-    float *att;               /* [threads, ctx] attention scores */
+    float *att;               /* attention scratch (rmu_attention_scratch_floats) */
     float *rope_cos, *rope_sin; /* [ctx, hd/2] */
     int *pos_ids;             /* [max_batch] */
     int nthreads;
+    rmu_prof *prof;           /* NULL, or forward calls add their phase times here */
 } rmu_state;
 
 int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu_err *e);

@@ -9,6 +9,12 @@
 
 typedef struct rmu_tokenizer rmu_tokenizer;
 
+/* Size limits, checked before a byte is read: tokenizer.json at most RMU_TOK_MAX_FILE (the
+ * largest real ones are ~35 MB; parsing takes several times the size), tokenizer_config.json
+ * RMU_TOK_MAX_CONFIG. Vocab and merges are at most 2^24 entries each. */
+#define RMU_TOK_MAX_FILE ((size_t)128 << 20)
+#define RMU_TOK_MAX_CONFIG ((size_t)16 << 20)
+
 /* Loads DIR/tokenizer.json and, if present, DIR/tokenizer_config.json (add_bos_token,
  * add_eos_token, bos/eos/pad tokens, chat_template). */
 rmu_tokenizer *rmu_tok_load(const char *dir, rmu_err *e);

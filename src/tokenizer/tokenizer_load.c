@@ -534,9 +534,9 @@ rmu_tokenizer *rmu_tok_load_json_text(const char *text, size_t len, const char *
 
 rmu_tokenizer *rmu_tok_load_files(const char *tokenizer_json, const char *config_path, rmu_err *e) {
     size_t len, clen = 0;
-    char *text = rmu_file_read_all(tokenizer_json, &len, e), *ctext = NULL;
+    char *text = rmu_file_read_max(tokenizer_json, RMU_TOK_MAX_FILE, &len, e), *ctext = NULL;
     if (!text) return NULL;
-    if (config_path && !(ctext = rmu_file_read_all(config_path, &clen, e))) {
+    if (config_path && !(ctext = rmu_file_read_max(config_path, RMU_TOK_MAX_CONFIG, &clen, e))) {
         free(text);
         return NULL;
     }

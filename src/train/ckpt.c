@@ -100,6 +100,15 @@ void rmu_ckpt_rm_flat(const char *dir) {
     rmdir(dir);
 }
 
+/* Removes a checkpoint folder without ever leaving a half one under its name: renamed to
+ * NAME.del first (the lister removes those, like the .tmp of a cut-off save), then emptied. */
+static void drop_ckpt(const char *dir) {
+    char del[8300];
+    snprintf(del, sizeof del, "%s.del", dir);
+    rmu_ckpt_rm_flat(del);
+    if (rename(dir, del) == 0) rmu_ckpt_rm_flat(del);
+}
+
 static void fsync_path(const char *path) {
     int fd = open(path, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
@@ -121,7 +130,7 @@ int rmu_ckpt_list(const char *dir, long **steps, int *n, rmu_err *e) {
         if (sscanf(de->d_name, "checkpoint-%ld%7s", &s, tail) < 1 || s < 0) continue;
         char p[8192];
         snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (!strcmp(tail, ".tmp")) { /* a save that was cut off */
+        if (!strcmp(tail, ".tmp") || !strcmp(tail, ".del")) { /* a save or a removal that was cut off */
             rmu_ckpt_rm_flat(p);
             continue;
         }
@@ -163,6 +172,7 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     char (*names)[160] = calloc(2 * (size_t)n, sizeof *names);
     if (!t || !names) {
         free(t), free(names);
+        rmu_ckpt_rm_flat(tmp);
         return rmu_errf(e, "out of memory");
     }
     for (int i = 0; i < n; i++) {
@@ -178,17 +188,26 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     snprintf(p, sizeof p, "%s/" STATE_FILE, tmp);
     int rc = rmu_ckpt_write_f32(p, t, 3 * n, e);
     free(t), free(names);
-    if (rc) return -1;
+    if (rc) { /* a full disk: no half checkpoint-STEP.tmp stays behind either */
+        rmu_ckpt_rm_flat(tmp);
+        return -1;
+    }
     json_t *st = json_pack("{s:i, s:I, s:I, s:I, s:s, s:f, s:O}", "format", CKPT_FORMAT, "step", (json_int_t)step,
                            "epoch", (json_int_t)epoch, "batch_in_epoch", (json_int_t)batch_in_epoch,
                            "epoch_rng_state", epoch_rng, "loss", isfinite(loss) ? loss : 0.0, "run", fp);
-    if (!st) return rmu_errf(e, "out of memory");
+    if (!st) {
+        rmu_ckpt_rm_flat(tmp);
+        return rmu_errf(e, "out of memory");
+    }
     snprintf(p, sizeof p, "%s/" STATE_JSON, tmp);
     rc = rmu_json_write_file(p, st, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17), e);
     json_decref(st);
-    if (rc) return -1;
+    if (rc) {
+        rmu_ckpt_rm_flat(tmp);
+        return -1;
+    }
     fsync_path(tmp);
-    if (rmu_file_exists(dir)) rmu_ckpt_rm_flat(dir); /* same step saved before (a re-run): replace */
+    if (rmu_file_exists(dir)) drop_ckpt(dir); /* same step saved before (a re-run): replace */
     if (rename(tmp, dir) != 0) return rmu_errf(e, "%s: cannot rename into place: %s", dir, strerror(errno));
     fsync_path(out);
     long *steps;
@@ -196,7 +215,7 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     if (rmu_ckpt_list(out, &steps, &ns, e)) return -1;
     for (int i = 0; i + keep < ns; i++) {
         snprintf(p, sizeof p, "%s/checkpoint-%ld", out, steps[i]);
-        rmu_ckpt_rm_flat(p);
+        drop_ckpt(p);
     }
     free(steps);
     return 0;

@@ -3,8 +3,9 @@
  * DIR/checkpoint-STEP holds state.safetensors (fp32 masters under their HF names, AdamW
  * moments as NAME.exp_avg / NAME.exp_avg_sq) and trainer_state.json (format, step, data
  * position, the epoch's RNG state, and under "run" the settings a resume must share). It is
- * written as DIR/checkpoint-STEP.tmp and renamed once complete (then DIR is fsynced), so a
- * checkpoint-STEP folder is always whole. */
+ * written as DIR/checkpoint-STEP.tmp and renamed once complete (then DIR is fsynced), and an
+ * old one is renamed to checkpoint-STEP.del before it is emptied, so a checkpoint-STEP folder
+ * is always whole. */
 #ifndef RMU_CKPT_H
 #define RMU_CKPT_H
 

@@ -57,6 +57,9 @@ static int on_line(void *ud, json_t *v, long line, rmu_err *e) {
 
 static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_t n, const char *field,
                       rmu_err *e) {
+    if (n > RMU_DATA_MAX_ARRAY)
+        return rmu_errf(e, "%s: a JSON array of %zu bytes, over the limit of %zu MiB (write it as JSON Lines)", path, n,
+                        RMU_DATA_MAX_ARRAY >> 20);
     json_error_t je;
     json_t *root = json_loadb(buf, n, 0, &je);
     if (!root) return rmu_errf(e, "%s:%d: invalid JSON: %s", path, je.line, je.text);
@@ -75,6 +78,11 @@ static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_
             return rmu_errf(e, "%s: element %zu is not a string or an object with a string field \"%s\"", path, i,
                             field);
         }
+        if (len > RMU_DATA_MAX_TEXT) {
+            json_decref(root);
+            return rmu_errf(e, "%s: element %zu: a text of %zu bytes, over the limit of %zu MiB", path, i, len,
+                            RMU_DATA_MAX_TEXT >> 20);
+        }
         if (len && add_doc(d, s, len, e)) {
             json_decref(root);
             return -1;
@@ -84,34 +92,50 @@ static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_
     return 0;
 }
 
-/* One document per non-blank line, with its line break ("\r\n" -> "\n"). */
-static int read_text(rmu_data_docs *d, const char *buf, size_t n, rmu_err *e) {
-    size_t i = 0;
-    while (i < n) {
+/* One line of a plain-text corpus (without its "\n"; has_nl: one followed): a document when
+ * not blank, with its line break ("\r\n" -> "\n"). */
+static int text_line(rmu_data_docs *d, const char *path, const char *s, size_t n, long line, int has_nl, rmu_err *e) {
+    size_t end = n, k = 0;
+    if (end > 0 && s[end - 1] == '\r') end--;
+    while (k < end && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r' || s[k] == '\f' || s[k] == '\v')) k++;
+    if (k == end) return 0;
+    if (end > RMU_DATA_MAX_TEXT)
+        return rmu_errf(e, "%s:%ld: a text of %zu bytes, over the limit of %zu MiB", path, line, end,
+                        RMU_DATA_MAX_TEXT >> 20);
+    /* with the byte after the text: "\n", or the "\r" of a CRLF, written as "\n" */
+    if (add_doc(d, s, end + (has_nl ? 1 : 0), e)) return -1;
+    if (has_nl) d->text[d->n - 1][end] = '\n';
+    return 0;
+}
+
+static int read_text(rmu_data_docs *d, const char *path, const char *buf, size_t n, rmu_err *e) {
+    long line = 0;
+    for (size_t i = 0; i < n;) {
         const char *nl = memchr(buf + i, '\n', n - i);
-        size_t j = nl ? (size_t)(nl - buf) : n, end = j, k = i;
-        if (end > i && buf[end - 1] == '\r') end--;
-        while (k < end && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' || buf[k] == '\f' || buf[k] == '\v')) k++;
-        if (k < end) {
-            /* with the byte after the text: "\n", or the "\r" of a CRLF, written as "\n" */
-            if (add_doc(d, buf + i, end - i + (nl ? 1 : 0), e)) return -1;
-            if (nl) d->text[d->n - 1][end - i] = '\n';
-        }
+        size_t j = nl ? (size_t)(nl - buf) : n;
+        if (text_line(d, path, buf + i, j - i, ++line, nl != NULL, e)) return -1;
         i = j + 1;
     }
     return 0;
+}
+
+typedef struct {
+    rmu_data_docs *d;
+    const char *path;
+} text_ctx;
+
+static int on_text_line(void *ud, const char *s, size_t n, long line, int has_nl, rmu_err *e) {
+    text_ctx *c = ud;
+    return text_line(c->d, c->path, s, n, line, has_nl, e);
 }
 
 static void docs_truncate(rmu_data_docs *d, size_t n) {
     while (d->n > n) free(d->text[--d->n]);
 }
 
-int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, char *sha_hex, rmu_err *e) {
+int rmu_data_parse(rmu_data_docs *d, const char *path, const char *buf, size_t n, const char *field, rmu_err *e) {
     if (!field) field = "text";
-    size_t n0 = d->n, n;
-    char *buf = rmu_file_read_all(path, &n, e);
-    if (!buf) return -1;
-    if (sha_hex) rmu_sha256_hex(buf, n, sha_hex);
+    size_t n0 = d->n;
     int rc;
     if (rmu_ends_with(path, ".jsonl") || rmu_ends_with(path, ".ndjson") ||
         (rmu_ends_with(path, ".json") && !rmu_json_is_array_text(buf, n))) {
@@ -121,9 +145,46 @@ int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, ch
         const char *b = buf;
         size_t m = n;
         if (m >= 3 && !memcmp(b, "\xEF\xBB\xBF", 3)) b += 3, m -= 3; /* UTF-8 byte order mark */
-        rc = rmu_ends_with(path, ".json") ? read_array(d, path, b, m, field, e) : read_text(d, b, m, e);
+        rc = rmu_ends_with(path, ".json") ? read_array(d, path, b, m, field, e) : read_text(d, path, b, m, e);
     }
-    free(buf);
+    if (!rc && d->n == n0) rc = rmu_errf(e, "%s: no training text in this file (empty corpus)", path);
+    if (rc) docs_truncate(d, n0);
+    return rc;
+}
+
+/* 1 when the .json file at path holds a JSON array (its first bytes say so), 0 JSON Lines. */
+static int json_file_is_array(const char *path) {
+    char head[65536];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0; /* the reader reports it */
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return rmu_json_is_array_text(head, n);
+}
+
+/* Whole-file JSON arrays are read into memory (bounded by RMU_DATA_MAX_ARRAY, checked first);
+ * JSON Lines and text are streamed a line at a time, so a huge line costs at most the limit. */
+int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, char *sha_hex, rmu_err *e) {
+    if (!field) field = "text";
+    size_t n0 = d->n;
+    int rc;
+    if (rmu_ends_with(path, ".json") && json_file_is_array(path)) {
+        size_t n;
+        char *buf = rmu_file_read_max(path, RMU_DATA_MAX_ARRAY, &n, e);
+        if (!buf) return rmu_ends_with(e->msg, "for this file") ? rmu_err_prefix(e, "a JSON array corpus (write it as "
+                                                                                      "JSON Lines)") : -1;
+        if (sha_hex) rmu_sha256_hex(buf, n, sha_hex);
+        rc = rmu_data_parse(d, path, buf, n, field, e);
+        free(buf);
+        return rc;
+    }
+    if (rmu_ends_with(path, ".jsonl") || rmu_ends_with(path, ".ndjson") || rmu_ends_with(path, ".json")) {
+        line_ctx c = {d, path, field};
+        rc = rmu_jsonl_read(path, 0, on_line, &c, sha_hex, e);
+    } else {
+        text_ctx c = {d, path};
+        rc = rmu_file_lines(path, RMU_DATA_MAX_TEXT + 1, on_text_line, &c, sha_hex, e);
+    }
     if (!rc && d->n == n0) rc = rmu_errf(e, "%s: no training text in this file (empty corpus)", path);
     if (rc) docs_truncate(d, n0);
     return rc;

@@ -14,7 +14,10 @@
  * Everywhere: a UTF-8 BOM at the start is skipped; JSON Lines follow src/core/json.h (blank
  * lines skipped, a "\r" before "\n" dropped, errors name PATH:LINE); empty texts are skipped;
  * documents keep file order; a file with no document is an error. A file is read once: its
- * SHA-256 comes from the same bytes.
+ * SHA-256 comes from the same bytes; JSON Lines and text are read a line at a time (memory:
+ * one line), a JSON array whole. Limits (errors naming the file and line or element): one
+ * text at most RMU_DATA_MAX_TEXT bytes, a whole-file JSON array at most RMU_DATA_MAX_ARRAY
+ * bytes (parsed in memory at several times its size; JSON Lines have no file limit).
  *
  * Sequences: every document is tokenized with BOS when the tokenizer adds one
  * (tokenizer_config add_bos_token) and EOS appended, so the model learns where texts end.
@@ -38,6 +41,9 @@
 
 #include "core/err.h"
 
+#define RMU_DATA_MAX_TEXT ((size_t)64 << 20)
+#define RMU_DATA_MAX_ARRAY ((size_t)256 << 20)
+
 typedef struct rmu_tokenizer rmu_tokenizer;
 
 typedef struct rmu_data_docs {
@@ -51,6 +57,8 @@ typedef struct rmu_data_docs {
  * Lines): unreadable file, malformed JSON, a missing or non-string field, no document. On
  * error d keeps what it had before the call. */
 int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, char *sha_hex, rmu_err *e);
+/* The same for a file's bytes already in memory (path names the format and the messages). */
+int rmu_data_parse(rmu_data_docs *d, const char *path, const char *buf, size_t n, const char *field, rmu_err *e);
 /* Reads every file of the comma-separated list into a fresh d. */
 int rmu_data_read(rmu_data_docs *d, const char *files, const char *field, rmu_err *e);
 void rmu_data_docs_free(rmu_data_docs *d);

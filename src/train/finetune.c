@@ -200,6 +200,7 @@ struct rmu_ft {
     json_t *fp;
     int *perm, *btok, *bmask;
     FILE *logf;
+    rmu_hf_lock *lock; /* on OUT (and so W) from open to close */
     char work[4200];
     int maxB, maxT, pad, done_already;
     long spe, total, start, s, cur_epoch, last_ckpt, ntok_run;
@@ -231,6 +232,7 @@ static int prepare_out(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
     if (rmu_hf_same_dir(o->out_dir, o->model_dir))
         return rmu_errf(e, "out_dir: %s is the input model folder; write to another folder", o->out_dir);
+    if (!(h->lock = rmu_hf_lock_take(o->out_dir, e))) return rmu_err_prefix(e, "out_dir");
     size_t ol = strlen(o->out_dir);
     while (ol > 1 && o->out_dir[ol - 1] == '/') ol--;
     if (snprintf(h->work, sizeof h->work, "%.*s" WORK_SUFFIX, (int)ol, o->out_dir) >= (int)sizeof h->work)
@@ -292,10 +294,14 @@ out:
 }
 
 rmu_model *rmu_ft_model(rmu_ft *h) { return &h->m; }
+long rmu_ft_done(const rmu_ft *h) { return h->s; }
+long rmu_ft_total(const rmu_ft *h) { return h->total; }
+const char *rmu_ft_work_dir(const rmu_ft *h) { return h->work; }
 
 void rmu_ft_close(rmu_ft *h) {
     if (!h) return;
     if (h->logf) fclose(h->logf);
+    rmu_hf_lock_release(h->lock);
     free(h->perm), free(h->btok), free(h->bmask);
     json_decref(h->fp);
     if (h->have_tr) rmu_tr_free(&h->tr);
@@ -310,8 +316,12 @@ void rmu_ft_close(rmu_ft *h) {
 static int open_inputs(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
     if (rmu_model_load(&h->m, o->model_dir, e)) return -1;
+    rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     const rmu_config *c = &h->m.cfg;
+    if (o->out_dtype != RMU_DT_INVALID && c->quant != RMU_QUANT_NONE) /* FP8 codes are no values without scales */
+        return rmu_errf(e, "out_dtype: %s is an FP8 model (quantization_config): its tensors keep their dtypes",
+                        o->model_dir);
     if (o->seq_len > c->max_position_embeddings && c->max_position_embeddings > 0)
         return rmu_errf(e, "seq_len: %d exceeds max_position_embeddings %d of %s", o->seq_len,
                         c->max_position_embeddings, o->model_dir);
@@ -330,6 +340,7 @@ static int open_inputs(rmu_ft *h, rmu_err *e) {
         rmu_data_docs docs;
         if (!(h->tok = rmu_tok_load(o->model_dir, e)) || rmu_check_tokenizer(&h->m, h->tok, e)) return -1;
         if (rmu_data_read(&docs, o->data, o->field, e)) return rmu_err_prefix(e, "data");
+        while (o->max_docs > 0 && docs.n > (size_t)o->max_docs) free(docs.text[--docs.n]);
         int eos = rmu_tok_eos_id(h->tok) >= 0 ? rmu_tok_eos_id(h->tok) : c->eos_id;
         int rc = rmu_data_tokenize(&h->data, &docs, h->tok, rmu_tok_add_bos(h->tok), eos, o->seq_len, o->pack, e);
         rmu_data_docs_free(&docs);
@@ -554,7 +565,7 @@ int rmu_ft_step(rmu_ft *h, rmu_ft_status *stt, rmu_err *e) {
 static int write_output(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
     rmu_hf_opts ho = {.in_dir = h->m.dir, .in_st = &h->m.st, .work_dir = h->work,
-                      .flags = o->overwrite ? RMU_HF_REPLACE : 0};
+                      .flags = o->overwrite ? RMU_HF_REPLACE : 0, .cancel = o->cancel};
     rmu_hf *w = rmu_hf_open(o->out_dir, &ho, e);
     if (!w) return rmu_err_prefix(e, "out_dir");
     rmu_tr *tr = &h->tr;
@@ -588,6 +599,13 @@ int rmu_ft_finish(rmu_ft *h, rmu_ft_result *r, rmu_err *e) {
     return 0;
 }
 
+/* The cancel flag, agreed: ranks may see a signal at different steps, and one leaving alone
+ * would leave the others waiting in the next step's allreduce. */
+static int cancelled(const rmu_ft *h, rmu_err *e) {
+    int c = h->o.cancel && *h->o.cancel ? rmu_errf(e, "interrupted at step %ld of %ld", h->s, h->total) : 0;
+    return rmu_dist_agree(h->o.dist, c, e);
+}
+
 int rmu_ft_run(const rmu_ft_opts *o, rmu_ft_note_fn notefn, rmu_ft_step_fn stepcb, void *ud, rmu_ft_result *r,
                rmu_err *e) {
     memset(r, 0, sizeof *r);
@@ -611,7 +629,7 @@ int rmu_ft_run(const rmu_ft_opts *o, rmu_ft_note_fn notefn, rmu_ft_step_fn stepc
         goto out;
     }
     rmu_ft_status st;
-    while ((k = rmu_ft_step(h, &st, e)) > 0)
+    while ((k = cancelled(h, e) ? -1 : rmu_ft_step(h, &st, e)) > 0)
         if (stepcb) stepcb(ud, &st);
     if (k == 0) rc = rmu_ft_finish(h, r, e);
 out:

@@ -25,6 +25,8 @@
  *     run ends with bit-identical weights. With no W but a finished OUT whose newest
  *     checkpoint matches these settings, there is nothing to do (the run reports 0 steps).
  *     Different settings are refused, naming the first that differs.
+ *   - Open takes the lock on OUT (src/io/hfdir.h: a second run on the same OUT is refused)
+ *     and holds it until close.
  *
  * Data parallel (dist with several MPI ranks, src/core/dist.h): every rank loads the model and
  * the corpus and builds every batch; each runs its contiguous share of the batch's rows (same
@@ -38,16 +40,19 @@
 #ifndef RMU_FINETUNE_H
 #define RMU_FINETUNE_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "core/dist.h"
 #include "core/dtype.h"
 #include "core/err.h"
+#include "kernels/gemm.h"
 
 typedef struct rmu_ft_opts {
     const char *model_dir, *out_dir;
     const char *data;       /* comma-separated corpus files (src/train/data.h formats) */
     const char *field;      /* JSON text field; NULL = "text" */
+    long max_docs;          /* > 0: only the first max_docs documents of the corpus (file order) */
     const char *trainable;  /* glob patterns; NULL = every tensor */
     const char *log_path;   /* JSONL, one object per step: step, loss, lr, grad_norm, tokens_per_s
                              * and step_s (this step's compute), tokens, epoch; NULL = none. On
@@ -65,6 +70,10 @@ typedef struct rmu_ft_opts {
     int overwrite;          /* replace an existing OUT (a model folder) when the run ends */
     rmu_dtype out_dtype;    /* RMU_DT_INVALID = each tensor's input dtype */
     const rmu_dist *dist;   /* NULL (or one rank) = this process alone; else data parallel */
+    rmu_prec precision;     /* matmul precision (0 = auto: bf16 arithmetic for BF16 weights) */
+    const volatile sig_atomic_t *cancel; /* non-zero *cancel (a SIGINT handler's flag) stops rmu_ft_run
+                             * between steps and the final write between chunks: an error, OUT
+                             * untouched, W's checkpoints kept */
     /* hidden, for tests and benchmarks */
     const char *batch_json; /* fixed padded batches {"input_ids","attention_mask"} (or a list), cycled */
     const char *dump_grads; /* write the first batch's gradients (F32 safetensors) and stop */
@@ -110,6 +119,12 @@ int rmu_ft_finish(rmu_ft *h, rmu_ft_result *r, rmu_err *e);
 void rmu_ft_close(rmu_ft *h);
 /* The live model: trainable tensors on their current fp32 masters (in-process evaluation). */
 rmu_model *rmu_ft_model(rmu_ft *h);
+/* Steps done (right after open: the step a resumed run continues from; total when OUT was
+ * already complete) and the run's total. */
+long rmu_ft_done(const rmu_ft *h);
+long rmu_ft_total(const rmu_ft *h);
+/* The work folder W (OUT.rmu-work): its subfolders travel into OUT when the run finishes. */
+const char *rmu_ft_work_dir(const rmu_ft *h);
 
 /* open, step until done, finish (or the gradient dump of dump_grads), close. */
 int rmu_ft_run(const rmu_ft_opts *o, rmu_ft_note_fn note, rmu_ft_step_fn step, void *ud, rmu_ft_result *r,

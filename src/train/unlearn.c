@@ -296,6 +296,7 @@ struct rmu_unl {
     batch fb, rb;
     rkey key;
     FILE *logf;
+    rmu_hf_lock *lock; /* on out_dir, from open to close */
     int T, L, l0, pad, nsteps, avail, rml, idx;
     float coeffs[RMU_UNL_MAX_TOPICS], alpha[RMU_UNL_MAX_TOPICS];
     int max_len[RMU_UNL_MAX_TOPICS];
@@ -378,8 +379,12 @@ static int check_opts(rmu_unl *h, rmu_err *e) {
     if (o->retain_max_len < 1) return rmu_errf(e, "retain_max_len: must be >= 1");
     if (!o->params && (o->n_layer_ids < 1 || o->n_layer_ids > RMU_UNL_MAX_LAYERS))
         return rmu_errf(e, "layer_ids: 1..%d layers needed", RMU_UNL_MAX_LAYERS);
-    /* fail now rather than after the run: out_dir must be writable as a whole (rank 0 writes it) */
-    if (o->out_dir && rmu_dist_root(o->dist) && rmu_hf_check_out(o->out_dir, o->model_dir, o->overwrite ? RMU_HF_REPLACE : 0, e)) {
+    /* fail now rather than after the run: out_dir must be writable as a whole, and ours (rank 0
+     * alone writes it, so it alone locks it) */
+    if (o->out_dir && rmu_dist_root(o->dist) && !(h->lock = rmu_hf_lock_take(o->out_dir, e)))
+        return rmu_err_prefix(e, "out_dir");
+    if (o->out_dir && rmu_dist_root(o->dist) &&
+        rmu_hf_check_out(o->out_dir, o->model_dir, o->overwrite ? RMU_HF_REPLACE : 0, e)) {
         if (strstr(e->msg, "already exists and is not empty"))
             rmu_errf(e, "%s already exists; pass option overwrite to replace it or choose another folder", o->out_dir);
         return rmu_err_prefix(e, "out_dir");
@@ -501,6 +506,7 @@ static int make_control_vectors(rmu_unl *h, rmu_err *e) {
 static int open_local(rmu_unl *h, rmu_err *e) {
     const rmu_unl_opts *o = &h->o;
     if (check_opts(h, e) || rmu_model_load(&h->m, o->model_dir, e)) return -1;
+    rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     int nl = h->m.cfg.n_layers, C = h->m.cfg.hidden_size;
     if (h->L < 0 || h->L >= nl)
@@ -708,7 +714,8 @@ rmu_model *rmu_unl_model(rmu_unl *h) { return &h->m; }
 /* The output folder (rank 0): input files, the updated tensors, rmu_unlearn.json. */
 static int write_out(const rmu_unl *h, const char *out_dir, rmu_err *e) {
     const rmu_unl_opts *o = &h->o;
-    rmu_hf_opts ho = {.in_dir = o->model_dir, .in_st = &h->m.st, .flags = o->overwrite ? RMU_HF_REPLACE : 0};
+    rmu_hf_opts ho = {.in_dir = o->model_dir, .in_st = &h->m.st, .flags = o->overwrite ? RMU_HF_REPLACE : 0,
+                      .cancel = o->cancel};
     rmu_hf *w = rmu_hf_open(out_dir, &ho, e);
     if (!w) return rmu_err_prefix(e, "out_dir");
     int rc = 0;
@@ -733,6 +740,7 @@ int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *
 void rmu_unl_close(rmu_unl *h) {
     if (!h) return;
     if (h->logf) fclose(h->logf);
+    rmu_hf_lock_release(h->lock);
     batch_free(&h->fb);
     batch_free(&h->rb);
     free(h->cv), free(h->x), free(h->h), free(h->hf), free(h->dh), free(h->xr), free(h->hr);
@@ -743,6 +751,13 @@ void rmu_unl_close(rmu_unl *h) {
     free(h);
 }
 
+/* The cancel flag, agreed: ranks may see a signal at different steps, and one leaving alone
+ * would leave the others waiting in the next step's allreduce. */
+static int cancelled(const rmu_unl *h, rmu_err *e) {
+    int c = h->o.cancel && *h->o.cancel ? rmu_errf(e, "interrupted at step %d of %d", h->idx, h->nsteps) : 0;
+    return rmu_dist_agree(h->o.dist, c, e);
+}
+
 int rmu_unl_run(const rmu_unl_opts *o, rmu_unl_progress cb, void *ud, rmu_unl_result *r, rmu_err *e) {
     memset(r, 0, sizeof *r);
     if (!o->out_dir) return rmu_errf(e, "out_dir: required");
@@ -750,7 +765,7 @@ int rmu_unl_run(const rmu_unl_opts *o, rmu_unl_progress cb, void *ud, rmu_unl_re
     if (!h) return -1;
     rmu_unl_report st;
     int k;
-    while ((k = rmu_unl_step(h, &st, e)) > 0)
+    while ((k = cancelled(h, e) ? -1 : rmu_unl_step(h, &st, e)) > 0)
         if (cb) cb(ud, &st);
     int rc = k == 0 ? rmu_unl_finish(h, NULL, r, e) : -1;
     rmu_unl_close(h);

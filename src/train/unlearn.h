@@ -26,7 +26,8 @@
  *
  * Log (log_path): one JSON object per step, appended and flushed as the step ends, so a
  * watcher sees progress; created (truncated) at open. Output folder: written at finish
- * through src/io/hfdir.h (staging name, then renamed), so it appears whole or not at all.
+ * through src/io/hfdir.h (staging name, then renamed), so it appears whole or not at all; open
+ * takes the lock on out_dir (hfdir.h: a second run on the same OUT is refused at its start).
  *
  * Data parallel (dist with several MPI ranks, src/core/dist.h): every rank reads the model and
  * corpora and builds every batch and the control vectors identically (same seed); each runs
@@ -39,10 +40,12 @@
 #ifndef RMU_UNLEARN_H
 #define RMU_UNLEARN_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "core/dist.h"
 #include "core/err.h"
+#include "kernels/gemm.h"
 
 #define RMU_UNL_MAX_TOPICS 16
 #define RMU_UNL_MAX_LAYERS 64
@@ -79,6 +82,10 @@ typedef struct rmu_unl_opts {
     int torch_adamw;         /* 1: torch.optim.AdamW; 0 (default): transformers.AdamW as the reference */
     int overwrite;           /* replace an existing out_dir (a model folder) as a whole */
     const rmu_dist *dist;    /* NULL (or one rank) = this process alone; else data parallel */
+    rmu_prec precision;      /* matmul precision (0 = auto: bf16 arithmetic for BF16 weights, as the
+                              * reference's bf16 model computes) */
+    const volatile sig_atomic_t *cancel; /* non-zero *cancel (a SIGINT handler's flag) stops rmu_unl_run
+                              * between steps and finish between chunks: an error, nothing written */
 } rmu_unl_opts;
 
 /* What one step reports (returned by rmu_unl_step, given to the progress callback, logged). */

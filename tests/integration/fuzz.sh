@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the parsers that read untrusted
-# files: the safetensors header, tokenizer.json and chat templates (the Jinja engine, which
-# must also never hang). Seeds are made here; the run fails on any crash, leak, timeout or
-# sanitizer report.
+# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of every parser that reads untrusted
+# input (each build-fuzz/fuzz_* target of `make fuzz`): the safetensors header,
+# tokenizer.json, chat templates (the Jinja engine, which must also never hang), GGUF files,
+# config.json, JSON rows (corpora, MCQ rows, JSON Lines), MMLU CSV and, with rmu serve, HTTP
+# request bodies. The run fails on any crash, leak, timeout or sanitizer report. The long
+# campaign (10 million executions per target) is `make soak` (tests/soak.sh).
 . "$(dirname "$0")/../lib.sh"
 SECS=${FUZZ_SECONDS:-20}
 if ! command -v clang >/dev/null; then skip "fuzzing" "clang is not installed"; exit 0; fi
@@ -11,47 +13,31 @@ if ! make -s -C "$ROOT" fuzz >"$TMP/build.log" 2>&1; then
     else fail "fuzz targets build" "$(tail -3 "$TMP/build.log")"; fi
     exit 0
 fi
-rm -rf "$TMP/st" "$TMP/tok"; mkdir -p "$TMP/st" "$TMP/tok"
-python3 - "$TMP/st/seed.safetensors" <<'PYEOF'
-import json, struct, sys
-hdr = {"__metadata__": {"format": "pt"},
-       "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
-       "b": {"dtype": "BF16", "shape": [3], "data_offsets": [16, 22]}}
-h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(22))
-PYEOF
-python3 - "$TMP/tok/seed.json" <<'PYEOF'
-import json, sys
-vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-for i in range(256): vocab["<0x%02X>" % i] = 3 + i
-for p in ["\u2581", "a", "b", "\u2581a", "ab", "\u2581ab"]: vocab[p] = len(vocab)
-tok = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": True, "single_word": False,
-       "lstrip": False, "rstrip": False, "normalized": False} for c, i in [("<unk>", 0), ("<s>", 1), ("</s>", 2)]],
-       "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u2581"},
-                      {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
-       "pre_tokenizer": None,
-       "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True, "vocab": vocab,
-                 "merges": ["\u2581 a", "a b", "\u2581a b"]}}
-json.dump(tok, open(sys.argv[1], "w"))
-PYEOF
-# Jinja seeds: real chat-template shapes (the first byte picks trim_blocks/lstrip_blocks);
-# the Zephyr template from ../shared when it is there.
-rm -rf "$TMP/jinja"; mkdir -p "$TMP/jinja"
-printf '\003%s' "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}" > "$TMP/jinja/chatml"
-printf '\003%s' "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}{% endif %}{% endfor %}" > "$TMP/jinja/mistral"
-printf '\000%s' "{%- set n = messages | length -%}
-{%- for m in messages if m.role != 'system' -%}
-  [{{ loop.index }}/{{ loop.length }}{{ '*' if loop.first }}] {{ m.content[:3] | trim }}{{ m.get('x', 'd') | upper }}
-  {%- if m.content is string and 'x' not in m.content %}{% continue %}{% endif %}
-{% else %}none{% endfor %}{# c #}{% for i in range(3) %}{{ i ~ ',' }}{% if i > 1 %}{% break %}{% endif %}{% endfor %}" > "$TMP/jinja/expr"
-[ -f "$SHARED/data/zephyr-7b-beta/chat_template.jinja" ] &&
-    { printf '\003'; cat "$SHARED/data/zephyr-7b-beta/chat_template.jinja"; } > "$TMP/jinja/zephyr"
+# Seeds for every target (hand-made, plus pieces of the real files in ../shared when it is
+# there): tests/fuzz/seeds.sh. Inputs that once crashed a target stay as regression tests in
+# tests/fuzz/regress/TARGET/ and run first.
+bash "$ROOT/tests/fuzz/seeds.sh" "$TMP/seeds" "$SHARED" || { fail "fuzz seeds" "tests/fuzz/seeds.sh failed"; exit 0; }
+rm -rf "$TMP/corpus"
 JSECS=${FUZZ_SECONDS:-15}
-for t in safetensors tokenizer jinja; do
-    d=$TMP/st secs=$SECS extra=
-    [ $t = tokenizer ] && d=$TMP/tok
-    [ $t = jinja ] && d=$TMP/jinja secs=$JSECS extra=-dict=$ROOT/tests/fuzz/jinja.dict
-    if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 $extra "$d" >"$TMP/$t.log" 2>&1; then
+SSECS=${FUZZ_SECONDS:-10}
+for bin in "$ROOT"/build-fuzz/fuzz_*; do
+    [ -x "$bin" ] || continue
+    t=${bin##*/fuzz_} secs=$SECS extra=
+    case $t in
+        gguf|request) secs=$JSECS ;;
+        jinja) secs=$JSECS extra=-dict=$ROOT/tests/fuzz/jinja.dict ;;
+        config|jsonl|csv) secs=$SSECS ;;
+    esac
+    reg=$ROOT/tests/fuzz/regress/$t
+    if [ -d "$reg" ] && [ -n "$(ls -A "$reg")" ]; then
+        if "$bin" -rss_limit_mb=2048 -timeout=10 "$reg"/* >"$TMP/$t.regress.log" 2>&1; then
+            ok "fuzz_$t: $(ls "$reg" | wc -l) regression inputs (crashes found earlier) pass"
+        else
+            fail "fuzz_$t: regression inputs" "$(grep -m1 -E 'ERROR|SUMMARY|runtime error' "$TMP/$t.regress.log")"
+        fi
+    fi
+    mkdir -p "$TMP/corpus/$t" "$TMP/seeds/$t"
+    if "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 $extra "$TMP/corpus/$t" "$TMP/seeds/$t" >"$TMP/$t.log" 2>&1; then
         ok "fuzz_$t: ${secs}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
     else
         fail "fuzz_$t" "$(grep -m1 -E 'ERROR|SUMMARY|runtime error' "$TMP/$t.log")"
