@@ -204,6 +204,23 @@ one_error "mpi train: different data on rank 1 is refused on every rank" "rank 1
     mpmd2 "$T --data $TMP/corpus.jsonl" "$T --data $TMP/corpus2.jsonl"
 one_error "mpi train: a log write failing on rank 0 mid-run stops both ranks" "--log: /dev/full: write failed" \
     np2 train -m "$TMP/tinyt" --data "$TMP/corpus.jsonl" --steps 4 --batch-size 4 --seq-len 16 --quiet --out "$TMP/pc" --log /dev/full
+# SIGTERM to the job (what scancel and mpirun send) while both ranks train: every rank stops
+# (the cancel flag is agreed between steps, so none waits alone in an allreduce), no OUT, the
+# checkpoints kept for --resume
+np2 train -m "$TMP/tinyt" --data "$TMP/corpus.jsonl" --steps 20000 --batch-size 4 --seq-len 16 --save-every 2 \
+    --quiet --out "$TMP/ps" 2>"$TMP/sig.txt" &
+pid=$!
+for _ in $(seq 200); do [ -d "$TMP/ps.rmu-work/checkpoint-2" ] && break; sleep 0.1; done
+t0=$(date +%s)
+kill -TERM $pid
+wait $pid
+rc=$?
+dt=$(( $(date +%s) - t0 ))
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $dt -lt 30 ] && [ ! -e "$TMP/ps" ] && [ -d "$TMP/ps.rmu-work/checkpoint-2" ]; then
+    ok "mpi train: SIGTERM to the job stops both ranks in ${dt} s (exit $rc), no OUT, checkpoints kept"
+else
+    fail "mpi train: SIGTERM to the job" "rc $rc after ${dt} s: $(tail -n 2 "$TMP/sig.txt" | tr '\n' ' ')"
+fi
 E="eval -m $TMP/tiny --tasks mcq --quiet"
 one_error "mpi eval: a malformed data file on rank 1 only stops both ranks" "mcq_bad.jsonl:2: .*\(rank 1\)$" \
     mpmd2 "$E --data $TMP/mcq.jsonl" "$E --data $TMP/mcq_bad.jsonl"
