@@ -118,10 +118,7 @@ static void print_accs(const rmu_report *r, const double *acc, char *buf, size_t
 
 static void rl_note(void *ud, const char *msg) {
     (void)ud;
-    rmu_err m;
-    snprintf(m.msg, sizeof m.msg, "%s", msg);
-    cli_field_flags(&m, RELEARN_FIELDS);
-    fprintf(stderr, "rmu attack relearn: %s\n", m.msg);
+    cli_field_note("attack relearn", RELEARN_FIELDS, msg);
 }
 
 static void rl_step(void *ud, const rmu_ft_status *s) {

@@ -54,10 +54,7 @@ static void fmt_time(char *b, size_t n, double s) {
 
 static void on_note(void *ud, const char *msg) {
     (void)ud;
-    rmu_err m;
-    snprintf(m.msg, sizeof m.msg, "%s", msg);
-    cli_field_flags(&m, FIELDS);
-    fprintf(stderr, "rmu train: %s\n", m.msg);
+    cli_field_note("train", FIELDS, msg);
 }
 
 static void on_step(void *ud, const rmu_ft_status *s) {
