@@ -148,6 +148,21 @@ size_t rmu_model_weight_bytes(const rmu_model *m) {
     return b;
 }
 
+/* ---- forward over rows of several sequences (slots). A product's rows are computed by one of
+ * two rmu_gemm paths: few rows (<= 4) stream each weight row once for all of them, more
+ * rows take the blocked path. Each path gives a row a result independent of the other rows,
+ * but the two paths round differently. So that a row's numbers depend neither on what else
+ * is in the batch nor on how a prompt was chunked, every product here uses a fixed path per
+ * kind of row: rows of a slot that feeds one token (decode) take the few-row path in groups
+ * of at most ROWS_PATH_MAX; rows of a slot that feeds two or more (prefill) take the blocked
+ * path, padded with zero rows up to BLOCKED_MIN. Once rmu_gemm's row results are bitwise
+ * independent of M, both kinds can share one product. */
+#define ROWS_PATH_MAX 4
+#define BLOCKED_MIN 5
+
+/* Scratch rows needed for max_rows rows (room to pad the blocked rows). */
+static size_t scratch_rows(int max_rows) { return (size_t)max_rows + BLOCKED_MIN - 1; }
+
 /* ---- run state */
 
 int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu_err *e) {
@@ -159,7 +174,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->ctx = ctx;
     s->max_batch = max_batch;
     s->nthreads = omp_get_max_threads();
-    size_t B = max_batch, C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    size_t B = scratch_rows(max_batch), C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
     size_t kv = (size_t)c->n_layers * ctx * kvd;
     s->kcache = malloc(kv * sizeof(float));
@@ -175,7 +190,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->att = malloc((size_t)s->nthreads * ctx * sizeof(float));
     s->rope_cos = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->rope_sin = malloc((size_t)ctx * (hd / 2) * sizeof(float));
-    s->pos_ids = malloc(B * sizeof(int));
+    s->pos_ids = malloc(2 * B * sizeof(int)); /* positions, then the chunk's tokens (forward_rows) */
     if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att_out || !s->hb || !s->hb2 ||
         !s->att || !s->rope_cos || !s->rope_sin || !s->pos_ids) {
         rmu_state_free(s);
@@ -195,36 +210,137 @@ void rmu_state_free(rmu_state *s) {
 
 void rmu_state_reset(rmu_state *s) { s->pos = 0; }
 
-/* One chunk of n <= max_batch tokens through layers 0..last_layer; leaves the residual
- * stream in s->x. */
-static void forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer) {
+typedef struct {
+    int R, nR;       /* rows in all; rows of 1-token slots, which come first */
+    const int *r0;   /* first row of each slot */
+} row_plan;
+
+/* y[R, W->rows] (+)= x[R, W->cols] W^T with the fixed path per kind of row (see above).
+ * x and y have scratch_rows(R) rows: the padding rows are zeroed here. */
+static void rows_linear(float *y, float *x, const rmu_weight *W, const row_plan *p, float beta) {
+    size_t K = W->cols, N = W->rows;
+    for (int r = 0; r < p->nR; r += ROWS_PATH_MAX)
+        rmu_linear_forward(y + r * N, x + r * K, W, p->nR - r < ROWS_PATH_MAX ? p->nR - r : ROWS_PATH_MAX, beta);
+    int nb = p->R - p->nR;
+    if (nb == 0) return;
+    if (nb < BLOCKED_MIN) {
+        memset(x + (size_t)p->R * K, 0, sizeof(float) * K * (BLOCKED_MIN - nb));
+        if (beta != 0) memset(y + (size_t)p->R * N, 0, sizeof(float) * N * (BLOCKED_MIN - nb));
+        nb = BLOCKED_MIN;
+    }
+    rmu_linear_forward(y + (size_t)p->nR * N, x + (size_t)p->nR * K, W, nb, beta);
+}
+
+/* The rows of slots[0..nslots) (n[i] tokens each, tokens in slot order) through layers
+ * 0..last_layer; leaves the residual stream in ws->x in plan order and advances each pos. */
+static void forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *n, int nslots,
+                         rmu_batch_ws *ws, int last_layer, const row_plan *p) {
     const rmu_config *c = &m->cfg;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    int H = c->n_heads, KV = c->n_kv_heads, kvd = KV * hd;
-    int pos0 = s->pos;
-    for (int i = 0; i < n; i++) s->pos_ids[i] = pos0 + i;
-    rmu_embedding_forward(s->x, tokens, n, &m->embed);
+    int H = c->n_heads, KV = c->n_kv_heads, kvd = KV * hd, qd = H * hd;
+    for (int i = 0, t = 0; i < nslots; t += n[i++])
+        for (int j = 0; j < n[i]; j++) {
+            ws->pos_ids[p->r0[i] + j] = slots[i]->pos + j;
+            ws->tok[p->r0[i] + j] = tokens[t + j];
+        }
+    rmu_embedding_forward(ws->x, ws->tok, p->R, &m->embed);
     for (int l = 0; l <= last_layer; l++) {
         const rmu_layer *L = &m->layers[l];
-        float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
-        /* attention block: the new keys/values go straight into the cache */
-        rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps);
-        rmu_linear_forward(s->q, s->xb, &L->wq, n, 0);
-        rmu_linear_forward(kc + (size_t)pos0 * kvd, s->xb, &L->wk, n, 0);
-        rmu_linear_forward(vc + (size_t)pos0 * kvd, s->xb, &L->wv, n, 0);
-        rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
-        rmu_rope_forward(kc + (size_t)pos0 * kvd, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
-        rmu_attention_cached_forward(s->att_out, s->q, kc, vc, n, pos0, H, KV, hd, c->sliding_window, s->att,
-                                     s->nthreads);
-        rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1); /* x += attn(x) Wo^T */
+        /* attention block: norms and products over all rows, RoPE and attention per slot */
+        rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->attn_norm, p->R, C, c->rms_norm_eps);
+        rows_linear(ws->q, ws->xb, &L->wq, p, 0);
+        rows_linear(ws->k, ws->xb, &L->wk, p, 0);
+        rows_linear(ws->v, ws->xb, &L->wv, p, 0);
+        for (int i = 0; i < nslots; i++) {
+            rmu_state *s = slots[i];
+            size_t r0 = p->r0[i], off = (size_t)l * s->ctx * kvd + (size_t)s->pos * kvd;
+            rmu_rope_forward(ws->q + r0 * qd, ws->pos_ids + r0, n[i], H, hd, s->rope_cos, s->rope_sin);
+            rmu_rope_forward(ws->k + r0 * kvd, ws->pos_ids + r0, n[i], KV, hd, s->rope_cos, s->rope_sin);
+            memcpy(s->kcache + off, ws->k + r0 * kvd, sizeof(float) * n[i] * kvd);
+            memcpy(s->vcache + off, ws->v + r0 * kvd, sizeof(float) * n[i] * kvd);
+            rmu_attention_cached_forward(ws->att_out + r0 * qd, ws->q + r0 * qd, s->kcache + (size_t)l * s->ctx * kvd,
+                                         s->vcache + (size_t)l * s->ctx * kvd, n[i], s->pos, H, KV, hd,
+                                         c->sliding_window, ws->att, ws->nthreads);
+        }
+        rows_linear(ws->x, ws->att_out, &L->wo, p, 1); /* x += attn(x) Wo^T */
         /* MLP block */
-        rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps);
-        rmu_linear_forward(s->hb, s->xb, &L->w_gate, n, 0);
-        rmu_linear_forward(s->hb2, s->xb, &L->w_up, n, 0);
-        rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F);
-        rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1); /* x += mlp(x) */
+        rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->mlp_norm, p->R, C, c->rms_norm_eps);
+        rows_linear(ws->hb, ws->xb, &L->w_gate, p, 0);
+        rows_linear(ws->hb2, ws->xb, &L->w_up, p, 0);
+        rmu_swiglu_forward(ws->hb, ws->hb, ws->hb2, (size_t)p->R * F);
+        rows_linear(ws->x, ws->hb, &L->w_down, p, 1); /* x += mlp(x) */
     }
-    s->pos += n;
+    for (int i = 0; i < nslots; i++) slots[i]->pos += n[i];
+}
+
+/* Row order: rows of 1-token slots first (in slot order), then the others. */
+static void plan_rows(const int *n, int nslots, int *r0, row_plan *p) {
+    int nR = 0, R = 0;
+    for (int i = 0; i < nslots; i++) nR += n[i] == 1;
+    for (int i = 0, a = 0, b = nR; i < nslots; i++) {
+        r0[i] = n[i] == 1 ? a++ : b;
+        if (n[i] != 1) b += n[i];
+        R += n[i];
+    }
+    *p = (row_plan){R, nR, r0};
+}
+
+/* Final norm and lm_head: want[i] 0 none, 1 the slot's last row, 2 all its rows; logits
+ * [rows, V] in slot order. Last rows are products of one row each in the few-row path (as
+ * a decode step's), all-row slots products in the blocked path, so a row's logits do not
+ * depend on the others either. */
+static int rows_logits(const rmu_model *m, const int *n, const int *want, int nslots, const row_plan *p,
+                       rmu_batch_ws *ws, float *logits, rmu_err *e) {
+    const rmu_config *c = &m->cfg;
+    int C = c->hidden_size, V = c->vocab_size;
+    float *out = logits;
+    for (int i = 0; i < nslots; i++) {
+        int w = want ? want[i] : 1;
+        if (w == 0) continue;
+        const float *x = ws->x + (size_t)p->r0[i] * C;
+        if (w == 1 || n[i] == 1) {
+            rmu_rmsnorm_forward(ws->xb, NULL, x + (size_t)(n[i] - 1) * C, &m->final_norm, 1, C, c->rms_norm_eps);
+            rmu_linear_forward(out, ws->xb, &m->lm_head, 1, 0);
+            out += V;
+            continue;
+        }
+        rmu_rmsnorm_forward(ws->xb, NULL, x, &m->final_norm, n[i], C, c->rms_norm_eps);
+        int nb = n[i] < BLOCKED_MIN ? BLOCKED_MIN : n[i];
+        float *y = out;
+        if (nb > n[i]) {
+            if (!(y = malloc(sizeof(float) * nb * V))) return rmu_errf(e, "forward: out of memory");
+            memset(ws->xb + (size_t)n[i] * C, 0, sizeof(float) * (nb - n[i]) * C);
+        }
+        rmu_linear_forward(y, ws->xb, &m->lm_head, nb, 0);
+        if (y != out) {
+            memcpy(out, y, sizeof(float) * n[i] * V);
+            free(y);
+        }
+        out += (size_t)n[i] * V;
+    }
+    return 0;
+}
+
+static int check_tokens(const rmu_config *c, const int *tokens, int n, const char *what, rmu_err *e) {
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return rmu_errf(e, "%s: token id %d out of range [0, %d)", what, tokens[i], c->vocab_size);
+    return 0;
+}
+
+/* The state's own scratch as a one-slot workspace. */
+static rmu_batch_ws state_ws(rmu_state *s, int *tok) {
+    return (rmu_batch_ws){.max_rows = s->max_batch, .max_slots = 1, .nthreads = s->nthreads, .x = s->x, .xb = s->xb,
+                          .q = s->q, .k = s->k, .v = s->v, .att_out = s->att_out, .hb = s->hb, .hb2 = s->hb2,
+                          .att = s->att, .pos_ids = s->pos_ids, .tok = tok};
+}
+
+/* Chunk of a single sequence: at most max_batch tokens, never leaving a 1-token tail (a
+ * lone row would take the decode path: see above). */
+static int chunk_len(int rem, int max_batch) {
+    int nb = rem < max_batch ? rem : max_batch;
+    if (rem - nb == 1) nb = nb >= 3 ? nb - 1 : nb + 1; /* nb + 1 <= 3 rows: within the padded scratch */
+    return nb;
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
@@ -233,37 +349,99 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
     if (n <= 0) return rmu_errf(e, "forward: no tokens");
     if (s->pos + n > s->ctx)
         return rmu_errf(e, "forward: %d tokens do not fit the context (%d cached, context %d)", n, s->pos, s->ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return rmu_errf(e, "forward: token id %d out of range [0, %d)", tokens[i], c->vocab_size);
-    int C = c->hidden_size, V = c->vocab_size;
-    for (int i0 = 0; i0 < n; i0 += s->max_batch) {
-        int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1);
-        if (!logits) continue;
-        if (all) {
-            rmu_rmsnorm_forward(s->xb, NULL, s->x, &m->final_norm, nb, C, c->rms_norm_eps);
-            rmu_linear_forward(logits + (size_t)i0 * V, s->xb, &m->lm_head, nb, 0);
-        } else if (i0 + nb == n) {
-            rmu_rmsnorm_forward(s->xb, NULL, s->x + (size_t)(nb - 1) * C, &m->final_norm, 1, C, c->rms_norm_eps);
-            rmu_linear_forward(logits, s->xb, &m->lm_head, 1, 0);
-        }
+    if (check_tokens(c, tokens, n, "forward", e)) return -1;
+    int V = c->vocab_size;
+    for (int i0 = 0, nb; i0 < n; i0 += nb) {
+        nb = chunk_len(n - i0, s->max_batch);
+        int r0, want = !logits ? 0 : all ? 2 : i0 + nb == n;
+        int *tok = s->pos_ids + scratch_rows(s->max_batch); /* the state allocates room for both */
+        rmu_batch_ws ws = state_ws(s, tok);
+        row_plan p;
+        plan_rows(&nb, 1, &r0, &p);
+        forward_rows(m, &s, tokens + i0, &nb, 1, &ws, c->n_layers - 1, &p);
+        if (want && rows_logits(m, &nb, &want, 1, &p, &ws, all ? logits + (size_t)i0 * V : logits, e)) return -1;
     }
     return 0;
+}
+
+int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *nrows,
+                           int nslots, float *logits, const int *want, rmu_batch_ws *ws, rmu_err *e) {
+    const rmu_config *c = &m->cfg;
+    if (nslots <= 0 || nslots > ws->max_slots)
+        return rmu_errf(e, "forward_rows: %d slots (workspace for 1..%d)", nslots, ws->max_slots);
+    int R = 0;
+    for (int i = 0; i < nslots; i++) {
+        rmu_state *s = slots[i];
+        if (nrows[i] <= 0) return rmu_errf(e, "forward_rows: slot %d feeds no tokens", i);
+        if (s->pos + nrows[i] > s->ctx)
+            return rmu_errf(e, "forward_rows: slot %d: %d tokens do not fit the context (%d cached, context %d)", i,
+                            nrows[i], s->pos, s->ctx);
+        if (s->ctx > ws->ctx)
+            return rmu_errf(e, "forward_rows: slot %d has context %d, the workspace %d", i, s->ctx, ws->ctx);
+        for (int j = 0; j < i; j++)
+            if (slots[j] == s) return rmu_errf(e, "forward_rows: slot %d appears twice", i);
+        R += nrows[i];
+    }
+    if (R > ws->max_rows) return rmu_errf(e, "forward_rows: %d rows (workspace for %d)", R, ws->max_rows);
+    if (check_tokens(c, tokens, R, "forward_rows", e)) return -1;
+    row_plan p;
+    plan_rows(nrows, nslots, ws->r0, &p);
+    forward_rows(m, slots, tokens, nrows, nslots, ws, c->n_layers - 1, &p);
+    return logits ? rows_logits(m, nrows, want, nslots, &p, ws, logits, e) : 0;
+}
+
+int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, int ctx, rmu_err *e) {
+    memset(ws, 0, sizeof *ws);
+    const rmu_config *c = &m->cfg;
+    if (max_rows <= 0 || max_slots <= 0 || ctx <= 0)
+        return rmu_errf(e, "batch workspace: rows %d, slots %d and context %d must be positive", max_rows, max_slots,
+                        ctx);
+    ws->max_rows = max_rows;
+    ws->max_slots = max_slots;
+    ws->ctx = ctx;
+    ws->nthreads = omp_get_max_threads();
+    size_t B = scratch_rows(max_rows), C = c->hidden_size, F = c->intermediate_size;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    ws->x = malloc(B * C * sizeof(float));
+    ws->xb = malloc(B * C * sizeof(float));
+    ws->q = malloc(B * qd * sizeof(float));
+    ws->k = malloc(B * kvd * sizeof(float));
+    ws->v = malloc(B * kvd * sizeof(float));
+    ws->att_out = malloc(B * qd * sizeof(float));
+    ws->hb = malloc(B * F * sizeof(float));
+    ws->hb2 = malloc(B * F * sizeof(float));
+    ws->att = malloc((size_t)ws->nthreads * ctx * sizeof(float));
+    ws->pos_ids = malloc(B * sizeof(int));
+    ws->tok = malloc(B * sizeof(int));
+    ws->r0 = malloc((size_t)max_slots * sizeof(int));
+    if (!ws->x || !ws->xb || !ws->q || !ws->k || !ws->v || !ws->att_out || !ws->hb || !ws->hb2 || !ws->att ||
+        !ws->pos_ids || !ws->tok || !ws->r0) {
+        rmu_batch_ws_free(ws);
+        return rmu_errf(e, "batch workspace: out of memory for %d rows", max_rows);
+    }
+    return 0;
+}
+
+void rmu_batch_ws_free(rmu_batch_ws *ws) {
+    free(ws->x); free(ws->xb); free(ws->q); free(ws->k); free(ws->v); free(ws->att_out); free(ws->hb);
+    free(ws->hb2); free(ws->att); free(ws->pos_ids); free(ws->tok); free(ws->r0);
+    memset(ws, 0, sizeof *ws);
 }
 
 int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n, int layer, float *out, rmu_err *e) {
     const rmu_config *c = &m->cfg;
     if (layer < 0 || layer >= c->n_layers) return rmu_errf(e, "hidden: layer %d out of range [0, %d)", layer, c->n_layers);
     if (n <= 0 || n > s->ctx) return rmu_errf(e, "hidden: %d tokens do not fit the context %d", n, s->ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return rmu_errf(e, "hidden: token id %d out of range [0, %d)", tokens[i], c->vocab_size);
+    if (check_tokens(c, tokens, n, "hidden", e)) return -1;
     rmu_state_reset(s);
     int C = c->hidden_size;
-    for (int i0 = 0; i0 < n; i0 += s->max_batch) {
-        int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        forward_chunk(m, s, tokens + i0, nb, layer);
+    for (int i0 = 0, nb; i0 < n; i0 += nb) {
+        nb = chunk_len(n - i0, s->max_batch);
+        int r0;
+        rmu_batch_ws ws = state_ws(s, s->pos_ids + scratch_rows(s->max_batch));
+        row_plan p;
+        plan_rows(&nb, 1, &r0, &p);
+        forward_rows(m, &s, tokens + i0, &nb, 1, &ws, layer, &p);
         memcpy(out + (size_t)i0 * C, s->x, sizeof(float) * nb * C);
     }
     return 0;
