@@ -19,6 +19,7 @@ int rmu_cmd_unlearn(int argc, char **argv);
 int rmu_cmd_eval(int argc, char **argv);
 int rmu_cmd_mtbench(int argc, char **argv);
 int rmu_cmd_demo(int argc, char **argv);
+int rmu_cmd_serve(int argc, char **argv);
 
 /* Print "rmu CMD: message" on stderr and return status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

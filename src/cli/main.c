@@ -24,6 +24,7 @@ static const command COMMANDS[] = {
     {"eval", rmu_cmd_eval, "WMDP / MMLU / multiple-choice accuracy as lm-evaluation-harness v0.4.2"},
     {"mtbench", rmu_cmd_mtbench, "MT-Bench answers in FastChat's model-answer format"},
     {"demo", rmu_cmd_demo, "end-to-end demo: RMU removes one of two invented knowledge domains"},
+    {"serve", rmu_cmd_serve, "OpenAI-compatible HTTP server (continuous batching) with a chat page"},
     {"logits", rmu_cmd_logits, "raw logits / hidden states for token ids (numeric checks)"},
 };
 
