@@ -35,6 +35,7 @@ typedef struct {
     const char *model, *host, *key, *name, *template_name;
     long port, parallel, ctx, max_queue, prefill, idle, max_body;
     double timeout, grace;
+    char name_buf[256]; /* the default model name: the folder's */
 } serve_args;
 
 static int parse_args(const char *cmd, int argc, char **argv, serve_args *a) {
@@ -82,9 +83,8 @@ static int parse_args(const char *cmd, int argc, char **argv, serve_args *a) {
         while (b > a->model && b[-1] == '/') b--; /* "dir/" names the model "dir" */
         const char *e = b;
         while (b > a->model && b[-1] != '/') b--;
-        static char buf[256]; /* the CLI's own, read-only after this */
-        snprintf(buf, sizeof buf, "%.*s", (int)(e - b), b);
-        a->name = *buf ? buf : "model";
+        snprintf(a->name_buf, sizeof a->name_buf, "%.*s", (int)(e - b), b);
+        a->name = *a->name_buf ? a->name_buf : "model";
     }
     for (const char *p = a->name; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
@@ -170,7 +170,7 @@ out:
     fprintf(stderr, "rmu serve: shutting down\n");
     rmu_http_quiesce(&srv);
     if (eng) rmu_eng_drain(eng, a.grace);
-    rmu_http_stop(&srv);
+    rmu_http_stop(&srv, 5); /* streams send their last events; a client that stopped reading is cut */
     rmu_eng_destroy(eng);
     rmu_tok_free(tok);
     if (loaded) rmu_model_free(&model);

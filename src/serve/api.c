@@ -276,7 +276,8 @@ static int parse_sampling(rmu_api_req *r, json_t *o, rmu_api_err *err) {
     if (get_num(o, "temperature", 0, 2, 0, &r->temperature, err) || get_num(o, "top_p", 0, 1, 1, &r->top_p, err) ||
         get_int(o, "top_k", -1, INT_MAX, &r->top_k, err) || get_int(o, "n", 1, RMU_API_MAX_N, &r->n, err) ||
         get_num(o, "presence_penalty", -2, 2, 0, &r->presence_penalty, err) ||
-        get_num(o, "frequency_penalty", -2, 2, 0, &r->frequency_penalty, err) || get_bool(o, "stream", &r->stream, err))
+        get_num(o, "frequency_penalty", -2, 2, 0, &r->frequency_penalty, err) || get_bool(o, "stream", &r->stream, err) ||
+        get_bool(o, "ignore_eos", &r->ignore_eos, err))
         return -1;
     json_t *seed = field(o, "seed");
     long long sv;
@@ -452,6 +453,7 @@ void rmu_api_seq_params(const rmu_api_req *r, int i, int j, uint64_t fallback_se
     p->top = r->top_logprobs;
     p->prompt_logprobs = r->kind == RMU_API_COMPLETIONS && r->echo && r->logprobs;
     p->continuation = r->kind == RMU_API_COMPLETIONS;
+    p->ignore_eos = r->ignore_eos;
     p->same_prompt_as = j > 0 ? i * r->n : -1;
 }
 

@@ -57,6 +57,7 @@ typedef struct rmu_api_req {
     int nprompts;
     int max_tokens;               /* -1: not given */
     int n, stream, include_usage, echo;
+    int ignore_eos;               /* extension (vLLM, llama.cpp): generate past EOS */
     int logprobs;                 /* 0 none, 1 asked */
     int top_logprobs;             /* 0..RMU_ENG_MAX_TOP */
     double temperature, top_p;

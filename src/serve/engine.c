@@ -374,7 +374,7 @@ static void on_logits(rmu_eng *g, seq *s, float *row) {
     o->ids[o->nids++] = id;
     if (s->p.logprobs) o->lps[o->nlps++] = rec;
     if (o->t_first < 0) o->t_first = rmu_now_s() - s->t_submit;
-    if (id == g->eos) reason = RMU_FINISH_STOP;
+    if (id == g->eos && !s->p.ignore_eos) reason = RMU_FINISH_STOP;
     else if (push_text(s, id)) reason = RMU_FINISH_STOP, s->stop_hit = 1;
     if (!reason) release_text(s, o, 0);
     pthread_cond_broadcast(&r->cv);

@@ -50,6 +50,7 @@ typedef struct rmu_eng_params {
     int top;                  /* ... and its top alternatives (0..RMU_ENG_MAX_TOP) */
     int prompt_logprobs;      /* also every prompt token's (echo): no prefix reuse */
     int continuation;         /* the text continues the prompt: keep its first space */
+    int ignore_eos;           /* EOS is an ordinary token: run to max_new (benchmarks, tests) */
     int same_prompt_as;       /* index of an earlier sequence of the request with the same
                                  prompt (its prefill is shared), or -1 */
 } rmu_eng_params;

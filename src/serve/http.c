@@ -231,6 +231,10 @@ typedef struct gen {
 } gen;
 
 static void gen_free(gen *g) {
+    rmu_srv *s = g->s;
+    pthread_mutex_lock(&s->mu);
+    if (--s->inflight == 0) pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
     if (g->req) rmu_eng_req_release(g->req);
     rmu_api_req_free(&g->api);
     rmu_sb_free(&g->out);
@@ -339,14 +343,15 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         note_ttft(g);
         if (g->out.n == 0) rmu_eng_req_wait(g->req, WAIT_SLICE_S);
         rmu_eng_req_unlock(g->req);
-        if (g->out.n == 0 && client_gone(g->conn)) {
-            rmu_met_disconnect(&g->s->met);
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
+        if (g->out.n == 0 && client_gone(g->conn)) return MHD_CONTENT_READER_END_WITH_ERROR;
     }
 }
 
-static void sse_free(void *cls) { gen_free(cls); }
+static void sse_free(void *cls) {
+    gen *g = cls;
+    if (!g->ended || g->out_off < g->out.n) rmu_met_disconnect(&g->s->met); /* closed before the end */
+    gen_free(g);
+}
 
 /* Waits for the whole answer, watching the client. */
 static enum MHD_Result reply_blocking(gen *g) {
@@ -404,6 +409,9 @@ static enum MHD_Result do_generate(rmu_srv *s, struct MHD_Connection *c, const r
         return send_errf(s, c, rt, 500, "server_error", NULL, "out of memory");
     }
     g->s = s, g->api = *api, g->rt = rt, g->conn = c, g->nseq = nseq;
+    pthread_mutex_lock(&s->mu);
+    s->inflight++;
+    pthread_mutex_unlock(&s->mu);
     memset(api, 0, sizeof *api); /* now g's */
     unsigned long long id = next_id(s);
     snprintf(g->id, sizeof g->id, "%s-%016llx", rt == RMU_RT_CHAT ? "chatcmpl" : "cmpl", id);
@@ -532,6 +540,7 @@ int rmu_http_start(rmu_srv *s, const rmu_http_opts *o, rmu_err *e) {
     memset(s, 0, sizeof *s);
     s->o = *o;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->idle, NULL);
     rmu_met_init(&s->met);
     s->started = (long long)time(NULL);
     char port[16];
@@ -557,6 +566,7 @@ int rmu_http_start(rmu_srv *s, const rmu_http_opts *o, rmu_err *e) {
 fail:
     rmu_met_free(&s->met);
     pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->idle);
     return -1;
 }
 
@@ -580,9 +590,17 @@ void rmu_http_quiesce(rmu_srv *s) {
     if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
-void rmu_http_stop(rmu_srv *s) {
+void rmu_http_stop(rmu_srv *s, double wait_s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)wait_s;
+    pthread_mutex_lock(&s->mu);
+    while (s->inflight > 0 && pthread_cond_timedwait(&s->idle, &s->mu, &ts) == 0) {
+    }
+    pthread_mutex_unlock(&s->mu);
     if (s->d) MHD_stop_daemon(s->d);
     s->d = NULL;
     rmu_met_free(&s->met);
     pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->idle);
 }

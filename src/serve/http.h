@@ -38,8 +38,10 @@ typedef struct rmu_http_model {
 typedef struct rmu_srv {
     struct MHD_Daemon *d;
     rmu_http_opts o;
-    pthread_mutex_t mu;    /* ready, model, closing, counter */
+    pthread_mutex_t mu;    /* ready, model, closing, counter, inflight */
+    pthread_cond_t idle;   /* inflight reached 0 */
     int ready, closing;
+    int inflight;          /* generation replies not yet sent in full */
     rmu_http_model model;
     unsigned long long counter; /* request ids and default seeds */
     long long started;     /* unix seconds */
@@ -54,7 +56,8 @@ void rmu_http_ready(rmu_srv *s, const rmu_http_model *m);
 /* Stops accepting connections; requests in flight go on. New requests on open
  * connections get 503. */
 void rmu_http_quiesce(rmu_srv *s);
-/* Closes every connection and frees the server (the engine must be drained first). */
-void rmu_http_stop(rmu_srv *s);
+/* Waits up to wait_s seconds for generation replies still being sent (their sequences
+ * have ended: drain the engine first), then closes every connection and frees the server. */
+void rmu_http_stop(rmu_srv *s, double wait_s);
 
 #endif

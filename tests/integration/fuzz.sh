@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the two parsers that read untrusted
-# files: the safetensors header and tokenizer.json. Seeds are made here; the run fails on
-# any crash, leak or sanitizer report.
+# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the parsers that read untrusted input:
+# the safetensors header, tokenizer.json, and `rmu serve`'s request bodies (JSON -> a
+# generation request). Seeds are made here; the run fails on any crash, leak or sanitizer
+# report.
 . "$(dirname "$0")/../lib.sh"
 SECS=${FUZZ_SECONDS:-20}
 if ! command -v clang >/dev/null; then skip "fuzzing" "clang is not installed"; exit 0; fi
@@ -10,7 +11,14 @@ if ! make -s -C "$ROOT" fuzz >"$TMP/build.log" 2>&1; then
     else fail "fuzz targets build" "$(tail -3 "$TMP/build.log")"; fi
     exit 0
 fi
-rm -rf "$TMP/st" "$TMP/tok"; mkdir -p "$TMP/st" "$TMP/tok"
+rm -rf "$TMP/st" "$TMP/tok" "$TMP/req"; mkdir -p "$TMP/st" "$TMP/tok" "$TMP/req"
+# request seeds: first byte = endpoint (0 chat, 1 completions, 2 tokenize, 3 detokenize) and template
+printf '\000{"messages":[{"role":"system","content":"S"},{"role":"user","content":"hi ab"}],"max_tokens":5,"n":2,"stop":["a"],"logprobs":true,"top_logprobs":2,"stream":true,"stream_options":{"include_usage":true}}' > "$TMP/req/chat"
+printf '\005{"messages":[{"role":"user","content":[{"type":"text","text":"ab"}]},{"role":"assistant","content":null}],"temperature":0,"presence_penalty":1}' > "$TMP/req/chat2"
+printf '\001{"prompt":[[1,5,6],[300,301]],"echo":true,"logprobs":2,"max_tokens":0,"seed":-5,"temperature":0.5,"top_p":0.9,"top_k":3}' > "$TMP/req/comp"
+printf '\001{"prompt":"a b ab","max_tokens":3,"n":3,"stop":"b"}' > "$TMP/req/comp2"
+printf '\002{"messages":[{"role":"user","content":"ab"}],"add_generation_prompt":false}' > "$TMP/req/tok"
+printf '\003{"tokens":[1,2,300,400]}' > "$TMP/req/detok"
 python3 - "$TMP/st/seed.safetensors" <<'PYEOF'
 import json, struct, sys
 hdr = {"__metadata__": {"format": "pt"},
@@ -33,8 +41,8 @@ tok = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": Tru
                  "merges": ["\u2581 a", "a b", "\u2581a b"]}}
 json.dump(tok, open(sys.argv[1], "w"))
 PYEOF
-for t in safetensors tokenizer; do
-    d=$TMP/st; [ $t = tokenizer ] && d=$TMP/tok
+for t in safetensors tokenizer request; do
+    d=$TMP/st; [ $t = tokenizer ] && d=$TMP/tok; [ $t = request ] && d=$TMP/req
     if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 "$d" >"$TMP/$t.log" 2>&1; then
         ok "fuzz_$t: ${SECS}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
     else
