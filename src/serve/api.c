@@ -549,15 +549,20 @@ static json_t *chat_logprobs(const rmu_tokenizer *t, const rmu_eng_lp *lps, int 
 }
 
 /* Completions: parallel arrays; a record with ntop < 0 has no logprob (the first prompt
- * token). off: running text offset. */
-static void comp_logprobs_add(json_t *lp, const rmu_tokenizer *t, const rmu_eng_lp *recs, int n, size_t *off) {
+ * token). off: running offset into the text, which the stream decoder gives token by token
+ * (from_start: the text starts here, so its first space is dropped as decode does). */
+static void comp_logprobs_add(json_t *lp, const rmu_tokenizer *t, const rmu_eng_lp *recs, int n, size_t *off,
+                              int from_start) {
     json_t *toks = json_object_get(lp, "tokens"), *tlp = json_object_get(lp, "token_logprobs"),
            *top = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
+    rmu_tok_stream st;
+    rmu_tok_stream_init(&st, t);
+    st.started = !from_start;
     for (int i = 0; i < n; i++) {
-        size_t nb;
-        json_array_append_new(toks, token_string(t, recs[i].id, &nb));
+        char piece[256];
+        json_array_append_new(toks, token_string(t, recs[i].id, NULL));
         json_array_append_new(offs, json_integer((json_int_t)*off));
-        *off += nb;
+        *off += (size_t)rmu_tok_stream_push(&st, recs[i].id, piece, sizeof piece);
         if (recs[i].ntop < 0) {
             json_array_append_new(tlp, json_null());
             json_array_append_new(top, json_null());
@@ -630,9 +635,9 @@ json_t *rmu_api_response(const rmu_api_resp *c, const rmu_eng_seq_out *const *ou
             }
             if (r->logprobs) {
                 lp = comp_logprobs_new();
-                if (r->echo) comp_logprobs_add(lp, c->tok, o->plps, o->nplps, &off);
+                if (r->echo) comp_logprobs_add(lp, c->tok, o->plps, o->nplps, &off, 1);
                 off = full.n;
-                comp_logprobs_add(lp, c->tok, o->lps, o->nlps, &off);
+                comp_logprobs_add(lp, c->tok, o->lps, o->nlps, &off, 0);
             }
             rmu_sb_puts(&full, text);
             ch = json_pack("{s:i, s:o, s:o, s:o}", "index", k, "text", utf8_string(full.p ? full.p : "", full.n),
@@ -668,9 +673,9 @@ json_t *rmu_api_chunk(const rmu_api_resp *c, int index, int first, const char *t
         }
         if (r->logprobs) {
             lp = comp_logprobs_new();
-            if (prompt_out) comp_logprobs_add(lp, c->tok, prompt_out->plps, prompt_out->nplps, &off);
+            if (prompt_out) comp_logprobs_add(lp, c->tok, prompt_out->plps, prompt_out->nplps, &off, 1);
             off = full.n;
-            comp_logprobs_add(lp, c->tok, lps, nlps, &off);
+            comp_logprobs_add(lp, c->tok, lps, nlps, &off, 0);
         }
         rmu_sb_add(&full, text, ntext);
         ch = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text", utf8_string(full.p ? full.p : "", full.n),
