@@ -286,25 +286,29 @@ static void plan_rows(const int *n, int nslots, int *r0, row_plan *p) {
 }
 
 /* Final norm and lm_head: want[i] 0 none, 1 the slot's last row, 2 all its rows; logits
- * [rows, V] in slot order. Last rows are products of one row each in the few-row path (as
- * a decode step's), all-row slots products in the blocked path, so a row's logits do not
- * depend on the others either. */
+ * [rows, V] in slot order. Last rows go through the few-row path (as a decode step's) in
+ * groups of up to ROWS_PATH_MAX, all-row slots through the blocked path, so a row's logits
+ * do not depend on the others either. */
 static int rows_logits(const rmu_model *m, const int *n, const int *want, int nslots, const row_plan *p,
                        rmu_batch_ws *ws, float *logits, rmu_err *e) {
     const rmu_config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size;
+    int C = c->hidden_size, V = c->vocab_size, run = 0; /* last rows gathered in xb, not yet multiplied */
     float *out = logits;
-    for (int i = 0; i < nslots; i++) {
-        int w = want ? want[i] : 1;
+    for (int i = 0; i <= nslots; i++) {
+        int w = i == nslots ? -1 : want ? want[i] : 1;
         if (w == 0) continue;
-        const float *x = ws->x + (size_t)p->r0[i] * C;
-        if (w == 1 || n[i] == 1) {
-            rmu_rmsnorm_forward(ws->xb, NULL, x + (size_t)(n[i] - 1) * C, &m->final_norm, 1, C, c->rms_norm_eps);
-            rmu_linear_forward(out, ws->xb, &m->lm_head, 1, 0);
-            out += V;
-            continue;
+        if (w == 1 || (w == 2 && n[i] == 1)) { /* a last row: joins the run (one lm_head read per 4 rows) */
+            const float *x = ws->x + ((size_t)p->r0[i] + n[i] - 1) * C;
+            rmu_rmsnorm_forward(ws->xb + (size_t)run * C, NULL, x, &m->final_norm, 1, C, c->rms_norm_eps);
+            if (++run < ROWS_PATH_MAX && i + 1 < nslots) continue;
         }
-        rmu_rmsnorm_forward(ws->xb, NULL, x, &m->final_norm, n[i], C, c->rms_norm_eps);
+        if (run) {
+            rmu_linear_forward(out, ws->xb, &m->lm_head, run, 0);
+            out += (size_t)run * V;
+            run = 0;
+        }
+        if (w != 2 || n[i] == 1) continue;
+        rmu_rmsnorm_forward(ws->xb, NULL, ws->x + (size_t)p->r0[i] * C, &m->final_norm, n[i], C, c->rms_norm_eps);
         int nb = n[i] < BLOCKED_MIN ? BLOCKED_MIN : n[i];
         float *y = out;
         if (nb > n[i]) {

@@ -5,7 +5,8 @@
 // Env: RMU, TMP_DIR, MODELS (":"-separated model folders; the first is the project's own
 // tiny model with a chat template, a second one is stories260K when ../shared has it).
 import OpenAI from "openai";
-import { writeFileSync, readFileSync } from "node:fs";
+import { writeFileSync, readFileSync, cpSync, renameSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
 import { assert, check, startServer, http, assertError, readSSE, rmu, logprob, logits, modelConfig, TMP, failed } from "./lib.mjs";
 
 const KEY = "sk-test-" + Math.random().toString(36).slice(2);
@@ -273,6 +274,41 @@ async function suite(model, own) {
   }
 }
 
+// The listener starts before the model loads: config.json is a FIFO, so loading waits until
+// the test writes it.
+async function loading(model) {
+  await check("serve: /health and the API answer 503 while the model loads, then 200", async () => {
+    const dir = `${TMP}/fifo-model`;
+    rmSync(dir, { recursive: true, force: true });
+    cpSync(model, dir, { recursive: true });
+    const cfg = readFileSync(`${dir}/config.json`);
+    rmSync(`${dir}/config.json`);
+    execFileSync("mkfifo", [`${dir}/config.json`]);
+    const proc = spawn(process.env.RMU, ["serve", "-m", dir, "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+    let log = "", written = false;
+    proc.stderr.on("data", (d) => (log += d));
+    const exited = new Promise((r) => proc.on("exit", (code) => r(code)));
+    try {
+      while (!/listening on http:\/\/[^ ]*:(\d+)\//.test(log)) await new Promise((r) => setTimeout(r, 20));
+      const base = `http://127.0.0.1:${log.match(/listening on http:\/\/[^ ]*:(\d+)\//)[1]}`;
+      const h = await http(base, "/health", { method: "GET" });
+      assert.equal(h.status, 503);
+      assert.equal(h.json.status, "loading");
+      assertError(await http(base, "/v1/completions", { body: { prompt: "a" } }), 503, { code: "model_loading" });
+      writeFileSync(`${dir}/config.json`, cfg); // unblocks the load
+      written = true;
+      let st = 0;
+      for (let i = 0; i < 200 && st !== 200; i++) { await new Promise((r) => setTimeout(r, 25)); st = (await http(base, "/health", { method: "GET" })).status; }
+      assert.equal(st, 200);
+      assert.equal((await http(base, "/v1/completions", { body: { prompt: "a", max_tokens: 2 } })).status, 200);
+    } finally {
+      if (!written) writeFileSync(`${dir}/config.json`, cfg); // the loader must not wait forever
+      proc.kill("SIGTERM");
+      assert.equal(await exited, 0, log);
+    }
+  });
+}
+
 // lm-evaluation-harness's local-completions scoring (echo, logprobs 1, max_tokens 1, token id
 // prompts in batches, sum of token_logprobs[ctxlen:-1], greedy when each equals the top one)
 // gives rmu eval's logliks.
@@ -309,4 +345,5 @@ async function lmEval(srv, model, tag) {
 
 // SKIP_FIRST: the first (own) model was covered by another run
 for (const [i, m] of models.entries()) if (!(i === 0 && process.env.SKIP_FIRST)) await suite(m, i === 0);
+if (!process.env.SKIP_FIRST) await loading(models[0]);
 process.exit(failed() ? 1 : 0);
