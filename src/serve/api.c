@@ -331,7 +331,11 @@ int rmu_api_parse(rmu_api_req *r, rmu_api_kind kind, const char *body, size_t le
     case RMU_API_CHAT:
         return unsupported(o, err) || parse_messages(r, o, err) || parse_sampling(r, o, err) ? -1 : 0;
     case RMU_API_COMPLETIONS:
-        return unsupported(o, err) || parse_prompt(r, o, err) || parse_sampling(r, o, err) ? -1 : 0;
+        if (unsupported(o, err) || parse_prompt(r, o, err) || parse_sampling(r, o, err)) return -1;
+        if (r->nprompts * r->n > RMU_API_MAX_SEQS) /* each is a sequence with its own state */
+            return rmu_api_errf(err, 400, INVALID, NULL, "n", "n: %d prompts x n = %d sequences, at most %d per request",
+                                r->nprompts, r->nprompts * r->n, RMU_API_MAX_SEQS);
+        return 0;
     case RMU_API_TOKENIZE: {
         if (get_bool(o, "add_special_tokens", &r->add_special_tokens, err) ||
             get_bool(o, "add_generation_prompt", &r->add_generation_prompt, err))

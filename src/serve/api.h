@@ -17,6 +17,7 @@
 #define RMU_API_MAX_STOPS 16
 #define RMU_API_MAX_N 16
 #define RMU_API_MAX_PROMPTS 64
+#define RMU_API_MAX_SEQS 64 /* prompts x n */
 #define RMU_API_MAX_MESSAGES 4096
 
 typedef enum rmu_api_kind {

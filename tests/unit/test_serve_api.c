@@ -175,6 +175,7 @@ static void test_errors_name_fields(void **state) {
     bad(P, "{\"prompt\": \"a\", \"echo\": 1}", "echo", "expected a boolean");
     bad(P, "{\"prompt\": \"a\", \"max_tokens\": -1}", "max_tokens", "must be in [0,");
     bad(P, "{\"prompt\": \"a\", \"suffix\": \"b\"}", "suffix", "not supported");
+    bad(P, "{\"prompt\": [\"a\", \"b\", \"c\", \"d\", \"e\"], \"n\": 16}", "n", "80 sequences, at most 64");
     bad(RMU_API_DETOKENIZE, "{\"tokens\": [1, 400]}", "tokens", "tokens[1]");
     bad(RMU_API_DETOKENIZE, "{\"tokens\": \"1\"}", "tokens", "expected an array of token ids");
     bad(RMU_API_TOKENIZE, "{\"prompt\": 5}", "prompt", "expected a string");
