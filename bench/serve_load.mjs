@@ -17,9 +17,19 @@ const tokens = Number(args.tokens || 32);
 const prompt = args.prompt || "Once upon a time";
 const key = args.key || process.env.RMU_API_KEY;
 
+// A kept-alive connection the server has just closed fails at once: try again (twice).
+async function post(body, tries = 3) {
+  try {
+    return await fetch(url + "/v1/completions", body);
+  } catch (e) {
+    if (tries <= 1) throw e;
+    return post(body, tries - 1);
+  }
+}
+
 async function one() {
   const t0 = performance.now();
-  const r = await fetch(url + "/v1/completions", {
+  const r = await post({
     method: "POST",
     headers: { "Content-Type": "application/json", ...(key ? { Authorization: "Bearer " + key } : {}) },
     body: JSON.stringify({ model: "m", prompt, max_tokens: tokens, temperature: 0, stream: true, ignore_eos: true,
