@@ -4,7 +4,7 @@
 #   1. memory read bandwidth (the decode limit) and the GEMM path,
 #   2. `rmu bench`: prefill tok/s (512-token prompt), decode tok/s (128 tokens), effective GB/s,
 #   3. `rmu unlearn` with the Zephyr defaults for a few steps: s/step, peak RSS, projected
-#      150-step wall time (fp32 arithmetic, then RMU_MATMUL=bf16),
+#      150-step wall time (RMU_PRECISION=fp32, then bf16 - the default for BF16 weights),
 #   4. `rmu eval` questions/second on a few MMLU questions.
 # Needs ~15 GB of disk and ~16 GB of free memory. Not a test: run it by hand.
 set -eu
@@ -40,7 +40,7 @@ with open(f"{sys.argv[1]}/wiki.txt", "w") as f:
     for _ in range(16): f.write(text() + "\n")
 PYEOF
 for mode in fp32 bf16; do
-    env=(); [ $mode = bf16 ] && env=(RMU_MATMUL=bf16)
+    env=(RMU_PRECISION=$mode)
     env "${env[@]}" /usr/bin/time -f "peak RSS %M KB, wall %e s" "$RMU" unlearn -m "$DIR" \
         --forget "$W/bio.jsonl,$W/cyber.jsonl" --retain "$W/wiki.txt,$W/wiki.txt" --out "$W/out-$mode" \
         --max-num-batches "$STEPS" --log "$W/log-$mode.jsonl" 2>&1 | tail -2
@@ -57,7 +57,7 @@ rm -rf "$W"/out-*
 echo "== rmu eval (MMLU, a few questions)"
 if [ -d "$SHARED/data/mmlu" ]; then
     for mode in fp32 bf16; do
-        env=(); [ $mode = bf16 ] && env=(RMU_MATMUL=bf16)
+        env=(RMU_PRECISION=$mode)
         env "${env[@]}" "$RMU" eval -m "$DIR" --tasks mmlu_anatomy --data "$SHARED/data/mmlu" --limit 8 --output "$W/r.json" 2>&1 | tail -3
     done
 fi

@@ -21,5 +21,7 @@
 #include "kernels/gemm.h"      /* rmu_gemm */
 #include "tokenizer/tokenizer.h" /* rmu_tok_: tokenizer.json */
 #include "tokenizer/chat.h"    /* rmu_chat_: chat templates */
+#include "tokenizer/jinja.h"   /* rmu_jinja_: the template engine under chat */
+#include "tokenizer/bpe_train.h" /* rmu_bpe_: BPE trainer, synthetic tokenizers */
 
 #endif

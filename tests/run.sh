@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh - runs every test and ends with "N passed, N failed, N skipped".
-# Unit tests (cmocka, TAP output) run twice: the normal build and the ASan+UBSan build.
+# Unit tests (cmocka, TAP output) run twice: the normal build and the ASan+UBSan build; the
+# GEMM test runs a third time with the AVX-512 kernels emulated through SIMDe.
 # Integration tests are tests/integration/*.sh, each printing ok / not ok / skip lines.
 set -u
 cd "$(dirname "$0")/.."
@@ -49,6 +50,7 @@ run_unit() { # dir label
 
 run_unit build unit
 run_unit build-asan asan
+run_unit build-simde simde # the GEMM test with the AVX-512 kernels emulated (make simde)
 for s in tests/integration/*.sh; do
     [ -f "$s" ] || continue
     PREFIX="[$(basename "$s" .sh)] "

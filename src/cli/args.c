@@ -16,17 +16,6 @@ int cli_fail(const char *cmd, int status, const char *fmt, ...) {
     return status;
 }
 
-int cli_fail_lib(const char *cmd, int status, const char *msg, const char *const *fields) {
-    for (int i = 0; fields && fields[i]; i++) {
-        size_t n = strlen(fields[i]);
-        if (strncmp(msg, fields[i], n) || (msg[n] != ':' && msg[n] != ' ')) continue;
-        char flag[64] = "--";
-        for (size_t k = 0; k < n && k + 3 < sizeof flag; k++) flag[k + 2] = fields[i][k] == '_' ? '-' : fields[i][k];
-        return cli_fail(cmd, status, "%s%s", flag, msg + n);
-    }
-    return cli_fail(cmd, status, "%s", msg);
-}
-
 int cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi, long *out) {
     char *end;
     errno = 0;
@@ -48,6 +37,21 @@ int cli_float(const char *cmd, const char *flag, const char *val, double lo, dou
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int cli_precision(const char *cmd, const char *val, rmu_prec *out) {
+    const char *flag = "--precision";
+    if (!val && (val = getenv("RMU_PRECISION")) && *val) flag = "RMU_PRECISION";
+    if (!val || !*val) {
+        *out = RMU_PREC_AUTO;
+        return 0;
+    }
+    rmu_err e;
+    if (rmu_prec_parse(val, out, &e)) {
+        cli_fail(cmd, 2, "%s: expected auto, bf16 or fp32, got '%s'", flag, val);
+        return -1;
+    }
     return 0;
 }
 

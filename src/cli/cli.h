@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "kernels/gemm.h"
+
 /* Each command: returns the process exit status (0 ok, 1 runtime error, 2 usage error). */
 int rmu_cmd_generate(int argc, char **argv);
 int rmu_cmd_chat(int argc, char **argv);
@@ -18,17 +20,14 @@ int rmu_cmd_train(int argc, char **argv);
 int rmu_cmd_unlearn(int argc, char **argv);
 int rmu_cmd_eval(int argc, char **argv);
 int rmu_cmd_mtbench(int argc, char **argv);
+int rmu_cmd_mtbench_judge(int argc, char **argv); /* rmu mtbench judge */
+int rmu_cmd_mtbench_show(int argc, char **argv);  /* rmu mtbench show */
 int rmu_cmd_demo(int argc, char **argv);
+int rmu_cmd_export(int argc, char **argv);
 int rmu_cmd_serve(int argc, char **argv);
 
 /* Print "rmu CMD: message" on stderr and return status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* Library errors name option fields, not flags ("top_k: must be >= 0"): a server reports
- * them to HTTP clients too. The CLI reports them under its own flag names: when msg starts
- * with one of `fields` (NULL-terminated) followed by ':' or ' ', that word is printed as
- * "--" + the field with '_' -> '-' ("--top-k: must be >= 0"); other messages as they are. */
-int cli_fail_lib(const char *cmd, int status, const char *msg, const char *const *fields);
 
 /* Strict numeric parsing of a flag's value: whole string, in range; on failure prints
  * "rmu CMD: FLAG: expected ..." and returns -1. */
@@ -36,6 +35,11 @@ int cli_int(const char *cmd, const char *flag, const char *val, long lo, long hi
 int cli_float(const char *cmd, const char *flag, const char *val, double lo, double hi, double *out);
 /* Takes the value of the flag at argv[*i] (advancing *i); prints a usage error when missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);
+
+/* --precision auto|bf16|fp32 (the matmuls' arithmetic, kernels/gemm.h): the flag's value, or
+ * val NULL for the default - the environment variable RMU_PRECISION when set, else auto.
+ * A bad value prints a usage error and returns -1. */
+int cli_precision(const char *cmd, const char *val, rmu_prec *out);
 
 /* Parse "1 2 3" (spaces/commas) into a malloc'd id array. */
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **ids, int *n);

@@ -1,4 +1,4 @@
-/* cmd_demo.c - `rmu demo`: the embedded end-to-end demo (src/demo/demo.h does the work):
+/* cmd_demo.c - `rmu demo`: the embedded end-to-end demo (src/app/demo/demo.h does the work):
  * a synthetic two-domain knowledge base, a small Mistral pretrained on it, RMU removing one
  * domain, and the before/after table. Progress goes to stderr, the table to stdout. */
 #include <math.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "demo/demo.h"
+#include "app/demo/demo.h"
 
 static const char *USAGE =
     "usage: rmu demo [--out demo-out] [--small] [--seed S] [--quiet]\n"
@@ -45,7 +45,7 @@ static void on_train(void *ud, const rmu_ft_status *s) {
     fflush(stderr);
 }
 
-static void on_unlearn(void *ud, const rmu_unl_step *s) {
+static void on_unlearn(void *ud, const rmu_unl_report *s) {
     ui *u = ud;
     int every = s->nsteps / 10 > 0 ? s->nsteps / 10 : 1;
     if (u->quiet || (!u->tty && s->step != s->nsteps && s->step % every)) return;

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/util.h"
 #include "eval/eval.h"
+#include "model/check.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,6 +21,7 @@ static const char *USAGE =
     "usage: rmu eval -m DIR --tasks LIST --data PATH[,PATH...] [--num-fewshot K] [--limit N]\n"
     "                [--batch-size B] [--bos] [--format letter|cloze] [--output results.json]\n"
     "                [--log-samples FILE.jsonl] [--description-newlines 1|2] [--max-length N]\n"
+    "                [--precision auto|bf16|fp32]\n"
     "\n"
     "  --tasks    wmdp, wmdp_bio, wmdp_chem, wmdp_cyber, mmlu, mmlu_stem, mmlu_other,\n"
     "             mmlu_social_sciences, mmlu_humanities, mmlu_SUBJECT (57), mcq; comma separated\n"
@@ -36,13 +39,16 @@ static const char *USAGE =
     "  --format   cloze (mcq only): score \" \" + choice text, report acc and acc_norm\n"
     "  --description-newlines  1 (default) reproduces v0.4.2, whose Jinja rendering drops the\n"
     "             description's last newline; 2 matches lm-eval >= 0.4.4\n"
-    "  --max-length  lm-eval max_length (left truncation); default max_position_embeddings\n";
+    "  --max-length  lm-eval max_length (left truncation); default max_position_embeddings\n"
+    "  --precision  matmul arithmetic: auto (bf16 for BF16 weights, as a bf16 PyTorch run;\n"
+    "             the default, or env RMU_PRECISION), bf16, fp32 (exact fp32)\n";
 
 typedef struct eval_args {
     const char *model, *tasks, *data, *output, *log_samples, *dump_requests;
     int fewshot, batch, bos, onepass, prefix_cache, desc_nl, max_length, quiet;
     double limit;
     rmu_mcq_format format;
+    rmu_prec prec;
 } eval_args;
 
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a) {
@@ -51,6 +57,7 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a) {
     a->onepass = 1;
     a->prefix_cache = 1;
     a->desc_nl = 1;
+    const char *prec = NULL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         long l;
@@ -103,10 +110,13 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a) {
             a->prefix_cache = 0;
         } else if (!strcmp(f, "--quiet")) {
             a->quiet = 1;
+        } else if (!strcmp(f, "--precision")) {
+            if (!(prec = cli_value(cmd, argc, argv, &i))) return 2;
         } else {
             return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         }
     }
+    if (cli_precision(cmd, prec, &a->prec)) return 2;
     if (!a->model) return cli_fail(cmd, 2, "-m DIR is required");
     if (!a->tasks) return cli_fail(cmd, 2, "--tasks LIST is required");
     if (!a->data) return cli_fail(cmd, 2, "--data PATH is required");
@@ -243,20 +253,26 @@ int rmu_cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(cmd, argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
-    static const char *const fields[] = {"tasks", "format", "data", "num_fewshot", NULL};
+    static const cli_field fields[] = {
+        {"tasks", "--tasks"}, {"format", "--format"}, {"data", "--data"}, {"num_fewshot", "--num-fewshot"}, {NULL, NULL}};
     rmu_err e;
     rmu_eval_plan plan;
-    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) return cli_fail_lib(cmd, 2, e.msg, fields);
+    if (rmu_eval_plan_init(&plan, a.tasks, a.format, &e)) {
+        cli_field_flags(&e, fields);
+        return cli_fail(cmd, 2, "%s", e.msg);
+    }
     plan.desc_newlines = a.desc_nl;
     if (rmu_eval_plan_load(&plan, a.data, a.fewshot, a.limit, &e)) {
         rmu_eval_plan_free(&plan);
-        return cli_fail_lib(cmd, 1, e.msg, fields);
+        cli_field_flags(&e, fields);
+        return cli_fail(cmd, 1, "%s", e.msg);
     }
     rmu_model model;
     if (rmu_model_load(&model, a.model, &e)) {
         rmu_eval_plan_free(&plan);
         return cli_fail(cmd, 1, "%s", e.msg);
     }
+    rmu_model_set_precision(&model, a.prec);
     rmu_tokenizer *tok = rmu_tok_load(a.model, &e);
     if (!tok) {
         rmu_model_free(&model);
@@ -268,9 +284,8 @@ int rmu_cmd_eval(int argc, char **argv) {
     sk.pr.tty = isatty(2);
     sk.pr.quiet = a.quiet;
     sk.pr.last_decile = 0;
-    if (rmu_tok_vocab_size(tok) > model.cfg.vocab_size) {
-        cli_fail(cmd, 1, "%s: tokenizer has %d pieces but config.json vocab_size is %d", a.model, rmu_tok_vocab_size(tok),
-                 model.cfg.vocab_size);
+    if (rmu_check_tokenizer(&model, tok, &e)) {
+        cli_fail(cmd, 1, "%s", e.msg);
         goto out;
     }
     if (a.log_samples) {

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "model/generate.h"
+#include "model/check.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -14,6 +16,7 @@
 typedef struct {
     const char *model, *prompt, *system, *template_name;
     int n, ctx, chat, bos;
+    rmu_prec prec;
     rmu_sampler_cfg scfg;
     const char *stops[16];
     int nstops;
@@ -22,8 +25,9 @@ typedef struct {
 static const char *GEN_USAGE =
     "usage: rmu generate -m DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
     "                    [--stop STRING]... [--ctx N] [--chat] [--template auto|zephyr|plain] [--no-bos]\n"
+    "                    [--precision auto|bf16|fp32]\n"
     "       rmu chat -m DIR [--system TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--ctx N]\n"
-    "                [--template auto|zephyr|plain]\n";
+    "                [--template auto|zephyr|plain] [--precision auto|bf16|fp32]\n";
 
 static int parse_gen_args(const char *cmd, int argc, char **argv, gen_args *a) {
     memset(a, 0, sizeof *a);
@@ -33,6 +37,7 @@ static int parse_gen_args(const char *cmd, int argc, char **argv, gen_args *a) {
     a->template_name = "auto";
     a->scfg = (rmu_sampler_cfg){.temp = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 0};
     int have_seed = 0;
+    const char *prec = NULL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         long l;
@@ -78,10 +83,13 @@ static int parse_gen_args(const char *cmd, int argc, char **argv, gen_args *a) {
             a->chat = 1;
         } else if (!strcmp(f, "--no-bos")) {
             a->bos = 0;
+        } else if (!strcmp(f, "--precision")) {
+            if (!(prec = cli_value(cmd, argc, argv, &i))) return 2;
         } else {
             return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         }
     }
+    if (cli_precision(cmd, prec, &a->prec)) return 2;
     if (!have_seed) a->scfg.seed = (uint64_t)getpid() ^ 0x5eedull; /* fresh text each run unless --seed */
     if (!a->model) return cli_fail(cmd, 2, "-m DIR is required");
     return 0;
@@ -98,13 +106,13 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
     rmu_err e;
     memset(s, 0, sizeof *s);
     if (rmu_model_load(&s->model, a->model, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    rmu_model_set_precision(&s->model, a->prec);
     if (!(s->tok = rmu_tok_load(a->model, &e))) {
         rmu_model_free(&s->model);
         return cli_fail(cmd, 1, "%s", e.msg);
     }
-    if (rmu_tok_vocab_size(s->tok) > s->model.cfg.vocab_size) {
-        int r = cli_fail(cmd, 1, "%s: tokenizer has %d pieces but config.json vocab_size is %d", a->model,
-                         rmu_tok_vocab_size(s->tok), s->model.cfg.vocab_size);
+    if (rmu_check_tokenizer(&s->model, s->tok, &e)) {
+        int r = cli_fail(cmd, 1, "%s", e.msg);
         rmu_tok_free(s->tok);
         rmu_model_free(&s->model);
         return r;
@@ -114,8 +122,9 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
         rmu_state_free(&s->state);
         rmu_tok_free(s->tok);
         rmu_model_free(&s->model);
-        static const char *const fields[] = {"temp", "top_k", "top_p", NULL};
-        return cli_fail_lib(cmd, 2, e.msg, fields);
+        static const cli_field fields[] = {{"temp", "--temp"}, {"top_k", "--top-k"}, {"top_p", "--top-p"}, {NULL, NULL}};
+        cli_field_flags(&e, fields);
+        return cli_fail(cmd, 2, "%s", e.msg);
     }
     return 0;
 }

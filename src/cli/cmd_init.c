@@ -20,23 +20,9 @@ static const char USAGE[] =
     "--dtype defaults to the preset's (bf16 for mistral-7b, f32 for the small ones).\n"
     "writes DIR/config.json, generation_config.json, safetensors with random weights\n"
     "(N(0, 0.02), norms 1) and a tokenizer (copied from --tokenizer DIR, else synthetic).\n"
+    "DIR is built under a staging name and renamed into place; an existing DIR is replaced\n"
+    "only when it is empty or a model folder (holds config.json).\n"
     "--hidden or --heads recompute head_dim = hidden / heads.";
-
-/* Copies the tokenizer files of src into dir: tokenizer.json is required. */
-static int copy_tokenizer(const char *src, const char *dir, rmu_err *e) {
-    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
-    for (int i = 0; i < 3; i++) {
-        char from[4096], to[4096];
-        if (rmu_path_join(from, sizeof from, src, files[i], e) || rmu_path_join(to, sizeof to, dir, files[i], e))
-            return -1;
-        if (!rmu_file_exists(from)) {
-            if (i == 0) return rmu_errf(e, "--tokenizer %s: no tokenizer.json there", src);
-            continue;
-        }
-        if (rmu_file_copy(from, to, e)) return -1;
-    }
-    return 0;
-}
 
 int rmu_cmd_init(int argc, char **argv) {
     const char *cmd = "init", *dir = NULL, *shape = NULL, *tok = NULL, *v;
@@ -130,12 +116,8 @@ int rmu_cmd_init(int argc, char **argv) {
     if (shards > rmu_init_n_tensors(&c))
         return cli_fail(cmd, 2, "--shards %ld: the model has only %d tensors", shards, rmu_init_n_tensors(&c));
     double t0 = omp_get_wtime();
-    /* the tokenizer first: its checks (e.g. the synthetic vocab minimum) fail in
-     * milliseconds, the weights can take minutes */
-    if (rmu_mkdirs(dir, &e) ||
-        (tok ? copy_tokenizer(tok, dir, &e) : rmu_tok_write_synthetic(dir, c.vocab_size, NULL, 0, &e)))
-        return cli_fail(cmd, 1, "%s", e.msg);
-    rmu_init_opts o = {.dtype = dt, .seed = (uint64_t)seed, .shards = (int)shards, .jitter_norms = jitter};
+    rmu_init_opts o = {.dtype = dt, .seed = (uint64_t)seed, .shards = (int)shards, .jitter_norms = jitter,
+                       .tokenizer_dir = tok, .synthetic_tokenizer = !tok};
     if (rmu_init_model_opts(dir, &c, &o, &e)) return cli_fail(cmd, 1, "%s", e.msg);
     long long np = rmu_cfg_n_params(&c);
     char win[16] = "none";

@@ -10,7 +10,9 @@
 
 int rmu_cmd_logits(int argc, char **argv) {
     const char *cmd = "logits", *dir = NULL, *ids_s = NULL, *out = NULL, *hout = NULL, *mode = "prefill", *v;
+    const char *prec_s = NULL;
     long layer = -1, batch = 512;
+    rmu_prec prec;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-m")) {
@@ -29,9 +31,11 @@ int rmu_cmd_logits(int argc, char **argv) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, 1 << 16, &layer)) return 2;
         } else if (!strcmp(f, "--hidden-out")) {
             if (!(hout = cli_value(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(f, "--precision")) {
+            if (!(prec_s = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             puts("usage: rmu logits -m DIR --ids \"1 2 3\" --out FILE.f32 [--mode prefill|decode] [--batch N]\n"
-                 "                  [--hidden-layer L --hidden-out FILE.f32]\n"
+                 "                  [--hidden-layer L --hidden-out FILE.f32] [--precision auto|bf16|fp32]\n"
                  "writes float32 logits [n, vocab] (and the residual stream after layer L [n, hidden])");
             return 0;
         } else {
@@ -39,6 +43,7 @@ int rmu_cmd_logits(int argc, char **argv) {
         }
     }
     if (!dir || !ids_s || !out) return cli_fail(cmd, 2, "-m DIR, --ids and --out are required");
+    if (cli_precision(cmd, prec_s, &prec)) return 2;
     if ((layer >= 0) != (hout != NULL)) return cli_fail(cmd, 2, "--hidden-layer and --hidden-out go together");
     int *ids, n, rc = 1;
     if (cli_parse_ids(cmd, "--ids", ids_s, &ids, &n)) return 2;
@@ -47,6 +52,7 @@ int rmu_cmd_logits(int argc, char **argv) {
     rmu_state s;
     rmu_err e;
     if (rmu_model_load(&m, dir, &e)) { free(ids); return cli_fail(cmd, 1, "%s", e.msg); }
+    rmu_model_set_precision(&m, prec);
     size_t V = m.cfg.vocab_size, C = m.cfg.hidden_size;
     float *lg = malloc(sizeof(float) * V * n), *hid = NULL;
     if (!lg || rmu_state_init(&s, &m, n, (int)batch, &e)) {

@@ -4,12 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 
 #include "cli.h"
 #include "core/fileio.h"
+#include "core/util.h"
 #include "eval/mtbench.h"
+#include "model/check.h"
 #include "model/model.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -18,6 +18,8 @@ static const char *USAGE =
     "usage: rmu mtbench -m DIR --questions question.jsonl --out answers.jsonl [--model-id NAME]\n"
     "                   [--max-new-tokens 1024] [--template auto|zephyr|plain] [--ctx N] [--seed S]\n"
     "                   [--question-begin I] [--question-end J]\n"
+    "       rmu mtbench judge ...   score answers with a judge model (rmu mtbench judge --help)\n"
+    "       rmu mtbench show ...    average the scores (rmu mtbench show --help)\n"
     "\n"
     "  Two (or more) turns per question through the chat template, the second seeing the first\n"
     "  answer; temperature by category as FastChat (writing/roleplay 0.7, extraction/math/\n"
@@ -83,20 +85,10 @@ static int parse_args(const char *cmd, int argc, char **argv, mtb_args *a) {
     return 0;
 }
 
-static double wall_now(void) {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec + tv.tv_usec * 1e-6;
-}
-
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int rmu_cmd_mtbench(int argc, char **argv) {
     const char *cmd = "mtbench";
+    if (argc > 1 && !strcmp(argv[1], "judge")) return rmu_cmd_mtbench_judge(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "show")) return rmu_cmd_mtbench_show(argc - 1, argv + 1);
     mtb_args a;
     int rc = parse_args(cmd, argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
@@ -114,7 +106,7 @@ int rmu_cmd_mtbench(int argc, char **argv) {
     json_t *answers;
     if (rmu_mtb_answers_load(a.out, &answers, &e)) {
         rmu_mtb_questions_free(&qs);
-        return cli_fail(cmd, 1, "%s", e.msg);
+        return cli_fail(cmd, 1, "%s (not an answer file? refusing to overwrite it)", e.msg);
     }
     int qend = a.qend < 0 || a.qend > qs.n ? qs.n : a.qend, qbegin = a.qbegin < qend ? a.qbegin : qend;
     int todo = 0;
@@ -134,9 +126,8 @@ int rmu_cmd_mtbench(int argc, char **argv) {
             cli_fail(cmd, 1, "%s", e.msg);
             goto out;
         }
-        if (rmu_tok_vocab_size(tok) > model.cfg.vocab_size) {
-            cli_fail(cmd, 1, "%s: tokenizer has %d pieces but config.json vocab_size is %d", a.model,
-                     rmu_tok_vocab_size(tok), model.cfg.vocab_size);
+        if (rmu_check_tokenizer(&model, tok, &e)) {
+            cli_fail(cmd, 1, "%s", e.msg);
             goto out;
         }
         int ctx = a.ctx;
@@ -152,14 +143,14 @@ int rmu_cmd_mtbench(int argc, char **argv) {
     }
     rmu_mtb_opts o = {.max_new = a.max_new, .kind = (rmu_chat_kind)rmu_chat_kind_parse(a.template_name), .seed = a.seed};
     int done = 0, skipped = 0, errors = 0;
-    double t0 = mono_now();
+    double t0 = rmu_now_s();
     for (int i = qbegin; i < qend; i++) {
         const rmu_mtb_question *q = &qs.q[i];
         if (rmu_mtb_answers_find(answers, q->qid) >= 0) {
             skipped++;
             continue;
         }
-        double tq = mono_now();
+        double tq = rmu_now_s();
         char **turns = NULL;
         rmu_mtb_turn_info info[64];
         rmu_mtb_turn_info *ip = q->nturns <= 64 ? info : NULL;
@@ -171,7 +162,7 @@ int rmu_cmd_mtbench(int argc, char **argv) {
         }
         char aid[23];
         rmu_mtb_answer_id(a.model_id, q->qid, turns, q->nturns, aid);
-        json_t *rec = rmu_mtb_record(q->qid, aid, a.model_id, turns, q->nturns, wall_now());
+        json_t *rec = rmu_mtb_record(q->qid, aid, a.model_id, turns, q->nturns, rmu_wall_s());
         int newtok = 0, errs = 0;
         for (int j = 0; ip && j < q->nturns; j++) {
             newtok += ip[j].new_tokens;
@@ -185,14 +176,14 @@ int rmu_cmd_mtbench(int argc, char **argv) {
             goto out;
         }
         done++;
-        double dt = mono_now() - tq;
+        double dt = rmu_now_s() - tq;
         fprintf(stderr, "rmu mtbench: [%d/%d] question %s (%s, temp %g): %d turns, %d new tokens%s, %.1f s\n", done, todo,
                 qid ? qid : "?", q->category, rmu_mtb_temperature(q->category), q->nturns, newtok,
                 errs ? ", ERROR (prompt longer than --ctx)" : "", dt);
         free(qid);
     }
     fprintf(stderr, "rmu mtbench: %d answered, %d already in %s, %d turns answered ERROR; %.1f s\n", done, skipped, a.out,
-            errors, mono_now() - t0);
+            errors, rmu_now_s() - t0);
     if (!done && !rmu_file_exists(a.out) && rmu_mtb_answers_save(a.out, answers, &e)) {
         cli_fail(cmd, 1, "%s", e.msg);
         goto out;

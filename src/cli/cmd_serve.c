@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "model/model.h"
 #include "serve/engine.h"
 #include "serve/http.h"
@@ -19,6 +20,7 @@ static const char *SERVE_USAGE =
     "usage: rmu serve -m DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx 4096]\n"
     "                 [--model-name NAME] [--max-queue N] [--timeout S] [--template auto|zephyr|plain]\n"
     "                 [--prefill-chunk N] [--max-body BYTES] [--idle-timeout S] [--shutdown-grace S]\n"
+    "                 [--precision auto|bf16|fp32]\n"
     "OpenAI-compatible API: POST /v1/chat/completions, /v1/completions, /tokenize, /detokenize;\n"
     "GET /v1/models, /health, /metrics, and a chat page at /.\n"
     "  --api-key KEY     clients must send \"Authorization: Bearer KEY\" (default: $RMU_API_KEY, else none)\n"
@@ -29,10 +31,12 @@ static const char *SERVE_USAGE =
     "  --max-body BYTES  request body limit, 413 beyond (8388608)\n"
     "  --idle-timeout S  close connections idle this long (60)\n"
     "  --shutdown-grace S  on SIGTERM, let running requests finish this long, then cancel them (10)\n"
+    "  --precision P     the matmuls' arithmetic, as rmu generate's (default $RMU_PRECISION, else auto)\n"
     "Port 0 picks a free port; the address is printed on stderr.\n";
 
 typedef struct {
     const char *model, *host, *key, *name, *template_name;
+    rmu_prec prec;
     long port, parallel, ctx, max_queue, prefill, idle, max_body;
     double timeout, grace;
     char name_buf[256]; /* the default model name: the folder's */
@@ -42,6 +46,7 @@ static int parse_args(const char *cmd, int argc, char **argv, serve_args *a) {
     *a = (serve_args){.host = "127.0.0.1", .port = 8080, .parallel = 4, .ctx = 4096, .max_queue = 64,
                       .prefill = 128, .idle = 60, .max_body = 8 << 20, .timeout = 600, .grace = 10,
                       .template_name = "auto"};
+    const char *prec = NULL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
@@ -69,6 +74,7 @@ static int parse_args(const char *cmd, int argc, char **argv, serve_args *a) {
         else if (!strcmp(f, "--max-body")) ok = INT(1024, 1L << 32, &a->max_body);
         else if (!strcmp(f, "--timeout")) ok = FLT(0.001, 1e9, &a->timeout);
         else if (!strcmp(f, "--shutdown-grace")) ok = FLT(0, 1e6, &a->grace);
+        else if (!strcmp(f, "--precision")) ok = (prec = VAL()) != NULL;
         else return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         if (!ok) return 2;
 #undef VAL
@@ -76,6 +82,7 @@ static int parse_args(const char *cmd, int argc, char **argv, serve_args *a) {
 #undef FLT
     }
     if (!a->model) return cli_fail(cmd, 2, "-m DIR is required");
+    if (cli_precision(cmd, prec, &a->prec)) return 2;
     if (!a->key) a->key = getenv("RMU_API_KEY");
     if (a->key && !*a->key) a->key = NULL;
     if (!a->name) {
@@ -140,6 +147,7 @@ int rmu_cmd_serve(int argc, char **argv) {
         goto out;
     }
     loaded = 1;
+    rmu_model_set_precision(&model, a.prec);
     if (!(tok = rmu_tok_load(a.model, &e))) {
         cli_fail(cmd, 1, "%s", e.msg);
         goto out;
@@ -152,8 +160,11 @@ int rmu_cmd_serve(int argc, char **argv) {
     rmu_eng_opts eo = {.parallel = (int)a.parallel, .ctx = (int)a.ctx, .max_queue = (int)a.max_queue,
                        .prefill_chunk = (int)a.prefill, .timeout_s = a.timeout};
     if (!(eng = rmu_eng_create(&model, tok, &eo, &e))) {
-        static const char *const fields[] = {"parallel", "ctx", "prefill_chunk", "max_queue", NULL};
-        rc = cli_fail_lib(cmd, 1, e.msg, fields);
+        static const cli_field fields[] = {{"parallel", "--parallel"}, {"ctx", "--ctx"},
+                                           {"prefill_chunk", "--prefill-chunk"}, {"max_queue", "--max-queue"},
+                                           {NULL, NULL}};
+        cli_field_flags(&e, fields);
+        rc = cli_fail(cmd, 1, "%s", e.msg);
         goto out;
     }
     rmu_http_model hm = {.eng = eng, .tok = tok, .tmpl = rmu_chat_kind_parse(a.template_name), .name = a.name,

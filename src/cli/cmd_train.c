@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "train/adamw.h"
 #include "train/finetune.h"
 
@@ -15,17 +16,27 @@ static const char *USAGE =
     "                 [--steps N | --epochs E] [--batch-size 8] [--seq-len 512] [--no-pack] [--field text]\n"
     "                 [--lr 5e-5] [--warmup N] [--schedule constant|linear|cosine] [--weight-decay 0]\n"
     "                 [--clip 1.0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-eps 1e-8]\n"
-    "                 [--seed 42] [--save-every N] [--keep-checkpoints 2] [--resume]\n"
-    "                 [--log FILE.jsonl] [--dtype bf16|f16|f32] [--quiet]\n"
-    "data: *.jsonl (one object per line, text in --field), *.json (array of strings or objects),\n"
-    "      other files plain text with one document per non-empty line. Documents get BOS (per\n"
+    "                 [--seed 42] [--save-every N] [--keep-checkpoints 2] [--resume] [--overwrite]\n"
+    "                 [--log FILE.jsonl] [--dtype bf16|f16|f32] [--precision auto|bf16|fp32] [--quiet]\n"
+    "data: *.jsonl/*.ndjson (one object per line, text in --field), *.json (an array of strings or\n"
+    "      objects, or JSON Lines when it does not start with '['), other files plain text with one\n"
+    "      document per non-blank line, keeping its line break. Documents get BOS (per\n"
     "      tokenizer_config) and EOS, are concatenated and cut into --seq-len chunks (--no-pack: one\n"
     "      truncated, left-padded sequence per document).\n"
     "--trainable: comma-separated globs on HF tensor names with {a,b} and {5..7} braces, e.g.\n"
     "      'model.layers.{5..7}.mlp.down_proj.weight' (default: every tensor).\n"
-    "output: OUT is a complete HF folder (weights in the input dtype unless --dtype, same shards);\n"
-    "      --save-every writes OUT/checkpoint-STEP (fp32 masters + AdamW state) that --resume continues\n"
-    "      bit-identically.\n";
+    "output: OUT is a complete HF folder (weights in the input dtype unless --dtype, same shards),\n"
+    "      built in OUT.rmu-work and renamed into place when the run ends; --save-every writes\n"
+    "      OUT.rmu-work/checkpoint-STEP (fp32 masters + AdamW state) that --resume continues\n"
+    "      bit-identically (they end up in OUT). An existing OUT is refused unless --overwrite.\n";
+
+/* Option fields of rmu_ft_opts as library errors name them -> flags. */
+static const cli_field FIELDS[] = {
+    {"model_dir", "-m"},       {"out_dir", "--out"},         {"data", "--data"},
+    {"field", "--field"},      {"trainable", "--trainable"}, {"log_path", "--log"},
+    {"seq_len", "--seq-len"},  {"batch_size", "--batch-size"}, {"resume", "--resume"},
+    {"overwrite", "--overwrite"}, {"batch_json", "--batch-json"}, {"dump_grads", "--dump-grads"},
+    {NULL, NULL}};
 
 typedef struct {
     int quiet, tty;
@@ -41,7 +52,10 @@ static void fmt_time(char *b, size_t n, double s) {
 
 static void on_note(void *ud, const char *msg) {
     (void)ud;
-    fprintf(stderr, "rmu train: %s\n", msg);
+    rmu_err m;
+    snprintf(m.msg, sizeof m.msg, "%s", msg);
+    cli_field_flags(&m, FIELDS);
+    fprintf(stderr, "rmu train: %s\n", m.msg);
 }
 
 static void on_step(void *ud, const rmu_ft_status *s) {
@@ -66,6 +80,7 @@ int rmu_cmd_train(int argc, char **argv) {
     const char *cmd = "train", *v;
     rmu_ft_opts o;
     rmu_ft_defaults(&o);
+    if (cli_precision(cmd, NULL, &o.precision)) return 2; /* RMU_PRECISION; --precision overrides */
     ui u = {0};
     int have_epochs = 0;
     for (int i = 1; i < argc; i++) {
@@ -139,6 +154,8 @@ int rmu_cmd_train(int argc, char **argv) {
             o.keep_checkpoints = (int)l;
         } else if (!strcmp(f, "--resume")) {
             o.resume = 1;
+        } else if (!strcmp(f, "--overwrite")) {
+            o.overwrite = 1;
         } else if (!strcmp(f, "--dtype")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
             if (!strcmp(v, "bf16")) o.out_dtype = RMU_DT_BF16;
@@ -146,6 +163,8 @@ int rmu_cmd_train(int argc, char **argv) {
             else if (!strcmp(v, "f32")) o.out_dtype = RMU_DT_F32;
             else if ((o.out_dtype = rmu_dtype_parse(v)) == RMU_DT_INVALID)
                 return cli_fail(cmd, 2, "--dtype: expected bf16, f16 or f32, got '%s'", v);
+        } else if (!strcmp(f, "--precision")) {
+            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_precision(cmd, v, &o.precision)) return 2;
         } else if (!strcmp(f, "--quiet") || !strcmp(f, "-q")) {
             u.quiet = 1;
         /* hidden options: tests and benchmarks */
@@ -176,6 +195,7 @@ int rmu_cmd_train(int argc, char **argv) {
     rmu_err e;
     if (rmu_ft_run(&o, on_note, on_step, &u, &r, &e)) {
         if (u.tty && !u.quiet) fputc('\n', stderr);
+        cli_field_flags(&e, FIELDS);
         return cli_fail(cmd, 1, "%s", e.msg);
     }
     if (o.dump_grads) {

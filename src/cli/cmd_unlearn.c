@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fieldmap.h"
 #include "train/unlearn.h"
 
 static const char *USAGE =
@@ -13,8 +14,23 @@ static const char *USAGE =
     "         [--alpha 1200,1200] [--lr 5e-5] [--batch-size 4] [--max-num-batches 150]\n"
     "         [--max-len 512,768] [--retain-max-len 512] [--min-len 0] [--seed 42] [--adaptive BETA]\n"
     "         [--log FILE.jsonl] [--save-control-vectors FILE] [--control-vectors FILE] [--optimizer hf|torch]\n"
-    "corpora: .jsonl/.json files hold one {\"text\": ...} object per line; other files are plain text,\n"
-    "one text per line. One retain corpus per forget corpus (topic).\n";
+    "         [--precision auto|bf16|fp32] [--overwrite]\n"
+    "corpora: .jsonl/.ndjson files hold one {\"text\": ...} object per line; .json files a JSON array\n"
+    "(of strings or such objects) or JSON Lines; other files are plain text, one text per non-blank\n"
+    "line, keeping its line break. One retain corpus per forget corpus (topic).\n"
+    "output: OUT is built under a staging name and renamed into place; an existing OUT is refused\n"
+    "unless --overwrite (then replaced as a whole, if it is a model folder).\n";
+
+/* Option fields of rmu_unl_opts as library errors name them -> flags. */
+static const cli_field FIELDS[] = {
+    {"model_dir", "-m"},          {"out_dir", "--out"},           {"forget", "--forget"},
+    {"retain", "--retain"},       {"layer_id", "--layer-id"},     {"layer_ids", "--layer-ids"},
+    {"params", "--params"},       {"steer", "--steering-coeffs"}, {"alpha", "--alpha"},
+    {"lr", "--lr"},               {"batch_size", "--batch-size"}, {"max_num_batches", "--max-num-batches"},
+    {"max_len", "--max-len"},     {"retain_max_len", "--retain-max-len"}, {"min_len", "--min-len"},
+    {"adaptive_beta", "--adaptive"}, {"log_path", "--log"},       {"save_cv_path", "--save-control-vectors"},
+    {"load_cv_path", "--control-vectors"}, {"dump_batches", "--dump-batches"}, {"overwrite", "--overwrite"},
+    {NULL, NULL}};
 
 /* Split a comma list into at most cap items (the string is modified). */
 static int split_list(char *s, const char **items, int cap) {
@@ -52,7 +68,7 @@ static int parse_ints(const char *cmd, const char *flag, char *s, int *out, int 
     return 0;
 }
 
-static void progress(void *ud, const rmu_unl_step *s) {
+static void progress(void *ud, const rmu_unl_report *s) {
     (void)ud;
     double eta = s->step ? s->seconds / s->step * (s->nsteps - s->step) : 0;
     int width = 24, fill = s->nsteps ? width * s->step / s->nsteps : width;
@@ -71,6 +87,7 @@ int rmu_cmd_unlearn(int argc, char **argv) {
     const char *cmd = "unlearn", *v;
     rmu_unl_opts o;
     rmu_unl_defaults(&o);
+    if (cli_precision(cmd, NULL, &o.precision)) return 2; /* RMU_PRECISION; --precision overrides */
     char *lists[8] = {0};
     int nlists = 0, rc = 2;
     long l;
@@ -82,6 +99,10 @@ int rmu_cmd_unlearn(int argc, char **argv) {
             fputs(USAGE, stdout);
             rc = 0;
             goto out;
+        }
+        if (!strcmp(f, "--overwrite")) {
+            o.overwrite = 1;
+            continue;
         }
         if (!strcmp(f, "--adaptive") || !strcmp(f, "-m") || !strncmp(f, "--", 2)) {
             if (!(v = cli_value(cmd, argc, argv, &i))) goto out;
@@ -146,6 +167,8 @@ int rmu_cmd_unlearn(int argc, char **argv) {
                 goto out;
             }
             o.torch_adamw = !strcmp(v, "torch");
+        } else if (!strcmp(f, "--precision")) {
+            if (cli_precision(cmd, v, &o.precision)) goto out;
         } else if (!strcmp(f, "--dump-batches")) o.dump_batches = v; /* tests: batches for the PyTorch reference */
         else {
             cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
@@ -164,6 +187,7 @@ int rmu_cmd_unlearn(int argc, char **argv) {
     rmu_unl_result r;
     rmu_err e;
     if (rmu_unl_run(&o, progress, NULL, &r, &e)) {
+        cli_field_flags(&e, FIELDS);
         rc = cli_fail(cmd, 1, "%s", e.msg);
         goto out;
     }

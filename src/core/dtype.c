@@ -8,6 +8,7 @@ size_t rmu_dtype_size(rmu_dtype t) {
     case RMU_DT_F32: return 4;
     case RMU_DT_F16:
     case RMU_DT_BF16: return 2;
+    case RMU_DT_F8_E4M3: return 1;
     default: return 0;
     }
 }
@@ -17,6 +18,7 @@ const char *rmu_dtype_name(rmu_dtype t) {
     case RMU_DT_F32: return "F32";
     case RMU_DT_F16: return "F16";
     case RMU_DT_BF16: return "BF16";
+    case RMU_DT_F8_E4M3: return "F8_E4M3";
     default: return "INVALID";
     }
 }
@@ -26,6 +28,7 @@ const char *rmu_dtype_torch_name(rmu_dtype t) {
     case RMU_DT_F32: return "float32";
     case RMU_DT_F16: return "float16";
     case RMU_DT_BF16: return "bfloat16";
+    case RMU_DT_F8_E4M3: return "float8_e4m3fn";
     default: return NULL;
     }
 }
@@ -35,6 +38,7 @@ rmu_dtype rmu_dtype_parse(const char *s) {
     if (!strcasecmp(s, "F32") || !strcmp(s, "float32") || !strcmp(s, "fp32")) return RMU_DT_F32;
     if (!strcasecmp(s, "F16") || !strcmp(s, "float16") || !strcmp(s, "fp16")) return RMU_DT_F16;
     if (!strcasecmp(s, "BF16") || !strcmp(s, "bfloat16")) return RMU_DT_BF16;
+    if (!strcmp(s, "F8_E4M3") || !strcmp(s, "float8_e4m3fn")) return RMU_DT_F8_E4M3;
     return RMU_DT_INVALID;
 }
 
@@ -81,6 +85,44 @@ uint16_t rmu_f32_to_f16(float f) {
     return (uint16_t)(sign | q);
 }
 
+float rmu_f8e4m3_to_f32(uint8_t c) {
+    uint32_t sign = (uint32_t)(c >> 7) << 31, exp = (c >> 3) & 0xf, man = c & 7, u;
+    if (exp == 0xf && man == 7) {
+        u = sign | 0x7fc00000u; /* the only NaN codes: S.1111.111 */
+    } else if (exp == 0) { /* subnormal: man x 2^-9 */
+        float f = (float)man * (1.0f / 512.0f);
+        return sign ? -f : f;
+    } else {
+        u = sign | ((exp + 127 - 7) << 23) | (man << 20);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint8_t rmu_f32_to_f8e4m3(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint8_t sign = (uint8_t)((u >> 24) & 0x80);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7f;      /* NaN */
+    if (a >= 0x43e00000u) return sign | 0x7e;     /* >= 448 (and inf): saturate at 448 */
+    if (a < 0x3c800000u) {                        /* below 2^-6: subnormal steps of 2^-9 */
+        float x;
+        memcpy(&x, &a, 4);
+        x *= 512.0f;                              /* exact: a power of two */
+        uint32_t q = (uint32_t)x;                 /* 0..8 after rounding (8 = the smallest normal) */
+        float frac = x - (float)q;
+        if (frac > 0.5f || (frac == 0.5f && (q & 1))) q++;
+        return sign | (uint8_t)q;
+    }
+    /* normal: rebias the exponent (127 -> 7) and round the mantissa to 3 bits, letting the
+     * carry run into the exponent */
+    uint32_t v = a - ((127u - 7u) << 23);
+    uint32_t q = (v + 0x7ffffu + ((v >> 20) & 1u)) >> 20;
+    return sign | (uint8_t)(q > 0x7e ? 0x7e : q);
+}
+
 void rmu_to_f32(float *dst, const void *src, rmu_dtype t, size_t n) {
     if (t == RMU_DT_F32) {
         memcpy(dst, src, n * 4);
@@ -90,6 +132,9 @@ void rmu_to_f32(float *dst, const void *src, rmu_dtype t, size_t n) {
     } else if (t == RMU_DT_F16) {
         const uint16_t *s = src;
         for (size_t i = 0; i < n; i++) dst[i] = rmu_f16_to_f32(s[i]);
+    } else if (t == RMU_DT_F8_E4M3) {
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) dst[i] = rmu_f8e4m3_to_f32(s[i]);
     }
 }
 
@@ -102,5 +147,8 @@ void rmu_from_f32(void *dst, const float *src, rmu_dtype t, size_t n) {
     } else if (t == RMU_DT_F16) {
         uint16_t *d = dst;
         for (size_t i = 0; i < n; i++) d[i] = rmu_f32_to_f16(src[i]);
+    } else if (t == RMU_DT_F8_E4M3) {
+        uint8_t *d = dst;
+        for (size_t i = 0; i < n; i++) d[i] = rmu_f32_to_f8e4m3(src[i]);
     }
 }

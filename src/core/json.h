@@ -31,6 +31,15 @@ int rmu_jsonl_read(const char *path, unsigned flags, rmu_jsonl_fn fn, void *ud, 
  * than JSON Lines (the datasets "json" loader accepts both under .json). */
 int rmu_json_is_array_text(const char *text, size_t len);
 
+/* Python's repr() of a float, as json.dumps prints it: the shortest digits that read back
+ * to v ("0.30000000000000004", "7.0", "1e+16", "1.5e-05"); NaN, Infinity, -Infinity. */
+void rmu_json_float_repr(double v, char out[32]);
+/* j as Python's json.dumps(j) writes it with the default settings: ", " and ": "
+ * separators, ensure_ascii (\u escapes with lowercase hex, surrogate pairs, DEL escaped),
+ * floats by repr, object keys in insertion order. What FastChat's files hold byte for byte.
+ * NULL on allocation failure. */
+char *rmu_json_dumps_py(const json_t *j);
+
 /* json_dumps + "\n"; NULL on allocation failure. */
 char *rmu_json_dumps_line(const json_t *j, size_t flags);
 /* Whole JSON document + "\n" to PATH atomically (temporary name, fsync, rename). */

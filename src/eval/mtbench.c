@@ -259,7 +259,7 @@ static int answer_row(void *ud, json_t *o, long line, rmu_err *e) {
     answer_rows *r = ud;
     json_t *id = json_is_object(o) ? json_object_get(o, "question_id") : NULL;
     if (!json_is_integer(id) && !json_is_string(id))
-        return rmu_errf(e, "%s:%ld: not an answer record (no question_id); refusing to overwrite it", r->path, line);
+        return rmu_errf(e, "%s:%ld: not an answer record (no question_id)", r->path, line);
     return rmu_mtb_answers_put(r->arr, json_incref(o), e); /* a later line replaces an earlier one */
 }
 
@@ -276,10 +276,6 @@ int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e) {
     }
     answer_rows rows = {*arr, path};
     int rc = rmu_jsonl_parse(path, text, len, 0, answer_row, &rows, e);
-    if (rc && strstr(e->msg, ": invalid JSON: ")) {
-        size_t n = strlen(e->msg);
-        snprintf(e->msg + n, sizeof e->msg - n, " (not an answer file? refusing to overwrite it)");
-    }
     free(text);
     if (rc) {
         json_decref(*arr);
@@ -291,8 +287,13 @@ int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e) {
 int rmu_mtb_answers_save(const char *path, const json_t *arr, rmu_err *e) {
     rmu_afile a;
     if (rmu_afile_open(&a, path, e)) return -1;
-    for (size_t i = 0; i < json_array_size(arr); i++)
-        if (rmu_json_write_line(&a, json_array_get(arr, i), JSON_ENSURE_ASCII | JSON_REAL_PRECISION(16), e)) return -1;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        char *s = rmu_json_dumps_py(json_array_get(arr, i));
+        int r = s ? rmu_afile_write(&a, s, strlen(s), e) || rmu_afile_write(&a, "\n", 1, e)
+                  : (rmu_afile_abort(&a), rmu_errf(e, "%s: out of memory", path));
+        free(s);
+        if (r) return -1;
+    }
     return rmu_afile_commit(&a, e);
 }
 

@@ -66,7 +66,7 @@ int rmu_mtb_answers_load(const char *path, json_t **arr, rmu_err *e);
 int rmu_mtb_answers_find(const json_t *arr, const json_t *qid);
 /* Insert rec (reference stolen), replacing a record with the same id, keeping the order. */
 int rmu_mtb_answers_put(json_t *arr, json_t *rec, rmu_err *e);
-/* One JSON object per line (Python json.dumps spacing, ASCII), written atomically. */
+/* One JSON object per line as Python's json.dumps writes it (FastChat's bytes), atomically. */
 int rmu_mtb_answers_save(const char *path, const json_t *arr, rmu_err *e);
 /* A FastChat answer record (new reference). */
 json_t *rmu_mtb_record(const json_t *qid, const char *answer_id, const char *model_id, char *const *turns, int n,

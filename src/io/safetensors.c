@@ -67,8 +67,9 @@ static int parse_one(const char *fname, const char *name, json_t *info, size_t d
     if (!json_is_string(jd)) return rmu_errf(e, "%s: tensor '%s': missing or non-string \"dtype\"", fname, name);
     const char *ds = json_string_value(jd);
     /* only the safetensors spellings: rmu_dtype_parse also accepts torch names */
-    if (strcmp(ds, "F32") && strcmp(ds, "F16") && strcmp(ds, "BF16"))
-        return rmu_errf(e, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", fname, name, ds);
+    if (strcmp(ds, "F32") && strcmp(ds, "F16") && strcmp(ds, "BF16") && strcmp(ds, "F8_E4M3"))
+        return rmu_errf(e, "%s: tensor '%s' has dtype %s; only F32, F16, BF16 and F8_E4M3 are supported", fname, name,
+                        ds);
     t->dtype = rmu_dtype_parse(ds);
     if (!json_is_array(js)) return rmu_errf(e, "%s: tensor '%s': missing or non-array \"shape\"", fname, name);
     size_t nd = json_array_size(js);

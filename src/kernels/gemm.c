@@ -1,55 +1,86 @@
+/* gemm.c - dispatch and the one blocking driver for every kernel path (see gemm_impl.h
+ * for the blocking scheme and the per-ISA tables). */
 #include "gemm.h"
 
+#include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gemm_impl.h"
 
+/* ---- dispatch: the kernel tables and the CPU check, filled once per process
+ * (pthread_once) and read-only afterwards - the library's only static state. RMU_SIMD, if
+ * set, caps the best path (read once, here). */
+
 typedef struct {
-    rmu_gemm_ukernel uk;
-    rmu_gemm_rows rows;
-    int nr;           /* columns per micro-kernel (SIMD width x 2) */
-    int mr;           /* rows per micro-kernel: what fits the register file */
-    const char *name;
-} gemm_path;
+    rmu_gemm_isa isa[RMU_GEMM_NPATHS]; /* AVX512BF16's entry is its bf16 table */
+    int avail[RMU_GEMM_NPATHS];
+    rmu_gemm_path_id best;
+} gemm_dispatch;
 
-/* ---- portable path: same blocking, plain loops the compiler may vectorise. */
-#define PORT_NR 16
+static gemm_dispatch g_disp;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void ukernel_portable(int kc, const float *A, long rsa, long csa, int mr, const float *Bp, float *C, long ldc,
-                             int nr, int acc) {
-    float c[RMU_GEMM_MR][PORT_NR];
-    memset(c, 0, sizeof c);
-    for (int k = 0; k < kc; k++) {
-        const float *b = Bp + (size_t)k * PORT_NR;
-        for (int i = 0; i < mr; i++) {
-            float a = A[i * rsa + k * csa];
-            for (int j = 0; j < PORT_NR; j++) c[i][j] += a * b[j];
-        }
-    }
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) C[i * ldc + j] = acc ? C[i * ldc + j] + c[i][j] : c[i][j];
+static const char *const PATH_NAMES[RMU_GEMM_NPATHS] = {"best", "portable", "avx2", "avx512", "avx512bf16"};
+
+static void dispatch_init(void) {
+    gemm_dispatch *d = &g_disp;
+    rmu_gemm_isa_portable(&d->isa[RMU_GEMM_PORTABLE]);
+    d->avail[RMU_GEMM_PORTABLE] = 1;
+#if defined(RMU_GEMM_EMULATED)
+    /* test build: the AVX-512 file is compiled against SIMDe, so every path runs here */
+    d->avail[RMU_GEMM_AVX2] = d->avail[RMU_GEMM_AVX512] = d->avail[RMU_GEMM_AVX512BF16] = 1;
+#elif defined(__x86_64__) && !defined(RMU_NO_SIMD)
+    __builtin_cpu_init();
+    d->avail[RMU_GEMM_AVX2] =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    d->avail[RMU_GEMM_AVX512] = d->avail[RMU_GEMM_AVX2] && __builtin_cpu_supports("avx512f") &&
+                                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                                __builtin_cpu_supports("avx512dq");
+    d->avail[RMU_GEMM_AVX512BF16] = d->avail[RMU_GEMM_AVX512] && __builtin_cpu_supports("avx512bf16");
+#endif
+#if !defined(RMU_NO_SIMD)
+    if (d->avail[RMU_GEMM_AVX2]) rmu_gemm_isa_avx2(&d->isa[RMU_GEMM_AVX2]);
+    if (d->avail[RMU_GEMM_AVX512]) rmu_gemm_isa_avx512(&d->isa[RMU_GEMM_AVX512], 0);
+    if (d->avail[RMU_GEMM_AVX512BF16]) rmu_gemm_isa_avx512(&d->isa[RMU_GEMM_AVX512BF16], 1);
+#endif
+    rmu_gemm_path_id cap = RMU_GEMM_AVX512BF16;
+    const char *force = getenv("RMU_SIMD");
+    if (force && !strcmp(force, "portable")) cap = RMU_GEMM_PORTABLE;
+    else if (force && !strcmp(force, "avx2")) cap = RMU_GEMM_AVX2;
+    else if (force && !strcmp(force, "avx512")) cap = RMU_GEMM_AVX512;
+    d->best = RMU_GEMM_PORTABLE;
+    for (int p = RMU_GEMM_PORTABLE; p <= (int)cap; p++)
+        if (d->avail[p]) d->best = (rmu_gemm_path_id)p;
 }
 
-static inline float load_as_f32(const void *p, rmu_dtype dt, size_t i) {
-    if (dt == RMU_DT_F32) return ((const float *)p)[i];
-    if (dt == RMU_DT_BF16) return rmu_bf16_to_f32(((const uint16_t *)p)[i]);
-    return rmu_f16_to_f32(((const uint16_t *)p)[i]);
+static const gemm_dispatch *dispatch(void) {
+    pthread_once(&g_once, dispatch_init);
+    return &g_disp;
 }
 
-static void rows_portable(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, rmu_dtype dt, long ldw,
-                          float *y, long ldy, int acc) {
-    float wrow[1024];
-    for (int n = n0; n < n1; n++) {
-        float s[4] = {0, 0, 0, 0};
-        for (int k0 = 0; k0 < K; k0 += 1024) {
-            int kb = K - k0 < 1024 ? K - k0 : 1024;
-            for (int k = 0; k < kb; k++) wrow[k] = load_as_f32(W, dt, (size_t)n * ldw + k0 + k);
-            for (int m = 0; m < M; m++) s[m] += rmu_dot(x + m * ldx + k0, wrow, kb);
-        }
-        for (int m = 0; m < M; m++) y[m * ldy + n] = acc ? y[m * ldy + n] + s[m] : s[m];
-    }
+int rmu_gemm_path_available(rmu_gemm_path_id p) {
+    if (p == RMU_GEMM_BEST) return 1;
+    return p > 0 && p < RMU_GEMM_NPATHS && dispatch()->avail[p];
 }
+
+const char *rmu_gemm_path_name(rmu_gemm_path_id p) {
+    if (p == RMU_GEMM_BEST) p = dispatch()->best;
+    return p > 0 && p < RMU_GEMM_NPATHS ? PATH_NAMES[p] : "?";
+}
+
+const char *rmu_gemm_path(void) { return rmu_gemm_path_name(RMU_GEMM_BEST); }
+
+int rmu_prec_parse(const char *s, rmu_prec *out, rmu_err *e) {
+    if (!strcmp(s, "auto")) *out = RMU_PREC_AUTO;
+    else if (!strcmp(s, "bf16")) *out = RMU_PREC_BF16;
+    else if (!strcmp(s, "fp32")) *out = RMU_PREC_FP32;
+    else return rmu_errf(e, "unknown precision '%s' (expected auto, bf16 or fp32)", s);
+    return 0;
+}
+
+const char *rmu_prec_name(rmu_prec p) { return p == RMU_PREC_BF16 ? "bf16" : p == RMU_PREC_FP32 ? "fp32" : "auto"; }
 
 float rmu_dot(const float *a, const float *b, int n) {
     /* 8 partial sums: vectorisable without -ffast-math, and less rounding drift. */
@@ -61,111 +92,198 @@ float rmu_dot(const float *a, const float *b, int n) {
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 
-static gemm_path pick_path(void) {
-    const char *force = getenv("RMU_SIMD");
-    int allow512 = !force || !strcmp(force, "avx512");
-    int allow2 = allow512 || !strcmp(force, "avx2");
-#ifndef RMU_NO_SIMD
-    __builtin_cpu_init();
-    if (allow512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
-        return (gemm_path){rmu_gemm_ukernel_avx512, rmu_gemm_rows_avx512, 32, 8, "avx512"};
-    if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return (gemm_path){rmu_gemm_ukernel_avx2, rmu_gemm_rows_avx2, 16, 6, "avx2"};
-#else
-    (void)allow2;
-#endif
-    return (gemm_path){ukernel_portable, rows_portable, PORT_NR, 4, "portable"};
+/* ---- the driver */
+
+static int is_bf16(const rmu_gemm_b *B) {
+    return B->prec == RMU_PREC_BF16 || (B->prec == RMU_PREC_AUTO && B->dtype == RMU_DT_BF16);
 }
 
-const char *rmu_gemm_path(void) { return pick_path().name; }
-
-/* RMU_MATMUL=bf16: products with BF16 weights round the activations to bf16 too (as a bf16
- * PyTorch run does), doubling the multiply rate on AVX512-BF16 CPUs. Off by default: the
- * default arithmetic is fp32 throughout. */
-static int bf16_matmul_wanted(void) {
-    const char *m = getenv("RMU_MATMUL");
-    return m && !strcmp(m, "bf16");
+static const rmu_gemm_isa *pick_isa(const gemm_dispatch *d, rmu_gemm_path_id p, int bf16) {
+    if (p == RMU_GEMM_BEST) p = d->best;
+    /* the bf16-pair table only differs in BF16 precision */
+    if (p == RMU_GEMM_AVX512BF16 && !bf16) p = RMU_GEMM_AVX512;
+    return &d->isa[p];
 }
 
-/* Pack B(k0..k0+kc, n0..n0+nr) into Bp[kc][NR] fp32, zero padding columns >= nr. */
-static void pack_b(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, float *Bp) {
-    if (nr < NR)
-        for (int k = 0; k < kc; k++) memset(Bp + (size_t)k * NR + nr, 0, sizeof(float) * (NR - nr));
-    size_t es = rmu_dtype_size(B->dtype);
-    if (B->trans) { /* B stored [N,K]: row n is contiguous over k */
-        float tmp[RMU_GEMM_KC];
-        for (int j = 0; j < nr; j++) {
-            const char *row = (const char *)B->data + ((size_t)(n0 + j) * B->ld + k0) * es;
-            rmu_to_f32(tmp, row, B->dtype, kc);
-            for (int k = 0; k < kc; k++) Bp[(size_t)k * NR + j] = tmp[k];
+static int imin(int a, int b) { return a < b ? a : b; }
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; } /* aligned_alloc wants size % align == 0 */
+
+/* Threads pay off only past ~1 MFLOP: a parallel region costs microseconds and tiny
+ * models run thousands of small products per step. */
+static int threads_for(double flops, int nthreads) { return flops > 1e6 ? nthreads : 1; }
+
+/* Few-row products with B stored [N,K] (decode): every weight row is streamed once for all
+ * rows of A. A is copied (contiguous, and rounded to bf16 in BF16 precision) first when
+ * needed, so the row kernels see plain fp32 rows. */
+#define ROWS_CHUNK 64
+
+static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, long rsa, long csa, int njobs,
+                const rmu_gemm_job *jobs, rmu_err *e) {
+    int any_bf16 = 0, any_fp32 = 0, nchunks = 0;
+    for (int j = 0; j < njobs; j++) {
+        int b = is_bf16(&jobs[j].B);
+        any_bf16 |= b, any_fp32 |= !b;
+        nchunks += (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK;
+    }
+    /* fp32 jobs read (xf, ldf), bf16 jobs (xb, K) */
+    const float *xf = A, *xb = NULL;
+    long ldf = rsa;
+    int copy = csa != 1 && any_fp32;
+    size_t n = (size_t)M * K;
+    float *buf = NULL;
+    if (copy || any_bf16) {
+        size_t bytes = sizeof(float) * n * (copy + any_bf16);
+        buf = aligned_alloc(64, round64(bytes));
+        if (!buf) return rmu_errf(e, "gemm: out of memory (%zu bytes for the rows of A)", bytes);
+        float *p = buf;
+        if (copy) {
+            for (int m = 0; m < M; m++)
+                for (int k = 0; k < K; k++) p[(size_t)m * K + k] = A[m * rsa + k * csa];
+            xf = p, ldf = K, p += n;
         }
-    } else { /* B stored [K,N]: row k is contiguous over n */
-        for (int k = 0; k < kc; k++) {
-            const char *row = (const char *)B->data + ((size_t)(k0 + k) * B->ld + n0) * es;
-            rmu_to_f32(Bp + (size_t)k * NR, row, B->dtype, nr);
+        if (any_bf16) {
+            for (int m = 0; m < M; m++)
+                for (int k = 0; k < K; k++) p[(size_t)m * K + k] = rmu_gemm_round_bf16(A[m * rsa + k * csa]);
+            xb = p;
         }
     }
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nth) if (nth > 1)
+    for (int c = 0; c < nchunks; c++) {
+        int j = 0, cc = c;
+        while (cc >= (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK) cc -= (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK, j++;
+        const rmu_gemm_job *jb = &jobs[j];
+        int b = is_bf16(&jb->B);
+        int n0 = cc * ROWS_CHUNK, n1 = imin(n0 + ROWS_CHUNK, jb->N);
+        isa->type[jb->B.dtype].rows(M, n0, n1, K, b ? xb : xf, b ? K : ldf, jb->B.data, jb->B.ld,
+                                    b && jb->B.dtype != RMU_DT_BF16, jb->C, jb->ldc, jb->beta != 0.0f);
+    }
+    free(buf);
+    return 0;
 }
 
-#define NC_PANELS 4 /* NR-wide panels per packed block: 4 x 32 x 256 fp32 = 128 KiB, in L2 */
+static void pack_b(const rmu_gemm_type *ty, const rmu_gemm_b *B, int kp, int k0, int kc, int n0, int nr, int NR,
+                   int rnd, char *dst) {
+    if (kp == 2) ty->pack_b2(B, k0, kc, n0, nr, NR, (uint32_t *)dst);
+    else ty->pack_b(B, k0, kc, n0, nr, NR, rnd, (float *)dst);
+}
 
-void rmu_gemm(int M, int N, int K, const float *A, long rsa, long csa, const rmu_gemm_b *B, float *C, long ldc,
-              float beta) {
-    if (M <= 0 || N <= 0) return;
-    int acc0 = beta != 0.0f;
-    if (K <= 0) {
-        if (!acc0)
-            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * N);
-        return;
-    }
-    gemm_path p = pick_path();
-    /* Threads only pay off past ~1 MFLOP: a parallel region costs microseconds, and tiny
-     * models run thousands of small products per step. */
-    int par = (double)M * N * K > 1e6;
-    /* Decode and other few-row products: stream each weight row once for all rows of A. */
-    if (M <= 4 && B->trans && csa == 1) {
-        int chunk = 64;
-        int nchunks = (N + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 4) if (par)
-        for (int c = 0; c < nchunks; c++) {
-            int n0 = c * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
-            p.rows(M, n0, n1, K, A, rsa, B->data, B->dtype, B->ld, C, ldc, acc0);
-        }
-        return;
-    }
-#ifndef RMU_NO_SIMD
-    if (B->dtype == RMU_DT_BF16 && !strcmp(p.name, "avx512") && bf16_matmul_wanted() &&
-        __builtin_cpu_supports("avx512bf16")) {
-        rmu_gemm_bf16_avx512(M, N, K, A, rsa, csa, B->data, B->trans, B->ld, C, ldc, acc0, par);
-        return;
-    }
-#endif
-    int NR = p.nr, NC = NR * NC_PANELS;
-    int nblocks = (N + NC - 1) / NC;
-#pragma omp parallel if (par)
+/* The blocked product (see gemm_impl.h). */
+static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const float *A, long rsa, long csa,
+                   const rmu_gemm_b *B, int bf16, float *C, long ldc, int acc0, rmu_err *e) {
+    const rmu_gemm_type *ty = &isa->type[B->dtype];
+    const int MR = isa->mr, NR = isa->nr, kp = isa->kp;
+    const int KC = imin(isa->kc, (K + kp - 1) / kp * kp);
+    const int MC = imin(isa->mc, (M + MR - 1) / MR * MR);
+    const int rnd_a = bf16, rnd_b = bf16 && B->dtype != RMU_DT_BF16;
+    /* Tiles: columns first (B, the weight, is then converted once per call); enough tiles
+     * for dynamic balancing across threads; rows split too only when N is narrow. */
+    int npan = (N + NR - 1) / NR;
+    int tn = (N + isa->nc - 1) / isa->nc;
+    if (nth > 1 && tn < 2 * nth) tn = imin(npan, 2 * nth);
+    int NT = (npan + tn - 1) / tn * NR;
+    tn = (N + NT - 1) / NT;
+    int tm = 1;
+    if (nth > 1 && tn < 2 * nth) tm = imin((M + MC - 1) / MC, (2 * nth + tn - 1) / tn);
+    int MT = ((M + tm - 1) / tm + MR - 1) / MR * MR;
+    tm = (M + MT - 1) / MT;
+    int ntiles = tn * tm;
+    if (nth > ntiles) nth = ntiles;
+    /* Rows of a tile in one A block: each B micro-panel is used once, so it is packed right
+     * before use and stays in L1 (reading the weights overlaps the arithmetic). */
+    int fused = MT <= MC;
+    size_t slots = (size_t)(KC / kp);
+    size_t abytes = round64(slots * MC * 4), bbytes = round64(slots * (fused ? NR : imin(NT, npan * NR)) * 4);
+    size_t per = abytes + bbytes;
+    char *ws = aligned_alloc(64, per * nth);
+    if (!ws) return rmu_errf(e, "gemm: out of memory (%zu bytes of packing buffers)", per * nth);
+#pragma omp parallel num_threads(nth) if (nth > 1)
     {
-        float *Bp = aligned_alloc(64, sizeof(float) * RMU_GEMM_KC * NC);
+        char *Ap = ws + per * omp_get_thread_num(), *Bp = Ap + abytes;
 #pragma omp for schedule(dynamic, 1)
-        for (int nb = 0; nb < nblocks; nb++) {
-            int n0 = nb * NC, ncols = N - n0 < NC ? N - n0 : NC;
-            for (int k0 = 0; k0 < K; k0 += RMU_GEMM_KC) {
-                int kc = K - k0 < RMU_GEMM_KC ? K - k0 : RMU_GEMM_KC;
-                int acc = acc0 || k0 > 0;
-                for (int j0 = 0; j0 < ncols; j0 += NR) {
-                    int nr = ncols - j0 < NR ? ncols - j0 : NR;
-                    pack_b(B, k0, kc, n0 + j0, nr, NR, Bp + (size_t)j0 * kc);
-                }
-                for (int i0 = 0; i0 < M; i0 += p.mr) {
-                    int mr = M - i0 < p.mr ? M - i0 : p.mr;
-                    const float *a = A + i0 * rsa + (long)k0 * csa;
-                    for (int j0 = 0; j0 < ncols; j0 += NR) {
-                        int nr = ncols - j0 < NR ? ncols - j0 : NR;
-                        p.uk(kc, a, rsa, csa, mr, Bp + (size_t)j0 * kc, C + (size_t)i0 * ldc + n0 + j0, ldc, nr, acc);
+        for (int t = 0; t < ntiles; t++) {
+            int m0 = (t / tn) * MT, m1 = imin(m0 + MT, M), n0 = (t % tn) * NT, n1 = imin(n0 + NT, N);
+            for (int k0 = 0; k0 < K; k0 += KC) {
+                int kc = imin(KC, K - k0), ks = (kc + kp - 1) / kp, acc = acc0 || k0 > 0;
+                size_t bpan = (size_t)ks * NR * 4, apan = (size_t)ks * MR * 4; /* bytes per micro-panel */
+                if (!fused)
+                    for (int j = n0; j < n1; j += NR)
+                        pack_b(ty, B, kp, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, Bp + (size_t)(j - n0) / NR * bpan);
+                for (int i0 = m0; i0 < m1; i0 += MC) {
+                    int mc = imin(MC, m1 - i0);
+                    for (int i = 0; i < mc; i += MR)
+                        isa->pack_a(imin(MR, mc - i), kc, A + (i0 + i) * rsa + (long)k0 * csa, rsa, csa, MR, rnd_a,
+                                    Ap + (size_t)i / MR * apan);
+                    for (int j = n0; j < n1; j += NR) {
+                        char *bp = Bp;
+                        if (fused) pack_b(ty, B, kp, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, bp);
+                        else bp += (size_t)(j - n0) / NR * bpan;
+                        for (int i = 0; i < mc; i += MR)
+                            isa->ukernel(ks, Ap + (size_t)i / MR * apan, bp, C + (size_t)(i0 + i) * ldc + j, ldc,
+                                         imin(MR, mc - i), imin(NR, n1 - j), acc);
                     }
                 }
             }
         }
-        free(Bp);
     }
+    free(ws);
+    return 0;
+}
+
+static int check_b(const gemm_dispatch *d, const rmu_gemm_b *B, rmu_err *e) {
+    if ((int)B->dtype <= 0 || (int)B->dtype >= RMU_GEMM_NDT || !d->isa[RMU_GEMM_PORTABLE].type[B->dtype].size)
+        return rmu_errf(e, "gemm: unsupported weight dtype %d", (int)B->dtype);
+    return 0;
+}
+
+int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const float *A, long rsa, long csa,
+                const rmu_gemm_b *B, float *C, long ldc, float beta, rmu_err *e) {
+    const gemm_dispatch *d = dispatch();
+    if (M < 0 || N < 0 || K < 0) return rmu_errf(e, "gemm: negative size %d x %d x %d", M, N, K);
+    if (beta != 0.0f && beta != 1.0f) return rmu_errf(e, "gemm: beta must be 0 or 1, got %g", beta);
+    if ((int)path < 0 || path >= RMU_GEMM_NPATHS || !rmu_gemm_path_available(path))
+        return rmu_errf(e, "gemm: kernel path %s is not available on this CPU", rmu_gemm_path_name(path));
+    if (check_b(d, B, e)) return -1;
+    if (M == 0 || N == 0) return 0;
+    int acc0 = beta != 0.0f;
+    if (K == 0) {
+        if (!acc0)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * N);
+        return 0;
+    }
+    int bf16 = is_bf16(B);
+    const rmu_gemm_isa *isa = pick_isa(d, path, bf16);
+    int nth = threads_for(2.0 * M * N * K, nthreads > 0 ? nthreads : omp_get_max_threads());
+    if (M <= 4 && B->trans) {
+        rmu_gemm_job job = {*B, N, C, ldc, beta};
+        return gemv(isa, nth, M, K, A, rsa, csa, 1, &job, e);
+    }
+    return blocked(isa, nth, M, N, K, A, rsa, csa, B, bf16, C, ldc, acc0, e);
+}
+
+int rmu_gemm(int M, int N, int K, const float *A, long rsa, long csa, const rmu_gemm_b *B, float *C, long ldc,
+             float beta, rmu_err *e) {
+    return rmu_gemm_ex(RMU_GEMM_BEST, 0, M, N, K, A, rsa, csa, B, C, ldc, beta, e);
+}
+
+int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *jobs, int njobs, rmu_err *e) {
+    const gemm_dispatch *d = dispatch();
+    if (M < 0 || K < 0) return rmu_errf(e, "gemm: negative size %d x %d", M, K);
+    for (int j = 0; j < njobs; j++) {
+        if (!jobs[j].B.trans) return rmu_errf(e, "gemm_multi: job %d: B must be stored [N, K]", j);
+        if (jobs[j].N < 0) return rmu_errf(e, "gemm_multi: job %d: negative N", j);
+        if (jobs[j].beta != 0.0f && jobs[j].beta != 1.0f)
+            return rmu_errf(e, "gemm_multi: job %d: beta must be 0 or 1, got %g", j, jobs[j].beta);
+        if (check_b(d, &jobs[j].B, e)) return -1;
+    }
+    if (M > 4 || K == 0) {
+        for (int j = 0; j < njobs; j++)
+            if (rmu_gemm(M, jobs[j].N, K, A, lda, 1, &jobs[j].B, jobs[j].C, jobs[j].ldc, jobs[j].beta, e)) return -1;
+        return 0;
+    }
+    if (M == 0) return 0;
+    /* the rows kernels are the same function in both tables of a path: any bf16 choice works */
+    const rmu_gemm_isa *isa = pick_isa(d, RMU_GEMM_BEST, 0);
+    double flops = 0;
+    for (int j = 0; j < njobs; j++) flops += 2.0 * M * jobs[j].N * K;
+    return gemv(isa, threads_for(flops, omp_get_max_threads()), M, K, A, lda, 1, njobs, jobs, e);
 }

@@ -1,30 +1,81 @@
 /* gemm.h - the one matrix product every layer uses, forward and backward:
  *   C[M,N] = beta*C + A[M,K] * op(B)
  * A is fp32 with arbitrary row/column strides (so A^T needs no copy); B is F32, BF16 or F16
- * stored either as [N,K] rows (trans_b = 1: a linear layer's weight, y = x W^T) or as [K,N]
- * (trans_b = 0); arithmetic is fp32. Threads: OpenMP. SIMD: AVX-512 or AVX2 micro-kernels
- * picked at run time, a portable C path otherwise. Prefix rmu_gemm_. */
+ * stored either as [N,K] rows (trans = 1: a linear layer's weight, y = x W^T) or as [K,N]
+ * (trans = 0). Threads: OpenMP. Kernels: AVX-512 (fp32 FMA, and vdpbf16ps where the CPU has
+ * AVX512-BF16), AVX2+FMA or portable C, chosen once per process (see rmu_gemm_path).
+ *
+ * Precision (rmu_prec): FP32 = exact fp32 products and sums; BF16 = A and B rounded to bf16
+ * (nearest even), products exact, sums in fp32 - what vdpbf16ps computes and what PyTorch
+ * computes on a bf16 model. AUTO = BF16 iff B's dtype is BF16. The numbers depend on the
+ * precision, not on the CPU: every path implements both, up to summation order.
+ * Prefix rmu_gemm_. */
 #ifndef RMU_GEMM_H
 #define RMU_GEMM_H
 
 #include <stddef.h>
 
 #include "core/dtype.h"
+#include "core/err.h"
+
+typedef enum rmu_prec {
+    RMU_PREC_AUTO = 0, /* bf16 arithmetic iff the weight is BF16 */
+    RMU_PREC_BF16,
+    RMU_PREC_FP32,
+} rmu_prec;
+
+/* "auto", "bf16", "fp32" -> *out; -1 (e filled) when unknown. */
+int rmu_prec_parse(const char *s, rmu_prec *out, rmu_err *e);
+const char *rmu_prec_name(rmu_prec p);
 
 typedef struct rmu_gemm_b {
     const void *data;
     rmu_dtype dtype;
-    int trans;  /* 1: B stored [N,K] (ldb = row stride); 0: stored [K,N] */
-    long ld;    /* row stride in elements */
+    int trans;     /* 1: B stored [N,K] (ld = row stride); 0: stored [K,N] */
+    long ld;       /* row stride in elements */
+    rmu_prec prec; /* of the product (0 = AUTO) */
 } rmu_gemm_b;
 
-/* beta must be 0 (overwrite) or 1 (accumulate). */
-void rmu_gemm(int M, int N, int K, const float *A, long rsa, long csa, const rmu_gemm_b *B, float *C, long ldc,
-              float beta);
+/* beta must be 0 (overwrite) or 1 (accumulate). Returns 0, or -1 with e filled (bad
+ * arguments, out of memory for the packing buffers: C is then unspecified). */
+int rmu_gemm(int M, int N, int K, const float *A, long rsa, long csa, const rmu_gemm_b *B, float *C, long ldc,
+             float beta, rmu_err *e);
 
-/* Which path rmu_gemm uses on this CPU: "avx512", "avx2" or "portable". Setting the
- * environment variable RMU_SIMD=portable|avx2 forces a lower path (tests compare them). */
+/* Kernel paths. BEST is what rmu_gemm uses: the fastest this CPU runs, unless the
+ * environment variable RMU_SIMD=portable|avx2|avx512 asked for a lower one (read once). */
+typedef enum rmu_gemm_path_id {
+    RMU_GEMM_BEST = 0,
+    RMU_GEMM_PORTABLE,
+    RMU_GEMM_AVX2,       /* AVX2 + FMA + F16C, 6x16 fp32 micro-kernel */
+    RMU_GEMM_AVX512,     /* AVX-512F/BW/VL, 12x32 fp32 micro-kernel */
+    RMU_GEMM_AVX512BF16, /* as AVX512, with BF16 precision on vdpbf16ps (12x32, k pairs) */
+    RMU_GEMM_NPATHS
+} rmu_gemm_path_id;
+
+/* Whether this process can run path p (CPU features; an emulated build runs them all). */
+int rmu_gemm_path_available(rmu_gemm_path_id p);
+/* Name of path p ("portable", "avx2", "avx512", "avx512bf16"); BEST resolves first. */
+const char *rmu_gemm_path_name(rmu_gemm_path_id p);
+/* Name of the path rmu_gemm uses. */
 const char *rmu_gemm_path(void);
+
+/* rmu_gemm on an explicit path (tests and benchmarks compare them); nthreads 0 = OpenMP's
+ * default. Errors when the path is not available. */
+int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const float *A, long rsa, long csa,
+                const rmu_gemm_b *B, float *C, long ldc, float beta, rmu_err *e);
+
+/* Several products sharing one input, in one threaded pass when M is small (decode's
+ * Q/K/V and gate/up): for each job j, C_j[M, N_j] = beta_j*C_j + A B_j^T, where B_j must be
+ * stored [N_j, K] (trans = 1). With M <= 4 each weight row is read once for all rows of A;
+ * larger M runs the jobs one after another through rmu_gemm. */
+typedef struct rmu_gemm_job {
+    rmu_gemm_b B;
+    int N;
+    float *C;
+    long ldc;
+    float beta;
+} rmu_gemm_job;
+int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *jobs, int njobs, rmu_err *e);
 
 /* dot product of n fp32 values (vectorised portable loop). */
 float rmu_dot(const float *a, const float *b, int n);

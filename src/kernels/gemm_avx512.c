@@ -1,30 +1,99 @@
-/* gemm_avx512.c - AVX-512 micro-kernels for gemm.c (compiled with -mavx512*; called only
- * after a runtime CPU check). Weights are widened to fp32 in registers: bf16 by a shift,
- * f16 by vcvtph2ps, so the arithmetic is exact fp32 FMA. */
-#include <immintrin.h>
+/* gemm_avx512.c - AVX-512 path of gemm.c (compiled with -mavx512*; used only after the
+ * runtime CPU check). Same structure as gemm_avx2.c at twice the width: a 12x32 fp32
+ * micro-kernel (24 zmm accumulators), and for BF16 precision on AVX512-BF16 CPUs a 12x32
+ * vdpbf16ps micro-kernel over bf16 k-pair panels (A and B rounded to bf16 while packing;
+ * products exact, sums fp32: twice the fp32 FMA rate). Packers convert B while packing.
+ *
+ * Built a second time against SIMDe (-DRMU_GEMM_SIMDE, `make simde`) so that the unit
+ * tests run these kernels on CPUs without AVX-512; hence only intrinsics SIMDe 0.7.4 has
+ * (bf16 rounding with integer ops, no _mm512_cvtne2ps_pbh) and __m512bh made by memcpy. */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "gemm_impl.h"
 
-#define AI static inline __attribute__((always_inline))
+#ifdef RMU_GEMM_SIMDE
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+/* What SIMDe 0.7.4 lacks, spelled out lane by lane with the instructions' semantics. */
+static inline __m512 rmu_simde_maskz_loadu_ps(__mmask16 k, const void *p) {
+    float t[16];
+    for (int i = 0; i < 16; i++) t[i] = k >> i & 1 ? ((const float *)p)[i] : 0.0f;
+    return _mm512_loadu_ps(t);
+}
+static inline void rmu_simde_mask_storeu_32(void *p, __mmask16 k, __m512i v) {
+    uint32_t t[16];
+    _mm512_storeu_si512(t, v);
+    for (int i = 0; i < 16; i++)
+        if (k >> i & 1) memcpy((char *)p + 4 * i, &t[i], 4);
+}
+static inline __m256i rmu_simde_cvtepi32_epi16(__m512i v) {
+    uint32_t t[16];
+    uint16_t o[16];
+    _mm512_storeu_si512(t, v);
+    for (int i = 0; i < 16; i++) o[i] = (uint16_t)t[i];
+    return _mm256_loadu_si256((const void *)o);
+}
+static inline __m512i rmu_simde_cvtepu16_epi32(__m256i h) {
+    uint16_t t[16];
+    uint32_t o[16];
+    _mm256_storeu_si256((void *)t, h);
+    for (int i = 0; i < 16; i++) o[i] = t[i];
+    return _mm512_loadu_si512(o);
+}
+static inline __m512 rmu_simde_cvtph_ps(__m256i h) {
+    uint16_t t[16];
+    float o[16];
+    _mm256_storeu_si256((void *)t, h);
+    for (int i = 0; i < 16; i++) o[i] = rmu_f16_to_f32(t[i]);
+    return _mm512_loadu_ps(o);
+}
+static inline float rmu_simde_reduce_add_ps(__m512 v) {
+    float t[16];
+    _mm512_storeu_ps(t, v);
+    for (int w = 8; w >= 1; w /= 2) /* the halving tree of the real sequence */
+        for (int i = 0; i < w; i++) t[i] += t[i + w];
+    return t[0];
+}
+#define _mm512_maskz_loadu_ps(k, p) rmu_simde_maskz_loadu_ps(k, p)
+#define _mm512_mask_storeu_ps(p, k, v) rmu_simde_mask_storeu_32(p, k, _mm512_castps_si512(v))
+#define _mm512_mask_storeu_epi32(p, k, v) rmu_simde_mask_storeu_32(p, k, v)
+#define _mm512_cvtepi32_epi16(v) rmu_simde_cvtepi32_epi16(v)
+#define _mm512_cvtepu16_epi32(h) rmu_simde_cvtepu16_epi32(h)
+#define _mm512_cvtph_ps(h) rmu_simde_cvtph_ps(h)
+#define _mm512_reduce_add_ps(v) rmu_simde_reduce_add_ps(v)
+#define _mm512_shuffle_f32x4(a, b, imm) simde_mm512_shuffle_f32x4(a, b, imm)
+#else
+#include <immintrin.h>
+#endif
 
-AI void ukernel_mr(const int MR, int kc, const float *A, long rsa, long csa, const float *Bp, float *C, long ldc,
-                   int nr, int acc) {
-    __m512 c[RMU_GEMM_MR][2];
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(Bp + (size_t)k * 32), b1 = _mm512_load_ps(Bp + (size_t)k * 32 + 16);
-        for (int i = 0; i < MR; i++) {
-            __m512 a = _mm512_set1_ps(A[i * rsa + k * csa]);
-            c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
-        }
-    }
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    for (int i = 0; i < MR; i++) {
+#define AI static inline __attribute__((always_inline))
+#define MR 12
+#define NR 32
+
+AI __m512 round_bf16(__m512 v) {
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), hi);
+    __m512i q = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), hi);
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_castsi512_ps(_mm512_mask_blend_epi32(nan, r, q));
+}
+
+AI __mmask16 mask_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+AI __m512bh as_bh(__m512i v) {
+    __m512bh r;
+    memcpy(&r, &v, sizeof r);
+    return r;
+}
+
+/* ---- micro-kernels: C[12, 32] (+)= Ap * Bp */
+
+AI void store_c(__m512 c[MR][2], float *C, long ldc, int mr, int nr, int acc) {
+    __mmask16 m0 = mask_n(nr), m1 = mask_n(nr - 16);
+    for (int i = 0; i < mr; i++) {
         float *ci = C + i * ldc;
         if (acc) {
             c[i][0] = _mm512_add_ps(c[i][0], _mm512_maskz_loadu_ps(m0, ci));
@@ -35,183 +104,344 @@ AI void ukernel_mr(const int MR, int kc, const float *A, long rsa, long csa, con
     }
 }
 
-void rmu_gemm_ukernel_avx512(int kc, const float *A, long rsa, long csa, int mr, const float *Bp, float *C, long ldc,
-                             int nr, int acc) {
-    switch (mr) {
-    case 8: ukernel_mr(8, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    case 7: ukernel_mr(7, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    case 6: ukernel_mr(6, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    case 5: ukernel_mr(5, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    case 4: ukernel_mr(4, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    case 3: ukernel_mr(3, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    case 2: ukernel_mr(2, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
-    default: ukernel_mr(1, kc, A, rsa, csa, Bp, C, ldc, nr, acc); break;
+/* Named accumulators (with an array GCC keeps them in memory); AOP is the multiply-add. */
+#define ACC_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define ACC_ALL(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define ACC_OUT(i) c[i][0] = c##i##0, c[i][1] = c##i##1;
+#define ACC_F32(i)                                                                                                 \
+    {                                                                                                              \
+        __m512 ai = _mm512_set1_ps(a[i]);                                                                          \
+        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);                                                                \
+        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);                                                                \
+    }
+#define ACC_BF16(i)                                                                                                \
+    {                                                                                                              \
+        __m512bh ai = as_bh(_mm512_set1_epi32((int)a[i]));                                                         \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, ai, b0);                                                               \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, ai, b1);                                                               \
+    }
+
+/* C comes from L3 (each tile of C is revisited once per kc slice): start it early. */
+AI void prefetch_c(const float *C, long ldc) {
+    for (int i = 0; i < MR; i++) {
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
     }
 }
 
-AI __m512 load16(const void *W, rmu_dtype dt, size_t off) {
-    if (dt == RMU_DT_F32) return _mm512_loadu_ps((const float *)W + off);
-    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)W + off));
+/* fp32: Ap[ks][12] fp32, Bp[ks][32] fp32 */
+static void ukernel_f32(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+    const float *a = Ap, *b = Bp;
+    prefetch_c(C, ldc);
+    ACC_ALL(ACC_DECL)
+#pragma GCC unroll 2
+    for (int k = 0; k < ks; k++) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        ACC_ALL(ACC_F32)
+        a += MR;
+        b += NR;
+    }
+    __m512 c[MR][2];
+    ACC_ALL(ACC_OUT)
+    store_c(c, C, ldc, mr, nr, acc);
+}
+
+/* bf16 pairs: Ap[ks][12] u32, Bp[ks][32] u32, one u32 = bf16 of k (low half) and k+1 */
+static void ukernel_bf16(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+    const uint32_t *a = Ap, *b = Bp;
+    prefetch_c(C, ldc);
+    ACC_ALL(ACC_DECL)
+#pragma GCC unroll 2
+    for (int k = 0; k < ks; k++) {
+        __m512bh b0 = as_bh(_mm512_load_si512((const void *)b));
+        __m512bh b1 = as_bh(_mm512_load_si512((const void *)(b + 16)));
+        ACC_ALL(ACC_BF16)
+        a += MR;
+        b += NR;
+    }
+    __m512 c[MR][2];
+    ACC_ALL(ACC_OUT)
+    store_c(c, C, ldc, mr, nr, acc);
+}
+
+/* ---- packers */
+
+/* r[t] <- column t of the 16x16 block r (rows r[0..15]). */
+AI void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        __m512 *x = r + 4 * g;
+        t[4 * g + 0] = _mm512_unpacklo_ps(x[0], x[1]);
+        t[4 * g + 1] = _mm512_unpackhi_ps(x[0], x[1]);
+        t[4 * g + 2] = _mm512_unpacklo_ps(x[2], x[3]);
+        t[4 * g + 3] = _mm512_unpackhi_ps(x[2], x[3]);
+        /* u[4g + c], 128-bit lane L: column 4L + c of rows 4g..4g+3 */
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g + 0], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+        __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+        __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + c] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* 16 bf16 values (as 16-bit lanes) of 16 rounded fp32 lanes. */
+AI __m256i to_bf16x16(__m512 v) {
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(round_bf16(v)), 16));
+}
+
+/* 16 k-pairs (u32 lanes) from 32 consecutive fp32 values. */
+AI __m512i pairs_of(__m512 lo16, __m512 hi16) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo16)), to_bf16x16(hi16), 1);
+}
+
+/* A micro-panel, fp32 [kc][12]: rows contiguous in k are transposed 16 k at a time, columns
+ * contiguous (A read transposed) copied 12 at a time. */
+static void pack_a_f32(int mr, int kc, const float *A, long rsa, long csa, int MRx, int rnd, void *Ap_) {
+    float *Ap = Ap_;
+    (void)MRx;
+    const __mmask16 m12 = mask_n(MR);
+    int k = 0;
+    if (csa == 1) {
+        for (; k + 16 <= kc; k += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                r[i] = i < mr ? _mm512_loadu_ps(A + i * rsa + k) : _mm512_setzero_ps();
+                if (rnd) r[i] = round_bf16(r[i]);
+            }
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++) _mm512_mask_storeu_ps(Ap + (size_t)(k + t) * MR, m12, r[t]);
+        }
+    } else if (rsa == 1) {
+        __mmask16 m = mask_n(mr);
+        for (; k < kc; k++) {
+            __m512 v = _mm512_maskz_loadu_ps(m, A + k * csa);
+            if (rnd) v = round_bf16(v);
+            _mm512_mask_storeu_ps(Ap + (size_t)k * MR, m12, v);
+        }
+    }
+    if (k < kc) rmu_gemm_pack_a_generic(mr, kc - k, A + k * csa, rsa, csa, MR, rnd, Ap + (size_t)k * MR);
+}
+
+/* A micro-panel, bf16 pairs [kc/2][12] u32. */
+static void pack_a_bf16(int mr, int kc, const float *A, long rsa, long csa, int MRx, int rnd, void *Ap_) {
+    uint32_t *Ap = Ap_;
+    (void)MRx, (void)rnd;
+    const __mmask16 m12 = mask_n(MR);
+    int k = 0;
+    if (csa == 1) {
+        for (; k + 32 <= kc; k += 32) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                r[i] = i < mr ? _mm512_castsi512_ps(pairs_of(_mm512_loadu_ps(A + i * rsa + k),
+                                                             _mm512_loadu_ps(A + i * rsa + k + 16)))
+                              : _mm512_setzero_ps();
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++)
+                _mm512_mask_storeu_epi32(Ap + (size_t)(k / 2 + t) * MR, m12, _mm512_castps_si512(r[t]));
+        }
+    } else if (rsa == 1) {
+        __mmask16 m = mask_n(mr);
+        const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+        for (; k + 2 <= kc; k += 2) {
+            __m512i lo = _mm512_castps_si512(round_bf16(_mm512_maskz_loadu_ps(m, A + k * csa)));
+            __m512i up = _mm512_castps_si512(round_bf16(_mm512_maskz_loadu_ps(m, A + (k + 1) * csa)));
+            __m512i p = _mm512_or_si512(_mm512_srli_epi32(lo, 16), _mm512_and_si512(up, hi));
+            _mm512_mask_storeu_epi32(Ap + (size_t)(k / 2) * MR, m12, p);
+        }
+    }
+    if (k < kc) rmu_gemm_pack_a2_generic(mr, kc - k, A + k * csa, rsa, csa, MR, 1, Ap + (size_t)(k / 2) * MR);
+}
+
+/* 16 elements of dtype dt at p as fp32. */
+AI __m512 load16(rmu_dtype dt, const void *p) {
+    if (dt == RMU_DT_F32) return _mm512_loadu_ps(p);
+    __m256i h = _mm256_loadu_si256(p);
     if (dt == RMU_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
 }
 
-AI __m512 load16_mask(const void *W, rmu_dtype dt, size_t off, __mmask16 m) {
-    if (dt == RMU_DT_F32) return _mm512_maskz_loadu_ps(m, (const float *)W + off);
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)W + off);
-    if (dt == RMU_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    return _mm512_cvtph_ps(h);
+/* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are. */
+AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
+    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const char *base = B->data;
+    int k = 0;
+    if (B->trans) {
+        for (; k + 16 <= kc; k += 16) {
+            for (int jb = 0; jb < NR; jb += 16) {
+                __m512 r[16];
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) {
+                    r[t] = jb + t < nr ? load16(dt, base + ((size_t)(n0 + jb + t) * B->ld + k0 + k) * es)
+                                       : _mm512_setzero_ps();
+                    if (rnd) r[t] = round_bf16(r[t]);
+                }
+                transpose16(r);
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+            }
+        }
+    } else if (nr == NR) {
+        for (; k < kc; k++) {
+            const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
+            __m512 v0 = load16(dt, row), v1 = load16(dt, row + 16 * es);
+            if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
+            _mm512_store_ps(Bp + (size_t)k * NR, v0);
+            _mm512_store_ps(Bp + (size_t)k * NR + 16, v1);
+        }
+    }
+    if (k < kc) rmu_gemm_pack_b_generic(B, k0 + k, kc - k, n0, nr, NR, rnd, Bp + (size_t)k * NR);
 }
 
-AI void rows_dt(const rmu_dtype dt, const int M, int n0, int n1, int K, const float *x, long ldx, const void *W,
-                long ldw, float *y, long ldy, int acc) {
+/* 16 bf16 bit patterns (u32 lanes, upper half 0) of 16 elements of dtype dt at p. */
+AI __m512i bits16(rmu_dtype dt, const void *p) {
+    if (dt == RMU_DT_BF16) return _mm512_cvtepu16_epi32(_mm256_loadu_si256(p));
+    return _mm512_srli_epi32(_mm512_castps_si512(round_bf16(load16(dt, p))), 16);
+}
+
+/* 16 k-pairs (u32 lanes) of 32 consecutive elements of dtype dt at p. */
+AI __m512i pairs16(rmu_dtype dt, const void *p) {
+    if (dt == RMU_DT_BF16) return _mm512_loadu_si512(p);
+    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    return pairs_of(load16(dt, p), load16(dt, (const char *)p + 16 * es));
+}
+
+/* bf16 pair B panel [kc/2][32] u32. Stored [N,K]: a pair is 2 adjacent elements of a row,
+ * so 16 rows x 16 pairs are one 16x16 u32 transpose; stored [K,N]: rows k and k+1
+ * interleaved. */
+AI void pack_b2_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, uint32_t *Bp) {
+    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const char *base = B->data;
+    int k = 0;
+    if (B->trans) {
+        for (; k + 32 <= kc; k += 32) {
+            for (int jb = 0; jb < NR; jb += 16) {
+                __m512 r[16];
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++) {
+                    const char *row = base + ((size_t)(n0 + jb + t) * B->ld + k0 + k) * es;
+                    r[t] = jb + t < nr ? _mm512_castsi512_ps(pairs16(dt, row)) : _mm512_setzero_ps();
+                }
+                transpose16(r);
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++)
+                    _mm512_store_si512((void *)(Bp + (size_t)(k / 2 + t) * NR + jb), _mm512_castps_si512(r[t]));
+            }
+        }
+    } else if (nr == NR) {
+        for (; k + 2 <= kc; k += 2) {
+            const char *r0 = base + ((size_t)(k0 + k) * B->ld + n0) * es, *r1 = r0 + (size_t)B->ld * es;
+            for (int jb = 0; jb < NR; jb += 16) {
+                __m512i p = _mm512_or_si512(bits16(dt, r0 + jb * es), _mm512_slli_epi32(bits16(dt, r1 + jb * es), 16));
+                _mm512_store_si512((void *)(Bp + (size_t)(k / 2) * NR + jb), p);
+            }
+        }
+    }
+    if (k < kc) rmu_gemm_pack_b2_generic(B, k0 + k, kc - k, n0, nr, NR, Bp + (size_t)(k / 2) * NR);
+}
+
+#define PACKERS(NAME, DT)                                                                                         \
+    static void pack_b_##NAME(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) { \
+        (void)NRx;                                                                                                \
+        pack_b_dt(DT, B, k0, kc, n0, nr, DT == RMU_DT_BF16 ? 0 : rnd, Bp);                                        \
+    }                                                                                                             \
+    static void pack_b2_##NAME(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, uint32_t *Bp) {      \
+        (void)NRx;                                                                                                \
+        pack_b2_dt(DT, B, k0, kc, n0, nr, Bp);                                                                    \
+    }                                                                                                             \
+    static void to_f32_##NAME(float *dst, const void *src, long n) {                                              \
+        const size_t es = DT == RMU_DT_F32 ? 4 : 2;                                                               \
+        long i = 0;                                                                                               \
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16(DT, (const char *)src + i * es));           \
+        if (i < n) rmu_to_f32(dst + i, (const char *)src + i * es, DT, (size_t)(n - i));                          \
+    }
+PACKERS(f32, RMU_DT_F32)
+PACKERS(f16, RMU_DT_F16)
+PACKERS(bf16, RMU_DT_BF16)
+
+/* ---- GEMV rows (decode) */
+
+AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
+                const void *W, long ldw, float *y, long ldy, int acc) {
+    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
     for (int n = n0; n < n1; n++) {
-        size_t base = (size_t)n * ldw;
+        const char *row = (const char *)W + (size_t)n * ldw * es;
         __m512 s0[4], s1[4];
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
         int k = 0;
         for (; k + 32 <= K; k += 32) {
-            __m512 w0 = load16(W, dt, base + k), w1 = load16(W, dt, base + k + 16);
+            __m512 w0 = load16(dt, row + (size_t)k * es), w1 = load16(dt, row + (size_t)(k + 16) * es);
+            if (rnd) w0 = round_bf16(w0), w1 = round_bf16(w1);
+#pragma GCC unroll 4
             for (int m = 0; m < M; m++) {
                 s0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k), w0, s0[m]);
                 s1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k + 16), w1, s1[m]);
             }
         }
-        for (; k < K; k += 16) {
-            __mmask16 mk = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
-            __m512 w0 = load16_mask(W, dt, base + k, mk);
-            for (int m = 0; m < M; m++) s0[m] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + m * ldx + k), w0, s0[m]);
+        float tail[4] = {0, 0, 0, 0};
+        for (; k < K; k++) {
+            float w = rmu_gemm_load_f32(row, dt, k);
+            if (rnd) w = rmu_gemm_round_bf16(w);
+            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
         }
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
-            float v = _mm512_reduce_add_ps(_mm512_add_ps(s0[m], s1[m]));
+            float v = _mm512_reduce_add_ps(_mm512_add_ps(s0[m], s1[m])) + tail[m];
             y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
         }
     }
 }
 
-#define ROWS_CASES(DT)                                                        \
-    switch (M) {                                                              \
-    case 1: rows_dt(DT, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;    \
-    case 2: rows_dt(DT, 2, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;    \
-    case 3: rows_dt(DT, 3, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;    \
-    default: rows_dt(DT, 4, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;   \
+#define ROWS_FN(NAME, DT)                                                                                          \
+    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw, int rnd,    \
+                     float *y, long ldy, int acc) {                                                              \
+        if (rnd && DT != RMU_DT_BF16) {                                                                           \
+            switch (M) {                                                                                          \
+            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
+            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
+            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
+            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
+            }                                                                                                     \
+        } else {                                                                                                  \
+            switch (M) {                                                                                          \
+            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
+            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
+            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
+            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
+            }                                                                                                     \
+        }                                                                                                         \
     }
+ROWS_FN(rows_f32, RMU_DT_F32)
+ROWS_FN(rows_f16, RMU_DT_F16)
+ROWS_FN(rows_bf16, RMU_DT_BF16)
 
-void rmu_gemm_rows_avx512(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, rmu_dtype dt,
-                          long ldw, float *y, long ldy, int acc) {
-    if (dt == RMU_DT_BF16) {
-        ROWS_CASES(RMU_DT_BF16)
-    } else if (dt == RMU_DT_F16) {
-        ROWS_CASES(RMU_DT_F16)
-    } else {
-        ROWS_CASES(RMU_DT_F32)
-    }
-}
-
-/* ---- bf16 x bf16 -> fp32 path (AVX512-BF16 vdpbf16ps): A is rounded to bf16, products
- * and sums are fp32. Twice the multiply rate of fp32 FMA; used for BF16 weights when the
- * caller opts in (RMU_MATMUL=bf16), which is what a bf16 PyTorch run computes too. */
-
-#define BK 256 /* k per packed block (even) */
-#define BNC 128 /* columns per packed block: 4 panels of 32 */
-
-AI void bf16_ukernel(const int MR, int kp, const uint32_t *A, long lda2, const uint32_t *Bp, float *C, long ldc, int nr,
-                     int acc) {
-    __m512 c[8][2];
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
-    for (int k = 0; k < kp; k++) {
-        __m512bh b0 = (__m512bh)_mm512_load_si512(Bp + (size_t)k * 32);
-        __m512bh b1 = (__m512bh)_mm512_load_si512(Bp + (size_t)k * 32 + 16);
-        for (int i = 0; i < MR; i++) {
-            __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[i * lda2 + k]);
-            c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
-            c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
-        }
-    }
-    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    for (int i = 0; i < MR; i++) {
-        float *ci = C + i * ldc;
-        if (acc) {
-            c[i][0] = _mm512_add_ps(c[i][0], _mm512_maskz_loadu_ps(m0, ci));
-            c[i][1] = _mm512_add_ps(c[i][1], _mm512_maskz_loadu_ps(m1, ci + 16));
-        }
-        _mm512_mask_storeu_ps(ci, m0, c[i][0]);
-        _mm512_mask_storeu_ps(ci + 16, m1, c[i][1]);
-    }
-}
-
-/* Pack B(k0.., n0..n0+nr) as k-pairs: Bp[kp][32] u32 = (B(2kp, n), B(2kp+1, n)). */
-static void bf16_pack_b(const uint16_t *B, int trans, long ld, int K, int k0, int kc, int n0, int nr, uint32_t *Bp) {
-    int kp = (kc + 1) / 2;
-    for (int p = 0; p < kp; p++) {
-        uint32_t *dst = Bp + (size_t)p * 32;
-        int k = k0 + 2 * p;
-        for (int j = 0; j < 32; j++) {
-            uint32_t lo = 0, hi = 0;
-            if (j < nr) {
-                size_t n = (size_t)(n0 + j);
-                lo = trans ? B[n * ld + k] : B[(size_t)k * ld + n];
-                if (k + 1 < K && 2 * p + 1 < kc) hi = trans ? B[n * ld + k + 1] : B[(size_t)(k + 1) * ld + n];
-            }
-            dst[j] = lo | hi << 16;
-        }
-    }
-}
-
-void rmu_gemm_bf16_avx512(int M, int N, int K, const float *A, long rsa, long csa, const void *Bv, int trans, long ld,
-                          float *C, long ldc, int acc0, int par) {
-    const uint16_t *B = Bv;
-    long K2 = (K + 1) / 2; /* u32 pairs per A row */
-    size_t abytes = (sizeof(uint32_t) * ((size_t)M * K2 + 16) + 63) & ~(size_t)63; /* aligned_alloc: size % 64 == 0 */
-    uint32_t *Ab = aligned_alloc(64, abytes);
-    if (!Ab) return; /* caller checked sizes; allocation failure leaves C untouched */
-#pragma omp parallel for schedule(static) if (par)
-    for (int i = 0; i < M; i++) {
-        uint16_t *row = (uint16_t *)(Ab + (size_t)i * K2);
-        for (int k = 0; k < K; k++) {
-            float f = A[i * rsa + k * csa];
-            uint32_t u;
-            memcpy(&u, &f, 4);
-            row[k] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); /* round to nearest even */
-        }
-        if (K & 1) row[K] = 0;
-    }
-    int nblocks = (N + BNC - 1) / BNC;
-#pragma omp parallel if (par)
-    {
-        uint32_t *Bp = aligned_alloc(64, sizeof(uint32_t) * (BK / 2) * BNC);
-#pragma omp for schedule(dynamic, 1)
-        for (int nb = 0; nb < nblocks; nb++) {
-            int n0 = nb * BNC, ncols = N - n0 < BNC ? N - n0 : BNC;
-            for (int k0 = 0; k0 < K; k0 += BK) {
-                int kc = K - k0 < BK ? K - k0 : BK, kp = (kc + 1) / 2;
-                int acc = acc0 || k0 > 0;
-                for (int j0 = 0; j0 < ncols; j0 += 32)
-                    bf16_pack_b(B, trans, ld, K, k0, kc, n0 + j0, ncols - j0 < 32 ? ncols - j0 : 32,
-                                Bp + (size_t)(j0 / 32) * kp * 32);
-                for (int i0 = 0; i0 < M; i0 += 8) {
-                    int mr = M - i0 < 8 ? M - i0 : 8;
-                    const uint32_t *a = Ab + (size_t)i0 * K2 + k0 / 2;
-                    for (int j0 = 0; j0 < ncols; j0 += 32) {
-                        int nr = ncols - j0 < 32 ? ncols - j0 : 32;
-                        const uint32_t *bp = Bp + (size_t)(j0 / 32) * kp * 32;
-                        float *c = C + (size_t)i0 * ldc + n0 + j0;
-                        switch (mr) {
-                        case 8: bf16_ukernel(8, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        case 7: bf16_ukernel(7, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        case 6: bf16_ukernel(6, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        case 5: bf16_ukernel(5, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        case 4: bf16_ukernel(4, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        case 3: bf16_ukernel(3, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        case 2: bf16_ukernel(2, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        default: bf16_ukernel(1, kp, a, K2, bp, c, ldc, nr, acc); break;
-                        }
-                    }
-                }
-            }
-        }
-        free(Bp);
-    }
-    free(Ab);
+void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
+    memset(isa, 0, sizeof *isa);
+    isa->name = bf16 ? "avx512bf16" : "avx512";
+    isa->mr = MR;
+    isa->nr = NR;
+    isa->kp = bf16 ? 2 : 1;
+    isa->kc = bf16 ? 256 : 128; /* 128 slots: a 16 KiB B micro-panel */
+    isa->mc = 384;
+    isa->nc = 1024;
+    isa->ukernel = bf16 ? ukernel_bf16 : ukernel_f32;
+    isa->pack_a = bf16 ? pack_a_bf16 : pack_a_f32;
+    isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, pack_b2_f32, rows_f32};
+    isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, pack_b2_f16, rows_f16};
+    isa->type[RMU_DT_BF16] = (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, pack_b2_bf16, rows_bf16};
 }

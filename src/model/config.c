@@ -138,6 +138,62 @@ int rmu_cfg_validate(const rmu_config *c, const char *path, rmu_err *e) {
     return 0;
 }
 
+/* compressed-tensors: one config group quantizing Linear weights to 8-bit floats. */
+static int parse_compressed_tensors(rmu_config *c, json_t *q, const char *path, rmu_err *e) {
+    json_t *fmt = json_object_get(q, "format"), *groups = json_object_get(q, "config_groups");
+    const char *f = json_is_string(fmt) ? json_string_value(fmt) : "";
+    if (strcmp(f, "float-quantized") && strcmp(f, "naive-quantized"))
+        return rmu_errf(e, "%s: quantization_config: compressed-tensors format '%s' is not supported (only FP8 "
+                        "\"float-quantized\" weights)", path, f);
+    if (!json_is_object(groups) || json_object_size(groups) != 1)
+        return rmu_errf(e, "%s: quantization_config: expected exactly one entry in config_groups", path);
+    const char *gname;
+    json_t *g;
+    json_object_foreach(groups, gname, g) {
+        json_t *w = json_object_get(g, "weights"), *in = json_object_get(g, "input_activations");
+        json_t *nb = json_object_get(w, "num_bits"), *ty = json_object_get(w, "type"), *st = json_object_get(w, "strategy");
+        json_t *dyn = json_object_get(w, "dynamic"), *sym = json_object_get(w, "symmetric");
+        const char *strategy = json_is_string(st) ? json_string_value(st) : "";
+        if (!json_is_object(w) || json_integer_value(nb) != 8 || !json_is_string(ty) || strcmp(json_string_value(ty), "float"))
+            return rmu_errf(e, "%s: quantization_config: group %s: only 8-bit float weights (FP8 E4M3) are supported",
+                            path, gname);
+        if (json_is_true(dyn) || json_is_false(sym))
+            return rmu_errf(e, "%s: quantization_config: group %s: weights must be static and symmetric", path, gname);
+        if (!strcmp(strategy, "channel")) c->quant = RMU_QUANT_FP8_CHANNEL;
+        else if (!strcmp(strategy, "tensor")) c->quant = RMU_QUANT_FP8_TENSOR;
+        else
+            return rmu_errf(e, "%s: quantization_config: group %s: weight strategy '%s' is not supported (channel or "
+                            "tensor; block-wise FP8 is not)", path, gname, strategy);
+        if (in && !json_is_null(in) && !json_is_true(json_object_get(in, "dynamic")))
+            snprintf(c->quant_note, sizeof c->quant_note,
+                     "static FP8 input scales are ignored: activations stay in bf16/fp32 (weight-only)");
+    }
+    return 0;
+}
+
+static int parse_quantization(rmu_config *c, json_t *root, const char *path, rmu_err *e) {
+    json_t *q = json_object_get(root, "quantization_config");
+    if (!q || json_is_null(q)) return 0;
+    json_t *m = json_object_get(q, "quant_method");
+    if (!json_is_object(q) || !json_is_string(m))
+        return rmu_errf(e, "%s: quantization_config must be an object with a string quant_method", path);
+    snprintf(c->quant_method, sizeof c->quant_method, "%s", json_string_value(m));
+    if (!strcmp(c->quant_method, "compressed-tensors")) return parse_compressed_tensors(c, q, path, e);
+    if (!strcmp(c->quant_method, "fp8")) { /* vLLM / AutoFP8: per-tensor weight_scale */
+        json_t *blk = json_object_get(q, "weight_block_size");
+        if (blk && !json_is_null(blk))
+            return rmu_errf(e, "%s: quantization_config: block-wise FP8 (weight_block_size) is not supported", path);
+        c->quant = RMU_QUANT_FP8_TENSOR;
+        json_t *act = json_object_get(q, "activation_scheme");
+        if (json_is_string(act) && !strcmp(json_string_value(act), "static"))
+            snprintf(c->quant_note, sizeof c->quant_note,
+                     "input_scale tensors are ignored: activations stay in bf16/fp32 (weight-only)");
+        return 0;
+    }
+    return rmu_errf(e, "%s: quantization_config: quant_method '%s' is not supported (rmu runs F32/F16/BF16 weights "
+                    "and FP8 E4M3 weights with channel or tensor scales)", path, c->quant_method);
+}
+
 int rmu_cfg_parse(rmu_config *c, const char *json_text, const char *path, rmu_err *e) {
     memset(c, 0, sizeof *c);
     if (!path) path = "config.json";
@@ -229,7 +285,7 @@ int rmu_cfg_parse(rmu_config *c, const char *json_text, const char *path, rmu_er
          * own dtypes are what we read, so an unknown name is not fatal */
         c->torch_dtype = rmu_dtype_parse(json_string_value(v));
     }
-    if (rmu_cfg_validate(c, path, e)) goto out;
+    if (parse_quantization(c, root, path, e) || rmu_cfg_validate(c, path, e)) goto out;
     rc = 0;
 out:
     json_decref(root);

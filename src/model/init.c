@@ -10,7 +10,10 @@
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "io/hfdir.h"
+#include "tokenizer/bpe_train.h"
 #include "io/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 /* Values are generated in fixed blocks of the tensor's element index space; each block
  * has its own counter-based stream, which is what makes the output independent of
@@ -108,15 +111,23 @@ void rmu_init_normal(float *dst, size_t off, size_t n, uint64_t tseed, float mea
 enum { KIND_LINEAR, KIND_NORM };
 
 typedef struct {
-    rmu_st_out *out;
+    rmu_hf_new *out;
     int *kind;
     uint64_t *seed;
     float std, norm_std;
     rmu_dtype dt;
 } init_ctx;
 
-static int fill(void *vctx, int i, size_t off, size_t count, void *buf, rmu_err *e) {
-    init_ctx *c = vctx;
+/* Per-tensor context of the writer's fill callback. */
+typedef struct {
+    const init_ctx *c;
+    int i;
+} tensor_ctx;
+
+static int fill(void *vctx, const char *name, size_t off, size_t count, void *buf, rmu_err *e) {
+    const tensor_ctx *t = vctx;
+    const init_ctx *c = t->c;
+    int i = t->i;
     if (c->kind[i] == KIND_NORM && c->norm_std == 0) {
         float one = 1.0f;
         uint8_t pat[4];
@@ -127,6 +138,22 @@ static int fill(void *vctx, int i, size_t off, size_t count, void *buf, rmu_err 
     }
     if (c->kind[i] == KIND_NORM) gen_range(buf, c->dt, off, count, c->seed[i], 1.0f, c->norm_std);
     else gen_range(buf, c->dt, off, count, c->seed[i], 0.0f, c->std);
+    return 0;
+}
+
+/* Copies the tokenizer files of src into dir: tokenizer.json is required. */
+static int copy_tokenizer(const char *src, const char *dir, rmu_err *e) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
+    for (int i = 0; i < 3; i++) {
+        char from[4096], to[8192];
+        if (rmu_path_join(from, sizeof from, src, files[i], e) || rmu_path_join(to, sizeof to, dir, files[i], e))
+            return -1;
+        if (!rmu_file_exists(from)) {
+            if (i == 0) return rmu_errf(e, "%s: no tokenizer.json there", src);
+            continue;
+        }
+        if (rmu_file_copy(from, to, e)) return -1;
+    }
     return 0;
 }
 
@@ -164,7 +191,9 @@ int rmu_init_model_opts(const char *dir, const rmu_config *cfg, const rmu_init_o
     c.seed = calloc(n, sizeof *c.seed);
     char(*names)[96] = calloc(n, sizeof *names);
     char(*shards)[48] = calloc(o->shards, sizeof *shards);
-    if (!c.out || !c.kind || !c.seed || !names || !shards) {
+    tensor_ctx *tctx = calloc(n, sizeof *tctx);
+    rmu_hf *w = NULL;
+    if (!c.out || !c.kind || !c.seed || !names || !shards || !tctx) {
         rmu_errf(e, "%s: out of memory", dir);
         goto out;
     }
@@ -219,12 +248,27 @@ int rmu_init_model_opts(const char *dir, const rmu_config *cfg, const rmu_init_o
             prev = s;
         }
     }
-    if (rmu_mkdirs(dir, e) || rmu_st_write_dir_cb(dir, c.out, n, fill, &c, e)) goto out;
+    /* the whole folder under a staging name, renamed into place at the end */
+    rmu_hf_opts ho = {.flags = RMU_HF_REPLACE};
+    if (!(w = rmu_hf_open(dir, &ho, e))) goto out;
+    const char *sd = rmu_hf_dir(w);
+    if (o->tokenizer_dir ? copy_tokenizer(o->tokenizer_dir, sd, e)
+        : o->synthetic_tokenizer ? rmu_bpe_write_synthetic(sd, cfg->vocab_size, o->corpus, o->corpus_len, e) : 0)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        tctx[i] = (tensor_ctx){&c, i};
+        c.out[i].fill = fill;
+        c.out[i].ctx = &tctx[i];
+        if (rmu_hf_add(w, &c.out[i], e)) goto out;
+    }
     rmu_config saved = *cfg;
     saved.torch_dtype = o->dtype;
-    if (rmu_cfg_save(&saved, dir, e) || write_generation_config(dir, cfg, e)) goto out;
-    rc = 0;
+    if (rmu_cfg_save(&saved, sd, e) || write_generation_config(sd, cfg, e)) goto out;
+    rc = rmu_hf_commit(w, e);
+    w = NULL;
 out:
+    rmu_hf_abort(w);
+    free(tctx);
     free(shards);
     free(names);
     free(c.seed);

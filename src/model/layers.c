@@ -1,7 +1,6 @@
 #include "layers.h"
 
 #include <math.h>
-#include <omp.h>
 #include <string.h>
 
 #include "kernels/gemm.h"
@@ -27,9 +26,21 @@ void rmu_rmsnorm_forward(float *out, float *rstd, const float *x, const rmu_weig
     }
 }
 
-void rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta) {
-    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols};
-    rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta);
+int rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta, rmu_prec prec, rmu_err *e) {
+    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols, prec};
+    return rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta, e);
+}
+
+int rmu_linear_forward_multi(float *const *ys, const rmu_weight *const *Ws, int nw, const float *x, int N,
+                             rmu_prec prec, rmu_err *e) {
+    rmu_gemm_job jobs[8];
+    if (nw < 1 || nw > 8) return rmu_errf(e, "linear_forward_multi: %d layers (1..8)", nw);
+    for (int j = 0; j < nw; j++) {
+        if (Ws[j]->cols != Ws[0]->cols) return rmu_errf(e, "linear_forward_multi: layers with different inputs");
+        jobs[j] = (rmu_gemm_job){{Ws[j]->data, Ws[j]->dtype, 1, (long)Ws[j]->cols, prec}, (int)Ws[j]->rows, ys[j],
+                                 (long)Ws[j]->rows, 0.0f};
+    }
+    return rmu_gemm_multi(N, (int)Ws[0]->cols, x, (long)Ws[0]->cols, jobs, nw, e);
 }
 
 void rmu_rope_table(float *cos_t, float *sin_t, int npos, int hd, float theta) {
@@ -66,44 +77,6 @@ void rmu_swiglu_forward(float *h, const float *gate, const float *up, size_t n) 
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         h[i] = g / (1.0f + expf(-g)) * up[i];
-    }
-}
-
-void rmu_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int N, int pos0, int H,
-                                  int KV, int hd, int window, float *scratch, int nthreads) {
-    int group = H / KV, kvdim = KV * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    int ctx_stride = pos0 + N; /* scratch row length needed */
-    /* threads only for enough work (tiny models decode thousands of tokens a second) */
-    int par = (double)N * H * (pos0 + N) * hd > 2e5;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads) if (par)
-    for (int i = 0; i < N; i++) {
-        for (int h = 0; h < H; h++) {
-            float *att = scratch + (size_t)omp_get_thread_num() * ctx_stride;
-            int p = pos0 + i;
-            int j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
-            const float *qh = q + ((size_t)i * H + h) * hd;
-            int kvh = h / group;
-            float mx = -INFINITY;
-            for (int j = j0; j <= p; j++) {
-                float s = rmu_dot(qh, kc + (size_t)j * kvdim + kvh * hd, hd) * scale;
-                att[j] = s;
-                if (s > mx) mx = s;
-            }
-            float sum = 0;
-            for (int j = j0; j <= p; j++) {
-                att[j] = expf(att[j] - mx);
-                sum += att[j];
-            }
-            float inv = 1.0f / sum;
-            float *o = out + ((size_t)i * H + h) * hd;
-            memset(o, 0, sizeof(float) * hd);
-            for (int j = j0; j <= p; j++) {
-                const float *vj = vc + (size_t)j * kvdim + kvh * hd;
-                float a = att[j] * inv;
-                for (int d = 0; d < hd; d++) o[d] += a * vj[d];
-            }
-        }
     }
 }
 
@@ -160,17 +133,20 @@ void rmu_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *
     }
 }
 
-void rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
-                         int N) {
+int rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, const float *x, const rmu_weight *W,
+                        int N, rmu_prec prec, rmu_err *e) {
     int out = (int)W->rows, in = (int)W->cols;
+    /* resolved here: the dW product's B is x (fp32), yet follows the weight's precision */
+    if (prec == RMU_PREC_AUTO) prec = W->dtype == RMU_DT_BF16 ? RMU_PREC_BF16 : RMU_PREC_FP32;
     if (dx) { /* dx[N,in] = dy[N,out] W[out,in]: W read as B stored [K=out, N=in] */
-        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in};
-        rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta);
+        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in, prec};
+        if (rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta, e)) return -1;
     }
     if (dW) { /* dW[out,in] += dy^T x: A = dy^T through strides, B = x stored [K=N, in] */
-        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in};
-        rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f);
+        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in, prec};
+        if (rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f, e)) return -1;
     }
+    return 0;
 }
 
 void rmu_rope_backward(float *dx, const int *pos, int N, int nh, int hd, const float *cos_t, const float *sin_t) {
@@ -197,104 +173,6 @@ void rmu_swiglu_backward(float *dgate, float *dup, const float *dh, const float 
         /* d silu(g)/dg = sg (1 + g (1 - sg)) */
         dup[i] = d * g * sg;
         dgate[i] = d * up[i] * sg * (1.0f + g * (1.0f - sg));
-    }
-}
-
-void rmu_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const int *mask,
-                           int B, int T, int H, int KV, int hd, int window, float *scratch, int nthreads) {
-    int group = H / KV, kvdim = KV * hd, qdim = H * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(3) schedule(dynamic, 4) num_threads(nthreads)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            for (int i = 0; i < T; i++) {
-                float *att = scratch + (size_t)omp_get_thread_num() * T;
-                const int *mb = mask ? mask + (size_t)b * T : NULL;
-                size_t row = (size_t)b * T + i;
-                float *o = out + row * qdim + (size_t)h * hd;
-                memset(o, 0, sizeof(float) * hd);
-                if (mb && !mb[i]) { /* pad query: nothing to attend */
-                    lse[row * H + h] = 0;
-                    continue;
-                }
-                int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-                const float *qh = q + row * qdim + (size_t)h * hd;
-                const float *kb = k + (size_t)b * T * kvdim + (size_t)(h / group) * hd;
-                const float *vb = v + (size_t)b * T * kvdim + (size_t)(h / group) * hd;
-                float mx = -INFINITY;
-                for (int j = j0; j <= i; j++) {
-                    if (mb && !mb[j]) continue;
-                    float s = rmu_dot(qh, kb + (size_t)j * kvdim, hd) * scale;
-                    att[j] = s;
-                    if (s > mx) mx = s;
-                }
-                float sum = 0;
-                for (int j = j0; j <= i; j++) {
-                    if (mb && !mb[j]) continue;
-                    att[j] = expf(att[j] - mx);
-                    sum += att[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = j0; j <= i; j++) {
-                    if (mb && !mb[j]) continue;
-                    const float *vj = vb + (size_t)j * kvdim;
-                    float a = att[j] * inv;
-                    for (int d = 0; d < hd; d++) o[d] += a * vj[d];
-                }
-                lse[row * H + h] = mx + logf(sum);
-            }
-        }
-    }
-}
-
-void rmu_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                            const float *v, const float *lse, const int *mask, int B, int T, int H, int KV, int hd,
-                            int window, float *scratch, int nthreads) {
-    int group = H / KV, kvdim = KV * hd, qdim = H * hd;
-    float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nthreads)
-    for (int b = 0; b < B; b++) {
-        for (int g = 0; g < KV; g++) {
-            float *p = scratch + (size_t)omp_get_thread_num() * 2 * T, *dp = p + T;
-            const int *mb = mask ? mask + (size_t)b * T : NULL;
-            size_t base = (size_t)b * T;
-            const float *kb = k + base * kvdim + (size_t)g * hd, *vb = v + base * kvdim + (size_t)g * hd;
-            float *dkb = dk + base * kvdim + (size_t)g * hd, *dvb = dv + base * kvdim + (size_t)g * hd;
-            for (int j = 0; j < T; j++) {
-                memset(dkb + (size_t)j * kvdim, 0, sizeof(float) * hd);
-                memset(dvb + (size_t)j * kvdim, 0, sizeof(float) * hd);
-            }
-            for (int h = g * group; h < (g + 1) * group; h++) {
-                for (int i = 0; i < T; i++) {
-                    size_t row = base + i;
-                    float *dqh = dq + row * qdim + (size_t)h * hd;
-                    memset(dqh, 0, sizeof(float) * hd);
-                    if (mb && !mb[i]) continue;
-                    const float *qh = q + row * qdim + (size_t)h * hd, *doh = dout + row * qdim + (size_t)h * hd;
-                    float L = lse[row * H + h];
-                    int j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-                    /* p_j recomputed from lse; D = sum_j p_j dp_j = dout . out */
-                    float D = 0;
-                    for (int j = j0; j <= i; j++) {
-                        if (mb && !mb[j]) continue;
-                        p[j] = expf(rmu_dot(qh, kb + (size_t)j * kvdim, hd) * scale - L);
-                        dp[j] = rmu_dot(doh, vb + (size_t)j * kvdim, hd);
-                        D += p[j] * dp[j];
-                    }
-                    for (int j = j0; j <= i; j++) {
-                        if (mb && !mb[j]) continue;
-                        float ds = p[j] * (dp[j] - D) * scale;
-                        const float *kj = kb + (size_t)j * kvdim;
-                        float *dkj = dkb + (size_t)j * kvdim, *dvj = dvb + (size_t)j * kvdim;
-                        for (int d = 0; d < hd; d++) {
-                            dqh[d] += ds * kj[d];
-                            dkj[d] += ds * qh[d];
-                            dvj[d] += p[j] * doh[d];
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/util.h"
+#include "model/attention.h"
 #include "model/layers.h"
 
 /* ---- loading: map HF tensor names onto the weight structs and check every shape. */
@@ -81,6 +84,11 @@ static int bind_slots(rmu_model *m, rmu_err *e) {
             rmu_errf(e, "%s: tensor %s has shape [%s], config.json implies %s", m->dir, s[i].name, got, exp);
             goto out;
         }
+        if (t->dtype == RMU_DT_F8_E4M3) { /* needs its scales: see the FP8 loading (quantization_config) */
+            rmu_errf(e, "%s: tensor %s is FP8 (F8_E4M3) but config.json has no FP8 quantization_config", m->dir,
+                     s[i].name);
+            goto out;
+        }
         s[i].w->data = t->data;
         s[i].w->dtype = t->dtype;
         s[i].w->rows = s[i].rows ? s[i].rows : 1;
@@ -122,6 +130,8 @@ void rmu_model_free(rmu_model *m) {
     m->layers = NULL;
 }
 
+void rmu_model_set_precision(rmu_model *m, rmu_prec p) { m->precision = p; }
+
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name) {
     int ns = n_slots(&m->cfg);
     slot *s = calloc(ns, sizeof *s);
@@ -155,8 +165,7 @@ size_t rmu_model_weight_bytes(const rmu_model *m) {
  * is in the batch nor on how a prompt was chunked, every product here uses a fixed path per
  * kind of row: rows of a slot that feeds one token (decode) take the few-row path in groups
  * of at most ROWS_PATH_MAX; rows of a slot that feeds two or more (prefill) take the blocked
- * path, padded with zero rows up to BLOCKED_MIN. Once rmu_gemm's row results are bitwise
- * independent of M, both kinds can share one product. */
+ * path, padded with zero rows up to BLOCKED_MIN. */
 #define ROWS_PATH_MAX 4
 #define BLOCKED_MIN 5
 
@@ -187,7 +196,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->att_out = malloc(B * qd * sizeof(float));
     s->hb = malloc(B * F * sizeof(float));
     s->hb2 = malloc(B * F * sizeof(float));
-    s->att = malloc((size_t)s->nthreads * ctx * sizeof(float));
+    s->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, (int)hd, s->nthreads) * sizeof(float));
     s->rope_cos = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->rope_sin = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->pos_ids = malloc(2 * B * sizeof(int)); /* positions, then the chunk's tokens (forward_rows) */
@@ -210,67 +219,153 @@ void rmu_state_free(rmu_state *s) {
 
 void rmu_state_reset(rmu_state *s) { s->pos = 0; }
 
+/* ---- inference forward */
+
+const char *rmu_phase_name(rmu_phase p) {
+    static const char *const names[RMU_PH_COUNT] = {"embedding", "rmsnorm",    "q/k/v proj", "rope+cache",
+                                                    "attention", "o proj",     "gate/up proj", "swiglu",
+                                                    "down proj", "lm head"};
+    return p < RMU_PH_COUNT ? names[p] : "?";
+}
+
+int rmu_phase_is_matmul(rmu_phase p) {
+    return p == RMU_PH_QKV || p == RMU_PH_WO || p == RMU_PH_GATE_UP || p == RMU_PH_DOWN || p == RMU_PH_LOGITS;
+}
+
+/* Phase timing, only when a profile is attached (a branch per phase otherwise). */
+typedef struct {
+    double wall, cpu;
+} ph_mark;
+
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static ph_mark ph_start(const rmu_prof *prof) {
+    ph_mark t = {0, 0};
+    if (prof) t = (ph_mark){rmu_now_s(), thread_cpu_s()};
+    return t;
+}
+
+static void ph_end(rmu_prof *prof, rmu_phase p, ph_mark t) {
+    if (!prof) return;
+    prof->wall[p] += rmu_now_s() - t.wall;
+    prof->cpu[p] += thread_cpu_s() - t.cpu;
+}
+
+/* Runs the statement(s) as profile phase p (rmu_prof *prof in scope, may be NULL). */
+#define PHASE(p, ...)                    \
+    do {                                 \
+        ph_mark t_ = ph_start(prof);     \
+        __VA_ARGS__;                     \
+        ph_end(prof, p, t_);             \
+    } while (0)
+
+/* Runs call (0, or -1 with e filled) as profile phase p; an error returns -1 at once. */
+#define PHASE_CALL(p, call)              \
+    do {                                 \
+        ph_mark t_ = ph_start(prof);     \
+        int rc_ = (call);                \
+        ph_end(prof, p, t_);             \
+        if (rc_) return -1;              \
+    } while (0)
+
 typedef struct {
     int R, nR;       /* rows in all; rows of 1-token slots, which come first */
     const int *r0;   /* first row of each slot */
 } row_plan;
 
-/* y[R, W->rows] (+)= x[R, W->cols] W^T with the fixed path per kind of row (see above).
- * x and y have scratch_rows(R) rows: the padding rows are zeroed here. */
-static void rows_linear(float *y, float *x, const rmu_weight *W, const row_plan *p, float beta) {
-    size_t K = W->cols, N = W->rows;
-    for (int r = 0; r < p->nR; r += ROWS_PATH_MAX)
-        rmu_linear_forward(y + r * N, x + r * K, W, p->nR - r < ROWS_PATH_MAX ? p->nR - r : ROWS_PATH_MAX, beta);
+/* ys[j][R, Ws[j]->rows] (+)= x[R, K] Ws[j]^T for nw weights sharing the input (Q/K/V,
+ * gate/up: one pass over x, rmu_linear_forward_multi), with the fixed path per kind of row
+ * (see above). x and the ys have scratch_rows(R) rows: the padding rows are zeroed here. */
+static int rows_multi(float *const *ys, const rmu_weight *const *Ws, int nw, float *x, const row_plan *p, float beta,
+                      rmu_prec pr, rmu_err *e) {
+    size_t K = Ws[0]->cols;
+    float *y[3];
+    for (int r = 0; r < p->nR; r += ROWS_PATH_MAX) {
+        int n = p->nR - r < ROWS_PATH_MAX ? p->nR - r : ROWS_PATH_MAX;
+        for (int j = 0; j < nw; j++) y[j] = ys[j] + (size_t)r * Ws[j]->rows;
+        if (beta != 0 ? rmu_linear_forward(y[0], x + r * K, Ws[0], n, beta, pr, e)
+                      : rmu_linear_forward_multi(y, Ws, nw, x + r * K, n, pr, e))
+            return -1;
+    }
     int nb = p->R - p->nR;
-    if (nb == 0) return;
+    if (nb == 0) return 0;
     if (nb < BLOCKED_MIN) {
         memset(x + (size_t)p->R * K, 0, sizeof(float) * K * (BLOCKED_MIN - nb));
-        if (beta != 0) memset(y + (size_t)p->R * N, 0, sizeof(float) * N * (BLOCKED_MIN - nb));
+        if (beta != 0) memset(ys[0] + (size_t)p->R * Ws[0]->rows, 0, sizeof(float) * Ws[0]->rows * (BLOCKED_MIN - nb));
         nb = BLOCKED_MIN;
     }
-    rmu_linear_forward(y + (size_t)p->nR * N, x + (size_t)p->nR * K, W, nb, beta);
+    for (int j = 0; j < nw; j++) y[j] = ys[j] + (size_t)p->nR * Ws[j]->rows;
+    if (beta != 0) return rmu_linear_forward(y[0], x + (size_t)p->nR * K, Ws[0], nb, beta, pr, e);
+    return rmu_linear_forward_multi(y, Ws, nw, x + (size_t)p->nR * K, nb, pr, e);
+}
+
+/* One weight (beta 1 fuses a residual add: y += x W^T). */
+static int rows_linear(float *y, float *x, const rmu_weight *W, const row_plan *p, float beta, rmu_prec pr,
+                       rmu_err *e) {
+    return rows_multi(&y, &W, 1, x, p, beta, pr, e);
+}
+
+/* New keys/values k/v[n, KV*hd] (RoPE applied) into the head-major cache at pos0. */
+static void cache_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0, int KV, int hd,
+                        int cap) {
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < KV; h++) {
+            size_t to = ((size_t)h * cap + pos0 + i) * hd, from = ((size_t)i * KV + h) * hd;
+            memcpy(kc + to, k + from, sizeof(float) * hd);
+            memcpy(vc + to, v + from, sizeof(float) * hd);
+        }
 }
 
 /* The rows of slots[0..nslots) (n[i] tokens each, tokens in slot order) through layers
- * 0..last_layer; leaves the residual stream in ws->x in plan order and advances each pos. */
-static void forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *n, int nslots,
-                         rmu_batch_ws *ws, int last_layer, const row_plan *p) {
+ * 0..last_layer; leaves the residual stream in ws->x in plan order and advances each pos.
+ * The single-sequence forward is the one-slot case. */
+static int forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *n, int nslots,
+                        rmu_batch_ws *ws, int last_layer, const row_plan *p, rmu_err *e) {
     const rmu_config *c = &m->cfg;
+    rmu_prec pr = m->precision;
+    rmu_prof *prof = ws->prof;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    int H = c->n_heads, KV = c->n_kv_heads, kvd = KV * hd, qd = H * hd;
+    int H = c->n_heads, KV = c->n_kv_heads;
+    size_t kvd = (size_t)KV * hd, qd = (size_t)H * hd;
     for (int i = 0, t = 0; i < nslots; t += n[i++])
         for (int j = 0; j < n[i]; j++) {
             ws->pos_ids[p->r0[i] + j] = slots[i]->pos + j;
             ws->tok[p->r0[i] + j] = tokens[t + j];
         }
-    rmu_embedding_forward(ws->x, ws->tok, p->R, &m->embed);
+    PHASE(RMU_PH_EMBED, rmu_embedding_forward(ws->x, ws->tok, p->R, &m->embed));
     for (int l = 0; l <= last_layer; l++) {
         const rmu_layer *L = &m->layers[l];
-        /* attention block: norms and products over all rows, RoPE and attention per slot */
-        rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->attn_norm, p->R, C, c->rms_norm_eps);
-        rows_linear(ws->q, ws->xb, &L->wq, p, 0);
-        rows_linear(ws->k, ws->xb, &L->wk, p, 0);
-        rows_linear(ws->v, ws->xb, &L->wv, p, 0);
+        /* attention block: norms and products over all rows, RoPE, cache and attention per slot */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->attn_norm, p->R, C, c->rms_norm_eps));
+        float *qkv[3] = {ws->q, ws->k, ws->v};
+        const rmu_weight *wqkv[3] = {&L->wq, &L->wk, &L->wv};
+        PHASE_CALL(RMU_PH_QKV, rows_multi(qkv, wqkv, 3, ws->xb, p, 0, pr, e));
         for (int i = 0; i < nslots; i++) {
             rmu_state *s = slots[i];
-            size_t r0 = p->r0[i], off = (size_t)l * s->ctx * kvd + (size_t)s->pos * kvd;
-            rmu_rope_forward(ws->q + r0 * qd, ws->pos_ids + r0, n[i], H, hd, s->rope_cos, s->rope_sin);
-            rmu_rope_forward(ws->k + r0 * kvd, ws->pos_ids + r0, n[i], KV, hd, s->rope_cos, s->rope_sin);
-            memcpy(s->kcache + off, ws->k + r0 * kvd, sizeof(float) * n[i] * kvd);
-            memcpy(s->vcache + off, ws->v + r0 * kvd, sizeof(float) * n[i] * kvd);
-            rmu_attention_cached_forward(ws->att_out + r0 * qd, ws->q + r0 * qd, s->kcache + (size_t)l * s->ctx * kvd,
-                                         s->vcache + (size_t)l * s->ctx * kvd, n[i], s->pos, H, KV, hd,
-                                         c->sliding_window, ws->att, ws->nthreads);
+            size_t r0 = p->r0[i];
+            float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
+            PHASE(RMU_PH_ROPE, rmu_rope_forward(ws->q + r0 * qd, ws->pos_ids + r0, n[i], H, hd, s->rope_cos, s->rope_sin);
+                  rmu_rope_forward(ws->k + r0 * kvd, ws->pos_ids + r0, n[i], KV, hd, s->rope_cos, s->rope_sin);
+                  cache_store(kc, vc, ws->k + r0 * kvd, ws->v + r0 * kvd, n[i], s->pos, KV, hd, s->ctx));
+            PHASE(RMU_PH_ATTN, rmu_attention_cached_forward(ws->att_out + r0 * qd, ws->q + r0 * qd, kc, vc, s->ctx,
+                                                            n[i], s->pos, H, KV, hd, c->sliding_window, ws->att,
+                                                            ws->nthreads));
         }
-        rows_linear(ws->x, ws->att_out, &L->wo, p, 1); /* x += attn(x) Wo^T */
+        PHASE_CALL(RMU_PH_WO, rows_linear(ws->x, ws->att_out, &L->wo, p, 1, pr, e)); /* x += attn(x) Wo^T */
         /* MLP block */
-        rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->mlp_norm, p->R, C, c->rms_norm_eps);
-        rows_linear(ws->hb, ws->xb, &L->w_gate, p, 0);
-        rows_linear(ws->hb2, ws->xb, &L->w_up, p, 0);
-        rmu_swiglu_forward(ws->hb, ws->hb, ws->hb2, (size_t)p->R * F);
-        rows_linear(ws->x, ws->hb, &L->w_down, p, 1); /* x += mlp(x) */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->mlp_norm, p->R, C, c->rms_norm_eps));
+        float *gu[2] = {ws->hb, ws->hb2};
+        const rmu_weight *wgu[2] = {&L->w_gate, &L->w_up};
+        PHASE_CALL(RMU_PH_GATE_UP, rows_multi(gu, wgu, 2, ws->xb, p, 0, pr, e));
+        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(ws->hb, ws->hb, ws->hb2, (size_t)p->R * F));
+        PHASE_CALL(RMU_PH_DOWN, rows_linear(ws->x, ws->hb, &L->w_down, p, 1, pr, e)); /* x += mlp(x) */
     }
     for (int i = 0; i < nslots; i++) slots[i]->pos += n[i];
+    return 0;
 }
 
 /* Row order: rows of 1-token slots first (in slot order), then the others. */
@@ -292,6 +387,8 @@ static void plan_rows(const int *n, int nslots, int *r0, row_plan *p) {
 static int rows_logits(const rmu_model *m, const int *n, const int *want, int nslots, const row_plan *p,
                        rmu_batch_ws *ws, float *logits, rmu_err *e) {
     const rmu_config *c = &m->cfg;
+    rmu_prof *prof = ws->prof;
+    rmu_prec pr = m->precision;
     int C = c->hidden_size, V = c->vocab_size, run = 0; /* last rows gathered in xb, not yet multiplied */
     float *out = logits;
     for (int i = 0; i <= nslots; i++) {
@@ -299,27 +396,31 @@ static int rows_logits(const rmu_model *m, const int *n, const int *want, int ns
         if (w == 0) continue;
         if (w == 1 || (w == 2 && n[i] == 1)) { /* a last row: joins the run (one lm_head read per 4 rows) */
             const float *x = ws->x + ((size_t)p->r0[i] + n[i] - 1) * C;
-            rmu_rmsnorm_forward(ws->xb + (size_t)run * C, NULL, x, &m->final_norm, 1, C, c->rms_norm_eps);
+            PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb + (size_t)run * C, NULL, x, &m->final_norm, 1, C,
+                                                   c->rms_norm_eps));
             if (++run < ROWS_PATH_MAX && i + 1 < nslots) continue;
         }
         if (run) {
-            rmu_linear_forward(out, ws->xb, &m->lm_head, run, 0);
+            PHASE_CALL(RMU_PH_LOGITS, rmu_linear_forward(out, ws->xb, &m->lm_head, run, 0, pr, e));
             out += (size_t)run * V;
             run = 0;
         }
         if (w != 2 || n[i] == 1) continue;
-        rmu_rmsnorm_forward(ws->xb, NULL, ws->x + (size_t)p->r0[i] * C, &m->final_norm, n[i], C, c->rms_norm_eps);
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x + (size_t)p->r0[i] * C, &m->final_norm, n[i], C,
+                                               c->rms_norm_eps));
         int nb = n[i] < BLOCKED_MIN ? BLOCKED_MIN : n[i];
         float *y = out;
         if (nb > n[i]) {
             if (!(y = malloc(sizeof(float) * nb * V))) return rmu_errf(e, "forward: out of memory");
             memset(ws->xb + (size_t)n[i] * C, 0, sizeof(float) * (nb - n[i]) * C);
         }
-        rmu_linear_forward(y, ws->xb, &m->lm_head, nb, 0);
+        int rc;
+        PHASE(RMU_PH_LOGITS, rc = rmu_linear_forward(y, ws->xb, &m->lm_head, nb, 0, pr, e));
         if (y != out) {
-            memcpy(out, y, sizeof(float) * n[i] * V);
+            if (!rc) memcpy(out, y, sizeof(float) * n[i] * V);
             free(y);
         }
+        if (rc) return -1;
         out += (size_t)n[i] * V;
     }
     return 0;
@@ -333,10 +434,11 @@ static int check_tokens(const rmu_config *c, const int *tokens, int n, const cha
 }
 
 /* The state's own scratch as a one-slot workspace. */
-static rmu_batch_ws state_ws(rmu_state *s, int *tok) {
+static rmu_batch_ws state_ws(rmu_state *s) {
     return (rmu_batch_ws){.max_rows = s->max_batch, .max_slots = 1, .nthreads = s->nthreads, .x = s->x, .xb = s->xb,
                           .q = s->q, .k = s->k, .v = s->v, .att_out = s->att_out, .hb = s->hb, .hb2 = s->hb2,
-                          .att = s->att, .pos_ids = s->pos_ids, .tok = tok};
+                          .att = s->att, .pos_ids = s->pos_ids, .tok = s->pos_ids + scratch_rows(s->max_batch),
+                          .prof = s->prof};
 }
 
 /* Chunk of a single sequence: at most max_batch tokens, never leaving a 1-token tail (a
@@ -355,14 +457,13 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
         return rmu_errf(e, "forward: %d tokens do not fit the context (%d cached, context %d)", n, s->pos, s->ctx);
     if (check_tokens(c, tokens, n, "forward", e)) return -1;
     int V = c->vocab_size;
+    rmu_batch_ws ws = state_ws(s);
     for (int i0 = 0, nb; i0 < n; i0 += nb) {
         nb = chunk_len(n - i0, s->max_batch);
         int r0, want = !logits ? 0 : all ? 2 : i0 + nb == n;
-        int *tok = s->pos_ids + scratch_rows(s->max_batch); /* the state allocates room for both */
-        rmu_batch_ws ws = state_ws(s, tok);
         row_plan p;
         plan_rows(&nb, 1, &r0, &p);
-        forward_rows(m, &s, tokens + i0, &nb, 1, &ws, c->n_layers - 1, &p);
+        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, c->n_layers - 1, &p, e)) return -1;
         if (want && rows_logits(m, &nb, &want, 1, &p, &ws, all ? logits + (size_t)i0 * V : logits, e)) return -1;
     }
     return 0;
@@ -380,8 +481,6 @@ int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const in
         if (s->pos + nrows[i] > s->ctx)
             return rmu_errf(e, "forward_rows: slot %d: %d tokens do not fit the context (%d cached, context %d)", i,
                             nrows[i], s->pos, s->ctx);
-        if (s->ctx > ws->ctx)
-            return rmu_errf(e, "forward_rows: slot %d has context %d, the workspace %d", i, s->ctx, ws->ctx);
         for (int j = 0; j < i; j++)
             if (slots[j] == s) return rmu_errf(e, "forward_rows: slot %d appears twice", i);
         R += nrows[i];
@@ -390,19 +489,17 @@ int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const in
     if (check_tokens(c, tokens, R, "forward_rows", e)) return -1;
     row_plan p;
     plan_rows(nrows, nslots, ws->r0, &p);
-    forward_rows(m, slots, tokens, nrows, nslots, ws, c->n_layers - 1, &p);
+    if (forward_rows(m, slots, tokens, nrows, nslots, ws, c->n_layers - 1, &p, e)) return -1;
     return logits ? rows_logits(m, nrows, want, nslots, &p, ws, logits, e) : 0;
 }
 
-int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, int ctx, rmu_err *e) {
+int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, rmu_err *e) {
     memset(ws, 0, sizeof *ws);
     const rmu_config *c = &m->cfg;
-    if (max_rows <= 0 || max_slots <= 0 || ctx <= 0)
-        return rmu_errf(e, "batch workspace: rows %d, slots %d and context %d must be positive", max_rows, max_slots,
-                        ctx);
+    if (max_rows <= 0 || max_slots <= 0)
+        return rmu_errf(e, "batch workspace: rows %d and slots %d must be positive", max_rows, max_slots);
     ws->max_rows = max_rows;
     ws->max_slots = max_slots;
-    ws->ctx = ctx;
     ws->nthreads = omp_get_max_threads();
     size_t B = scratch_rows(max_rows), C = c->hidden_size, F = c->intermediate_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
@@ -414,7 +511,8 @@ int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int ma
     ws->att_out = malloc(B * qd * sizeof(float));
     ws->hb = malloc(B * F * sizeof(float));
     ws->hb2 = malloc(B * F * sizeof(float));
-    ws->att = malloc((size_t)ws->nthreads * ctx * sizeof(float));
+    ws->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, c->head_dim, ws->nthreads) *
+                     sizeof(float));
     ws->pos_ids = malloc(B * sizeof(int));
     ws->tok = malloc(B * sizeof(int));
     ws->r0 = malloc((size_t)max_slots * sizeof(int));
@@ -439,13 +537,13 @@ int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n,
     if (check_tokens(c, tokens, n, "hidden", e)) return -1;
     rmu_state_reset(s);
     int C = c->hidden_size;
+    rmu_batch_ws ws = state_ws(s);
     for (int i0 = 0, nb; i0 < n; i0 += nb) {
         nb = chunk_len(n - i0, s->max_batch);
         int r0;
-        rmu_batch_ws ws = state_ws(s, s->pos_ids + scratch_rows(s->max_batch));
         row_plan p;
         plan_rows(&nb, 1, &r0, &p);
-        forward_rows(m, &s, tokens + i0, &nb, 1, &ws, layer, &p);
+        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, layer, &p, e)) return -1;
         memcpy(out + (size_t)i0 * C, s->x, sizeof(float) * nb * C);
     }
     return 0;

@@ -2,7 +2,8 @@
  * forward pass with a KV cache. Prefix rmu_model_ (weights) and rmu_state_ (run state).
  *
  * Weights are pointers into the safetensors mmap (no copy); every matmul reads them in
- * their file dtype (F32/F16/BF16) and computes in fp32. */
+ * their file dtype (F32/F16/BF16) and computes in the model's precision (bf16 products with
+ * fp32 sums for BF16 weights by default, or exact fp32; rmu_model_set_precision). */
 #ifndef RMU_MODEL_H
 #define RMU_MODEL_H
 
@@ -11,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/err.h"
 #include "io/safetensors.h"
+#include "kernels/gemm.h"
 #include "model/config.h"
 
 /* A 2-D weight [rows, cols] row-major; a linear layer y = x W^T has rows = out, cols = in.
@@ -35,6 +37,7 @@ typedef struct rmu_model {
     rmu_weight final_norm;  /* [C] */
     rmu_weight lm_head;     /* [V, C]; == embed when tied */
     rmu_layer *layers;      /* [n_layers] */
+    rmu_prec precision;     /* of every matmul; AUTO (the default): bf16 iff the weight is BF16 */
     char dir[4096];
 } rmu_model;
 
@@ -42,22 +45,53 @@ typedef struct rmu_model {
  * configured shape; missing, extra and mis-shaped tensors are reported by name. */
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e);
 void rmu_model_free(rmu_model *m);
+/* Arithmetic of the matmuls (kernels/gemm.h): RMU_PREC_AUTO (bf16 for BF16 weights, what a
+ * bf16 PyTorch run computes), RMU_PREC_BF16 or RMU_PREC_FP32 (exact fp32 everywhere). */
+void rmu_model_set_precision(rmu_model *m, rmu_prec p);
 /* HF name of a weight, e.g. "model.layers.3.mlp.down_proj.weight"; returns a pointer into
  * the model (lets train/unlearn swap a weight's data for an fp32 master copy). */
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);
 /* Bytes of all weights (what one decode step reads). */
 size_t rmu_model_weight_bytes(const rmu_model *m);
 
+/* Phases of an inference forward pass, for profiling (rmu_state.prof). The matmul phases
+ * (QKV, WO, GATE_UP, DOWN, LOGITS) are GEMVs in decode; the rest is everything else. */
+typedef enum {
+    RMU_PH_EMBED,   /* embedding row lookup */
+    RMU_PH_NORM,    /* RMSNorms (two per layer, the final one) */
+    RMU_PH_QKV,     /* q/k/v projections */
+    RMU_PH_ROPE,    /* RoPE of q and k, new keys/values into the cache */
+    RMU_PH_ATTN,    /* attention over the cache */
+    RMU_PH_WO,      /* o projection + residual add */
+    RMU_PH_GATE_UP, /* gate/up projections */
+    RMU_PH_SWIGLU,  /* SwiGLU */
+    RMU_PH_DOWN,    /* down projection + residual add */
+    RMU_PH_LOGITS,  /* LM head */
+    RMU_PH_COUNT
+} rmu_phase;
+
+/* Seconds per phase, summed over forward calls: wall clock and the calling thread's CPU
+ * time (with one thread, CPU time is what the phase cost, whatever else the machine runs). */
+typedef struct rmu_prof {
+    double wall[RMU_PH_COUNT], cpu[RMU_PH_COUNT];
+} rmu_prof;
+
+const char *rmu_phase_name(rmu_phase p);
+int rmu_phase_is_matmul(rmu_phase p);
+
 /* Run state: KV cache for one sequence of up to ctx tokens and scratch for up to
- * max_batch tokens per forward call. */
+ * max_batch tokens per forward call. All memory is allocated by rmu_state_init: a forward
+ * call allocates nothing. */
 typedef struct rmu_state {
     int ctx, max_batch, pos;
-    float *kcache, *vcache;   /* [n_layers, ctx, KV*hd] */
+    float *kcache, *vcache;   /* [n_layers, KV, ctx, hd]: head-major, so attention streams one
+                               * head's keys/values from contiguous memory */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* scratch [max_batch, ...] */
-    float *att;               /* [threads, ctx] attention scores */
+    float *att;               /* attention scratch (rmu_attention_scratch_floats) */
     float *rope_cos, *rope_sin; /* [ctx, hd/2] */
     int *pos_ids;             /* [max_batch] */
     int nthreads;
+    rmu_prof *prof;           /* NULL, or forward calls add their phase times here */
 } rmu_state;
 
 int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu_err *e);
@@ -72,15 +106,16 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
                       rmu_err *e);
 
 /* Scratch for rmu_model_forward_rows: up to max_rows rows in all, from up to max_slots
- * slots whose contexts are at most ctx. */
+ * slots. */
 typedef struct rmu_batch_ws {
-    int max_rows, max_slots, ctx, nthreads;
+    int max_rows, max_slots, nthreads;
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* [max_rows + padding, ...] */
-    float *att;  /* [nthreads, ctx] */
+    float *att;     /* attention scratch (rmu_attention_scratch_floats) */
     int *pos_ids, *tok, *r0;
+    rmu_prof *prof; /* NULL, or forward calls add their phase times here */
 } rmu_batch_ws;
 
-int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, int ctx, rmu_err *e);
+int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, rmu_err *e);
 void rmu_batch_ws_free(rmu_batch_ws *ws);
 
 /* One forward over several sequences at once (continuous batching): slot i feeds nrows[i]

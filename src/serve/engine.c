@@ -424,10 +424,11 @@ static void assign(rmu_eng *g, seq *s) {
     int reuse = breuse;
     if (src >= 0 && src != best && sreuse > breuse) {
         const slot *from = &g->slots[src];
-        size_t kvd = (size_t)g->m->cfg.n_kv_heads * g->m->cfg.head_dim, ctx = g->o.ctx;
-        for (int l = 0; l < g->m->cfg.n_layers; l++) {
-            memcpy(sl->st.kcache + l * ctx * kvd, from->st.kcache + l * ctx * kvd, sizeof(float) * sreuse * kvd);
-            memcpy(sl->st.vcache + l * ctx * kvd, from->st.vcache + l * ctx * kvd, sizeof(float) * sreuse * kvd);
+        /* head-major caches [layer, kv head, ctx, hd]: one stretch per (layer, head) */
+        size_t hd = g->m->cfg.head_dim, ctx = g->o.ctx, nh = (size_t)g->m->cfg.n_layers * g->m->cfg.n_kv_heads;
+        for (size_t h = 0; h < nh; h++) {
+            memcpy(sl->st.kcache + h * ctx * hd, from->st.kcache + h * ctx * hd, sizeof(float) * sreuse * hd);
+            memcpy(sl->st.vcache + h * ctx * hd, from->st.vcache + h * ctx * hd, sizeof(float) * sreuse * hd);
         }
         memcpy(sl->ids, from->ids, sizeof(int) * sreuse);
         reuse = sreuse;
@@ -635,7 +636,7 @@ rmu_eng *rmu_eng_create(const rmu_model *m, const rmu_tokenizer *t, const rmu_en
         rmu_errf(e, "out of memory");
         goto fail;
     }
-    if (rmu_batch_ws_init(&g->ws, m, rows, o->parallel, o->ctx, e)) goto fail;
+    if (rmu_batch_ws_init(&g->ws, m, rows, o->parallel, e)) goto fail;
     for (int i = 0; i < o->parallel; i++) {
         if (rmu_state_init(&g->slots[i].st, m, o->ctx, 1, e)) goto fail;
         if (!(g->slots[i].ids = malloc(sizeof(int) * o->ctx))) {

@@ -54,13 +54,10 @@ int rmu_tok_stream_push(rmu_tok_stream *s, int id, char *out, size_t cap);
 /* Emits any pending incomplete bytes as U+FFFD. Returns bytes written. */
 int rmu_tok_stream_flush(rmu_tok_stream *s, char *out, size_t cap);
 
-/* Writes DIR/tokenizer.json + DIR/tokenizer_config.json for a synthetic Llama-style
- * tokenizer of exactly vocab_size pieces: <unk> <s> </s>, the 256 byte-fallback pieces
- * <0x00>..<0xFF>, then "▁" and BPE merges learned from `corpus` (may be NULL: then filler
- * pieces) to fill the vocab. Legacy normalizer form. Used by `rmu init` and the demo. */
-int rmu_tok_write_synthetic(const char *dir, int vocab_size, const char *corpus, size_t corpus_len, rmu_err *e);
-
-/* Additions. */
+/* Length of the valid UTF-8 character at s (strict, as Rust's from_utf8: no overlongs, no
+ * surrogates, at most U+10FFFF; avail >= 1 bytes readable), or 0 when the bytes there are
+ * not one. */
+int rmu_tok_utf8_len(const unsigned char *s, size_t avail);
 
 /* Loads tokenizer.json from text already in memory (len bytes, need not be NUL-terminated);
  * name is the file name used in messages. tokenizer_config.json defaults apply (BOS "<s>"

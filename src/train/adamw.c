@@ -22,6 +22,20 @@ void rmu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, lo
     }
 }
 
+void rmu_adamw_hf_update(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
+                         const rmu_adamw_cfg *c) {
+    double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
+    float step_size = (float)(lr * sqrt(bc2) / bc1), b1 = (float)c->beta1, b2 = (float)c->beta2;
+    float eps = (float)c->eps, decay = (float)(1.0 - lr * c->weight_decay);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) + eps);
+        if (c->weight_decay > 0) p[i] *= decay;
+    }
+}
+
 #define SUMSQ_CHUNK 65536
 
 double rmu_adamw_sumsq(const float *g, size_t n) {

@@ -1,4 +1,5 @@
-/* adamw.h - AdamW with torch.optim.AdamW semantics, global-norm gradient clipping as
+/* adamw.h - AdamW with torch.optim.AdamW semantics (and transformers.AdamW's, which the
+ * WMDP reference uses), global-norm gradient clipping as
  * torch.nn.utils.clip_grad_norm_, and the learning-rate schedules of transformers'
  * get_*_schedule_with_warmup. Prefix rmu_adamw_. All reductions are in a fixed order
  * (independent of the thread count) so training is bit-reproducible. */
@@ -20,6 +21,14 @@ typedef struct rmu_adamw_cfg {
  *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
 void rmu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
                       const rmu_adamw_cfg *c);
+
+/* One step of transformers.AdamW (correct_bias=True), the optimizer of the WMDP reference
+ * and the source of its eps 1e-6: eps is added to sqrt(v) before the bias corrections are
+ * folded into the step size, and weight decay is applied after the update:
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps);  p *= 1 - lr*wd */
+void rmu_adamw_hf_update(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
+                         const rmu_adamw_cfg *c);
 
 /* Sum of squares of g[n] in double, in fixed chunks. */
 double rmu_adamw_sumsq(const float *g, size_t n);

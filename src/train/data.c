@@ -1,3 +1,4 @@
+/* data.c - corpus reader, tokenizing, packing and batch order (see data.h). */
 #include "train/data.h"
 
 #include <jansson.h>
@@ -6,23 +7,21 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "core/util.h"
 #include "tokenizer/tokenizer.h"
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-static int add_doc(rmu_data_docs *d, size_t *cap, const char *s, size_t len, rmu_err *e) {
-    if (d->n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
+static int add_doc(rmu_data_docs *d, const char *s, size_t len, rmu_err *e) {
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? d->cap * 2 : 64;
         char **nt = realloc(d->text, nc * sizeof *nt);
         if (!nt) return rmu_errf(e, "out of memory reading the corpus");
         d->text = nt;
         size_t *nl = realloc(d->len, nc * sizeof *nl);
         if (!nl) return rmu_errf(e, "out of memory reading the corpus");
         d->len = nl;
-        *cap = nc;
+        d->cap = nc;
     }
     char *t = malloc(len + 1);
     if (!t) return rmu_errf(e, "out of memory reading the corpus");
@@ -42,40 +41,25 @@ static int json_text(json_t *v, const char *field, const char **s, size_t *len) 
     return 0;
 }
 
-static int read_jsonl(rmu_data_docs *d, size_t *cap, const char *path, const char *buf, size_t n, const char *field,
-                      rmu_err *e) {
-    size_t i = 0;
-    long line = 0;
-    while (i < n) {
-        size_t j = i;
-        while (j < n && buf[j] != '\n') j++;
-        line++;
-        size_t k = i;
-        while (k < j && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r')) k++;
-        if (k < j) {
-            json_error_t je;
-            json_t *v = json_loadb(buf + i, j - i, 0, &je);
-            if (!v) return rmu_errf(e, "%s:%ld: malformed JSON (%s)", path, line, je.text);
-            const char *s;
-            size_t len;
-            if (!json_is_object(v) || json_text(v, field, &s, &len)) {
-                json_decref(v);
-                return rmu_errf(e, "%s:%ld: expected a JSON object with a string field \"%s\"", path, line, field);
-            }
-            int rc = len ? add_doc(d, cap, s, len, e) : 0; /* empty texts carry nothing */
-            json_decref(v);
-            if (rc) return -1;
-        }
-        i = j + 1;
-    }
-    return 0;
+typedef struct {
+    rmu_data_docs *d;
+    const char *path, *field;
+} line_ctx;
+
+static int on_line(void *ud, json_t *v, long line, rmu_err *e) {
+    line_ctx *c = ud;
+    const char *s;
+    size_t len;
+    if (!json_is_object(v) || json_text(v, c->field, &s, &len))
+        return rmu_errf(e, "%s:%ld: expected a JSON object with a string field \"%s\"", c->path, line, c->field);
+    return len ? add_doc(c->d, s, len, e) : 0; /* empty texts carry nothing */
 }
 
-static int read_json(rmu_data_docs *d, size_t *cap, const char *path, const char *buf, size_t n, const char *field,
-                     rmu_err *e) {
+static int read_array(rmu_data_docs *d, const char *path, const char *buf, size_t n, const char *field,
+                      rmu_err *e) {
     json_error_t je;
     json_t *root = json_loadb(buf, n, 0, &je);
-    if (!root) return rmu_errf(e, "%s:%d: malformed JSON (%s)", path, je.line, je.text);
+    if (!root) return rmu_errf(e, "%s:%d: invalid JSON: %s", path, je.line, je.text);
     if (!json_is_array(root)) {
         json_decref(root);
         return rmu_errf(e, "%s: expected a JSON array of strings or of objects with a string field \"%s\"", path,
@@ -91,7 +75,7 @@ static int read_json(rmu_data_docs *d, size_t *cap, const char *path, const char
             return rmu_errf(e, "%s: element %zu is not a string or an object with a string field \"%s\"", path, i,
                             field);
         }
-        if (len && add_doc(d, cap, s, len, e)) {
+        if (len && add_doc(d, s, len, e)) {
             json_decref(root);
             return -1;
         }
@@ -100,49 +84,66 @@ static int read_json(rmu_data_docs *d, size_t *cap, const char *path, const char
     return 0;
 }
 
-static int read_text(rmu_data_docs *d, size_t *cap, const char *buf, size_t n, rmu_err *e) {
+/* One document per non-blank line, with its line break ("\r\n" -> "\n"). */
+static int read_text(rmu_data_docs *d, const char *buf, size_t n, rmu_err *e) {
     size_t i = 0;
     while (i < n) {
-        size_t j = i;
-        while (j < n && buf[j] != '\n') j++;
-        size_t end = j > i && buf[j - 1] == '\r' ? j - 1 : j;
-        if (end > i && add_doc(d, cap, buf + i, end - i, e)) return -1;
+        const char *nl = memchr(buf + i, '\n', n - i);
+        size_t j = nl ? (size_t)(nl - buf) : n, end = j, k = i;
+        if (end > i && buf[end - 1] == '\r') end--;
+        while (k < end && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' || buf[k] == '\f' || buf[k] == '\v')) k++;
+        if (k < end) {
+            /* with the byte after the text: "\n", or the "\r" of a CRLF, written as "\n" */
+            if (add_doc(d, buf + i, end - i + (nl ? 1 : 0), e)) return -1;
+            if (nl) d->text[d->n - 1][end - i] = '\n';
+        }
         i = j + 1;
     }
     return 0;
 }
 
+static void docs_truncate(rmu_data_docs *d, size_t n) {
+    while (d->n > n) free(d->text[--d->n]);
+}
+
+int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, char *sha_hex, rmu_err *e) {
+    if (!field) field = "text";
+    size_t n0 = d->n, n;
+    char *buf = rmu_file_read_all(path, &n, e);
+    if (!buf) return -1;
+    if (sha_hex) rmu_sha256_hex(buf, n, sha_hex);
+    int rc;
+    if (rmu_ends_with(path, ".jsonl") || rmu_ends_with(path, ".ndjson") ||
+        (rmu_ends_with(path, ".json") && !rmu_json_is_array_text(buf, n))) {
+        line_ctx c = {d, path, field};
+        rc = rmu_jsonl_parse(path, buf, n, 0, on_line, &c, e);
+    } else {
+        const char *b = buf;
+        size_t m = n;
+        if (m >= 3 && !memcmp(b, "\xEF\xBB\xBF", 3)) b += 3, m -= 3; /* UTF-8 byte order mark */
+        rc = rmu_ends_with(path, ".json") ? read_array(d, path, b, m, field, e) : read_text(d, b, m, e);
+    }
+    free(buf);
+    if (!rc && d->n == n0) rc = rmu_errf(e, "%s: no training text in this file (empty corpus)", path);
+    if (rc) docs_truncate(d, n0);
+    return rc;
+}
+
 int rmu_data_read(rmu_data_docs *d, const char *files, const char *field, rmu_err *e) {
     memset(d, 0, sizeof *d);
-    if (!field) field = "text";
-    size_t cap = 0;
     const char *p = files;
-    if (!*files) return rmu_errf(e, "--data: no file given");
+    if (!files || !*files) return rmu_errf(e, "no corpus file given");
     while (*p) {
         const char *c = strchr(p, ',');
         size_t l = c ? (size_t)(c - p) : strlen(p);
         char path[4096];
         if (l == 0 || l >= sizeof path) {
             rmu_data_docs_free(d);
-            return rmu_errf(e, "--data: empty or too long file name in '%s'", files);
+            return rmu_errf(e, "empty or too long file name in '%s'", files);
         }
         memcpy(path, p, l);
         path[l] = 0;
-        size_t n0 = d->n, n;
-        char *buf = rmu_file_read_all(path, &n, e);
-        if (!buf) {
-            rmu_data_docs_free(d);
-            return -1;
-        }
-        const char *b = buf;
-        if (n >= 3 && !memcmp(b, "\xEF\xBB\xBF", 3)) b += 3, n -= 3; /* UTF-8 byte order mark */
-        int rc;
-        if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson")) rc = read_jsonl(d, &cap, path, b, n, field, e);
-        else if (ends_with(path, ".json")) rc = read_json(d, &cap, path, b, n, field, e);
-        else rc = read_text(d, &cap, b, n, e);
-        free(buf);
-        if (!rc && d->n == n0) rc = rmu_errf(e, "%s: no training text in this file (empty corpus)", path);
-        if (rc) {
+        if (rmu_data_read_file(d, path, field, NULL, e)) {
             rmu_data_docs_free(d);
             return -1;
         }
@@ -161,7 +162,7 @@ void rmu_data_docs_free(rmu_data_docs *d) {
 
 int rmu_data_build(rmu_data *d, int *const *ids, const int *lens, size_t ndocs, int seq_len, int pack, rmu_err *e) {
     memset(d, 0, sizeof *d);
-    if (seq_len < 2) return rmu_errf(e, "--seq-len must be at least 2, got %d", seq_len);
+    if (seq_len < 2) return rmu_errf(e, "seq_len: must be at least 2, got %d", seq_len);
     size_t total = 0;
     for (size_t i = 0; i < ndocs; i++) total += (size_t)lens[i];
     size_t maxseq = pack ? total / seq_len + 1 : ndocs;
@@ -257,13 +258,6 @@ void rmu_data_free(rmu_data *d) {
 
 long rmu_data_steps_per_epoch(const rmu_data *d, int B) { return ((long)d->nseq + B - 1) / B; }
 
-uint64_t rmu_data_splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 uint64_t rmu_data_epoch_seed(uint64_t seed, long epoch) { return seed ^ ((uint64_t)(epoch + 1) * 0xd1b54a32d192ed03ull); }
 
 void rmu_data_epoch_order(const rmu_data *d, uint64_t seed, long epoch, int *perm) {
@@ -271,7 +265,7 @@ void rmu_data_epoch_order(const rmu_data *d, uint64_t seed, long epoch, int *per
     for (int i = 0; i < d->nseq; i++) perm[i] = i;
     for (int i = d->nseq - 1; i > 0; i--) {
         /* unbiased enough: 64-bit draw modulo a 31-bit range */
-        int j = (int)(rmu_data_splitmix(&st) % (uint64_t)(i + 1));
+        int j = (int)(rmu_rng_next(&st) % (uint64_t)(i + 1));
         int t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;

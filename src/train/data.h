@@ -1,10 +1,20 @@
-/* data.h - training corpora: reading documents, tokenizing, packing into fixed-length
- * sequences and the deterministic batch order. Prefix rmu_data_.
+/* data.h - training corpora: the one corpus reader of the tree (`rmu train`, `rmu unlearn`
+ * and the demo all read through it), tokenizing, packing into fixed-length sequences and the
+ * deterministic batch order. Prefix rmu_data_.
  *
- * Input formats (by file name): *.jsonl / *.ndjson - one JSON object per line, the text in
- * a string field ("text" unless --field; blank lines skipped); *.json - an array of
- * strings or of objects with that field; anything else - plain text, one document per
- * non-empty line (as the `datasets` "text" loader).
+ * Corpus files: one meaning per file name, for every command.
+ *   *.jsonl, *.ndjson - JSON Lines: one object per line, its text in a string field ("text"
+ *     unless another field is named).
+ *   *.json - a JSON array (of strings, or of objects with that field) when the file starts
+ *     with '[' (after a BOM and whitespace); otherwise JSON Lines as above (the `datasets`
+ *     "json" loader accepts both under .json).
+ *   anything else - plain text: one document per line that is not blank (whitespace only),
+ *     each keeping its line break, "\r\n" normalised to "\n" (the last line keeps none if the
+ *     file has none) - the rows of Hugging Face's wikitext, which the WMDP reference trains on.
+ * Everywhere: a UTF-8 BOM at the start is skipped; JSON Lines follow src/core/json.h (blank
+ * lines skipped, a "\r" before "\n" dropped, errors name PATH:LINE); empty texts are skipped;
+ * documents keep file order; a file with no document is an error. A file is read once: its
+ * SHA-256 comes from the same bytes.
  *
  * Sequences: every document is tokenized with BOS when the tokenizer adds one
  * (tokenizer_config add_bos_token) and EOS appended, so the model learns where texts end.
@@ -17,9 +27,9 @@
  * Sequences shorter than 2 tokens (nothing to predict) are dropped.
  *
  * Order: every epoch is a fresh Fisher-Yates permutation of the sequences drawn from a
- * SplitMix64 stream seeded by (seed, epoch), cut into batches of B (the last batch of an
- * epoch may be smaller). Batch k is a pure function of (seed, k), so a resumed run needs
- * only the step count. */
+ * SplitMix64 stream (src/core/rng.h) seeded by (seed, epoch), cut into batches of B (the last
+ * batch of an epoch may be smaller). Batch k is a pure function of (seed, k), so a resumed
+ * run needs only the step count. */
 #ifndef RMU_DATA_H
 #define RMU_DATA_H
 
@@ -31,14 +41,17 @@
 typedef struct rmu_tokenizer rmu_tokenizer;
 
 typedef struct rmu_data_docs {
-    size_t n;
+    size_t n, cap;
     char **text;
     size_t *len;
 } rmu_data_docs;
 
-/* Reads every file of the comma-separated list. Errors name the file (and line for
- * JSONL): unreadable file, malformed JSON, a missing or non-string field, a file with no
- * document. field NULL = "text". */
+/* Appends the documents of one file (formats above; field NULL = "text"). sha_hex (65 bytes,
+ * may be NULL) gets the SHA-256 of the file's bytes. Errors name the file (and line for JSON
+ * Lines): unreadable file, malformed JSON, a missing or non-string field, no document. On
+ * error d keeps what it had before the call. */
+int rmu_data_read_file(rmu_data_docs *d, const char *path, const char *field, char *sha_hex, rmu_err *e);
+/* Reads every file of the comma-separated list into a fresh d. */
 int rmu_data_read(rmu_data_docs *d, const char *files, const char *field, rmu_err *e);
 void rmu_data_docs_free(rmu_data_docs *d);
 
@@ -71,7 +84,5 @@ void rmu_data_batch(const rmu_data *d, const int *perm, long index, int B, int p
 /* The SplitMix64 state an epoch's order starts from (the whole RNG state of a run is
  * seed + epoch + batch index). */
 uint64_t rmu_data_epoch_seed(uint64_t seed, long epoch);
-/* SplitMix64 step (the one random stream of training). */
-uint64_t rmu_data_splitmix(uint64_t *state);
 
 #endif

@@ -8,16 +8,16 @@
 #define MAX_PATS 65536
 
 static int push(rmu_glob *g, int *cap, const char *s, size_t len, rmu_err *e) {
-    if (g->n >= MAX_PATS) return rmu_errf(e, "--trainable: brace expansion gives more than %d patterns", MAX_PATS);
+    if (g->n >= MAX_PATS) return rmu_errf(e, "brace expansion gives more than %d patterns", MAX_PATS);
     if (g->n == *cap) {
         int nc = *cap ? *cap * 2 : 16;
         char **np = realloc(g->pats, sizeof(char *) * nc);
-        if (!np) return rmu_errf(e, "--trainable: out of memory");
+        if (!np) return rmu_errf(e, "out of memory");
         g->pats = np;
         *cap = nc;
     }
     char *p = malloc(len + 1);
-    if (!p) return rmu_errf(e, "--trainable: out of memory");
+    if (!p) return rmu_errf(e, "out of memory");
     memcpy(p, s, len);
     p[len] = 0;
     g->pats[g->n++] = p;
@@ -49,18 +49,18 @@ static int expand(rmu_glob *g, int *cap, const char *item, const char *s, size_t
         if (s[i] == '{') {
             if (depth++ == 0) open = i;
         } else if (s[i] == '}') {
-            if (--depth < 0) return rmu_errf(e, "--trainable: unbalanced '}' in '%s'", item);
+            if (--depth < 0) return rmu_errf(e, "unbalanced '}' in '%s'", item);
             if (depth == 0) {
                 const char *in = s + open + 1;
                 size_t inlen = i - open - 1, suf = len - i - 1;
                 long lo, hi;
                 char *buf = malloc(len + 64);
-                if (!buf) return rmu_errf(e, "--trainable: out of memory");
+                if (!buf) return rmu_errf(e, "out of memory");
                 int rc = 0;
                 if (parse_range(in, inlen, &lo, &hi)) {
                     if (labs(hi - lo) >= MAX_PATS) {
                         free(buf);
-                        return rmu_errf(e, "--trainable: range {%ld..%ld} too large in '%s'", lo, hi, item);
+                        return rmu_errf(e, "range {%ld..%ld} too large in '%s'", lo, hi, item);
                     }
                     long step = lo <= hi ? 1 : -1;
                     for (long v = lo;; v += step) {
@@ -93,7 +93,7 @@ static int expand(rmu_glob *g, int *cap, const char *item, const char *s, size_t
             }
         }
     }
-    if (depth) return rmu_errf(e, "--trainable: unbalanced '{' in '%s'", item);
+    if (depth) return rmu_errf(e, "unbalanced '{' in '%s'", item);
     return push(g, cap, s, len, e);
 }
 
@@ -112,13 +112,13 @@ int rmu_glob_compile(rmu_glob *g, const char *spec, rmu_err *e) {
             char item[1024];
             if (t - s >= sizeof item) {
                 rmu_glob_free(g);
-                return rmu_errf(e, "--trainable: pattern too long (%zu characters)", t - s);
+                return rmu_errf(e, "pattern too long (%zu characters)", t - s);
             }
             memcpy(item, spec + s, t - s);
             item[t - s] = 0;
             if (!*item) {
                 rmu_glob_free(g);
-                return rmu_errf(e, "--trainable: empty pattern in '%s'", spec);
+                return rmu_errf(e, "empty pattern in '%s'", spec);
             }
             if (expand(g, &cap, item, item, t - s, e)) {
                 rmu_glob_free(g);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/attention.h"
 #include "model/layers.h"
 #include "train/glob.h"
 
@@ -32,16 +33,27 @@ static int eligible(const rmu_model *m, const char *name) {
     return 1;
 }
 
-/* Picks the trainable names; fills tr->params (names, sizes, slots) and counts. */
+static const char *sel_field(const rmu_tr *tr) { return tr->opts.field ? tr->opts.field : "trainable"; }
+
+/* Picks the trainable names (patterns and explicit names); fills tr->params (names, sizes,
+ * slots) and counts. */
 static int select_params(rmu_tr *tr, rmu_err *e) {
     rmu_model *m = tr->m;
-    const char *spec = tr->opts.trainable;
+    const char *spec = tr->opts.trainable, *field = sel_field(tr);
+    int nn = tr->opts.n_names > 0 ? tr->opts.n_names : 0;
     rmu_glob g = {0};
-    int all = !spec || !*spec;
-    if (!all && rmu_glob_compile(&g, spec, e)) return -1;
-    int *hits = all ? NULL : calloc(g.n, sizeof *hits);
+    int have_pats = spec && *spec, all = !have_pats && nn == 0;
+    if (have_pats && rmu_glob_compile(&g, spec, e)) return rmu_err_prefix(e, "%s", field);
+    for (int k = 0; k < nn; k++) { /* each name must be a parameter of this checkpoint */
+        const char *name = tr->opts.names[k];
+        if (!name || !rmu_st_get(&m->st, name) || !eligible(m, name)) {
+            rmu_glob_free(&g);
+            return rmu_errf(e, "%s: %s is not a trainable tensor of %s", field, name ? name : "(null)", m->dir);
+        }
+    }
+    int *hits = g.n ? calloc(g.n, sizeof *hits) : NULL;
     tr->params = calloc(m->st.ntensors ? m->st.ntensors : 1, sizeof *tr->params);
-    if ((!all && !hits) || !tr->params) {
+    if ((g.n && !hits) || !tr->params) {
         free(hits);
         rmu_glob_free(&g);
         return rmu_errf(e, "out of memory selecting trainable tensors");
@@ -51,8 +63,9 @@ static int select_params(rmu_tr *tr, rmu_err *e) {
         const char *name = m->st.tensors[i].name;
         if (!eligible(m, name)) continue;
         int take = all;
-        for (int k = 0; !all && k < g.n; k++)
+        for (int k = 0; k < g.n; k++)
             if (rmu_glob_match_one(g.pats[k], name)) hits[k]++, take = 1;
+        for (int k = 0; k < nn && !take; k++) take = !strcmp(tr->opts.names[k], name);
         if (!take) continue;
         rmu_tr_param *p = &tr->params[np];
         snprintf(p->name, sizeof p->name, "%s", name);
@@ -73,18 +86,18 @@ static int select_params(rmu_tr *tr, rmu_err *e) {
     }
     tr->nparams = np;
     int rc = 0;
-    for (int k = 0; !all && k < g.n && !rc; k++) {
+    for (int k = 0; k < g.n && !rc; k++) {
         if (hits[k]) continue;
         if (m->cfg.tie_word_embeddings && rmu_glob_match_one(g.pats[k], "lm_head.weight"))
-            rc = rmu_errf(e, "--trainable: pattern '%s' matches only lm_head.weight, which this model ties to "
-                             "model.embed_tokens.weight (train that instead)", g.pats[k]);
+            rc = rmu_errf(e, "%s: pattern '%s' matches only lm_head.weight, which this model ties to "
+                             "model.embed_tokens.weight (train that instead)", field, g.pats[k]);
         else
-            rc = rmu_errf(e, "--trainable: pattern '%s' matches no tensor of %s (names look like "
-                             "model.layers.0.mlp.down_proj.weight)", g.pats[k], m->dir);
+            rc = rmu_errf(e, "%s: pattern '%s' matches no tensor of %s (names look like "
+                             "model.layers.0.mlp.down_proj.weight)", field, g.pats[k], m->dir);
     }
     free(hits);
     rmu_glob_free(&g);
-    if (!rc && np == 0) rc = rmu_errf(e, "--trainable: no tensor selected");
+    if (!rc && np == 0) rc = rmu_errf(e, "%s: no tensor selected", field);
     return rc;
 }
 
@@ -133,7 +146,7 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     for (int i = 0; i < tr->nparams; i++) {
         rmu_tr_param *p = &tr->params[i];
         if (o->last_layer >= 0 && p->layer > L) {
-            rmu_errf(e, "--trainable: %s lies above the loss (layer %d) and would get no gradient", p->name, L);
+            rmu_errf(e, "%s: %s lies above the loss (layer %d) and would get no gradient", sel_field(tr), p->name, L);
             goto fail;
         }
         if (p->layer < tr->lowest_trainable) tr->lowest_trainable = p->layer;
@@ -181,8 +194,8 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     if (tr->lm_chunk < 1) tr->lm_chunk = 1;
     if (o->last_layer >= 0) tr->lm_chunk = 0;
     size_t per = act_floats_per_layer(c, N);
-    size_t scr = N * (5 * C + 2 * qd + 2 * kvd + H + 3 * F + 3) + (size_t)tr->nthreads * 2 * T +
-                 (size_t)tr->lm_chunk * V;
+    size_t att_scr = rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, c->head_dim, tr->nthreads);
+    size_t scr = N * (5 * C + 2 * qd + 2 * kvd + H + 3 * F + 3) + att_scr + (size_t)tr->lm_chunk * V;
     tr->acts = calloc(c->n_layers, sizeof *tr->acts);
     tr->act_mem = nsave ? malloc(sizeof(float) * per * nsave) : NULL;
     tr->scr_mem = malloc(sizeof(float) * scr);
@@ -228,7 +241,7 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     tr->s_rstd = s, s += N;
     tr->s_losses = s, s += N;
     tr->s_rstdf = s, s += N;
-    tr->s_attn = s, s += (size_t)tr->nthreads * 2 * T;
+    tr->s_attn = s, s += att_scr;
     tr->s_logits = s, s += (size_t)tr->lm_chunk * V;
     /* backward reuses the no-save forward scratch: it reads only saved activations */
     tr->s_dq = tr->s_q;
@@ -360,8 +373,20 @@ void rmu_tr_embed_backward(rmu_tr *tr, const float *dx) {
     rmu_embedding_backward(tr->g_embed, dx, tr->emb_ids, tr->N, tr->m->cfg.hidden_size);
 }
 
+/* Precision of the products with weight w (live or frozen): the live model's setting, where
+ * AUTO follows the checkpoint's dtype - a trainable BF16 tensor computes in bf16 from its
+ * fp32 master (rounded while packing), so live == frozen while they hold the same values. */
+static rmu_prec wprec(const rmu_tr *tr, const rmu_weight *w) {
+    rmu_prec p = tr->m->precision;
+    if (p != RMU_PREC_AUTO) return p;
+    rmu_dtype dt = w->dtype;
+    for (int i = 0; i < tr->nparams; i++)
+        if (w->data == tr->params[i].master) dt = tr->params[i].orig_dtype;
+    return dt == RMU_DT_BF16 ? RMU_PREC_BF16 : RMU_PREC_FP32;
+}
+
 /* One decoder layer in place on x[N, C]; a != NULL saves the activations there. */
-static void layer_fwd(rmu_tr *tr, const rmu_layer *L, float *x, rmu_tr_acts *a) {
+static int layer_fwd(rmu_tr *tr, const rmu_layer *L, float *x, rmu_tr_acts *a, rmu_err *e) {
     const rmu_config *c = &tr->m->cfg;
     int N = tr->N, C = c->hidden_size, F = c->intermediate_size, H = c->n_heads, KV = c->n_kv_heads,
         hd = c->head_dim;
@@ -371,25 +396,26 @@ static void layer_fwd(rmu_tr *tr, const rmu_layer *L, float *x, rmu_tr_acts *a) 
     float *gate = a ? a->gate : tr->s_gate, *up = a ? a->up : tr->s_up;
     if (a) memcpy(a->x_in, x, sizeof(float) * N * C);
     rmu_rmsnorm_forward(tr->s_xb, rstd1, x, &L->attn_norm, N, C, c->rms_norm_eps);
-    rmu_linear_forward(q, tr->s_xb, &L->wq, N, 0);
-    rmu_linear_forward(k, tr->s_xb, &L->wk, N, 0);
-    rmu_linear_forward(v, tr->s_xb, &L->wv, N, 0);
+    if (rmu_linear_forward(q, tr->s_xb, &L->wq, N, 0, wprec(tr, &L->wq), e)) return -1;
+    if (rmu_linear_forward(k, tr->s_xb, &L->wk, N, 0, wprec(tr, &L->wk), e)) return -1;
+    if (rmu_linear_forward(v, tr->s_xb, &L->wv, N, 0, wprec(tr, &L->wv), e)) return -1;
     rmu_rope_forward(q, tr->pos, N, H, hd, tr->rope_cos, tr->rope_sin);
     rmu_rope_forward(k, tr->pos, N, KV, hd, tr->rope_cos, tr->rope_sin);
     rmu_attention_forward(att, lse, q, k, v, tr->mask, tr->B, tr->T, H, KV, hd, c->sliding_window, tr->s_attn,
                           tr->nthreads);
-    rmu_linear_forward(x, att, &L->wo, N, 1);
+    if (rmu_linear_forward(x, att, &L->wo, N, 1, wprec(tr, &L->wo), e)) return -1;
     if (a) memcpy(a->x_mid, x, sizeof(float) * N * C);
     rmu_rmsnorm_forward(tr->s_xb, rstd2, x, &L->mlp_norm, N, C, c->rms_norm_eps);
-    rmu_linear_forward(gate, tr->s_xb, &L->w_gate, N, 0);
-    rmu_linear_forward(up, tr->s_xb, &L->w_up, N, 0);
+    if (rmu_linear_forward(gate, tr->s_xb, &L->w_gate, N, 0, wprec(tr, &L->w_gate), e)) return -1;
+    if (rmu_linear_forward(up, tr->s_xb, &L->w_up, N, 0, wprec(tr, &L->w_up), e)) return -1;
     rmu_swiglu_forward(tr->s_h, gate, up, (size_t)N * F);
-    rmu_linear_forward(x, tr->s_h, &L->w_down, N, 1);
+    if (rmu_linear_forward(x, tr->s_h, &L->w_down, N, 1, wprec(tr, &L->w_down), e)) return -1;
+    return 0;
 }
 
 /* Backward of one layer: tr->s_dres holds dL/d(layer output) and becomes dL/d(layer
  * input) when need_dx; stops as soon as nothing below is needed. */
-static void layer_bwd(rmu_tr *tr, int l, int need_dx) {
+static int layer_bwd(rmu_tr *tr, int l, int need_dx, rmu_err *e) {
     const rmu_config *c = &tr->m->cfg;
     const rmu_layer *L = &tr->m->layers[l];
     const rmu_tr_lgrads *g = &tr->lg[l];
@@ -402,31 +428,36 @@ static void layer_bwd(rmu_tr *tr, int l, int need_dx) {
     float *dres = tr->s_dres;
     /* MLP block: x += down(swiglu(gate(n), up(n))), n = rmsnorm(x_mid) */
     if (g->w_down) rmu_swiglu_forward(tr->s_h, a->gate, a->up, (size_t)N * F);
-    rmu_linear_backward(need_mlp ? tr->s_dh : NULL, 0, g->w_down, dres, tr->s_h, &L->w_down, N);
-    if (!need_mlp) return;
+    if (rmu_linear_backward(need_mlp ? tr->s_dh : NULL, 0, g->w_down, dres, tr->s_h, &L->w_down, N,
+                            wprec(tr, &L->w_down), e)) return -1;
+    if (!need_mlp) return 0;
     rmu_swiglu_backward(tr->s_dh, tr->s_dup, tr->s_dh, a->gate, a->up, (size_t)N * F);
     if (g->w_gate || g->w_up) rmu_rmsnorm_forward(tr->s_xb, NULL, a->x_mid, &L->mlp_norm, N, C, c->rms_norm_eps);
     int need_dn = need_mid || g->mlp_norm;
-    rmu_linear_backward(need_dn ? tr->s_dxb : NULL, 0, g->w_gate, tr->s_dh, tr->s_xb, &L->w_gate, N);
-    rmu_linear_backward(need_dn ? tr->s_dxb : NULL, 1, g->w_up, tr->s_dup, tr->s_xb, &L->w_up, N);
+    if (rmu_linear_backward(need_dn ? tr->s_dxb : NULL, 0, g->w_gate, tr->s_dh, tr->s_xb, &L->w_gate, N,
+                            wprec(tr, &L->w_gate), e)) return -1;
+    if (rmu_linear_backward(need_dn ? tr->s_dxb : NULL, 1, g->w_up, tr->s_dup, tr->s_xb, &L->w_up, N,
+                            wprec(tr, &L->w_up), e)) return -1;
     if (need_dn)
         rmu_rmsnorm_backward(need_mid ? dres : NULL, g->mlp_norm, tr->s_dxb, a->x_mid, a->rstd2, &L->mlp_norm, N, C);
-    if (!need_mid) return;
+    if (!need_mid) return 0;
     /* attention block: x += o(attn(rope(q(n)), rope(k(n)), v(n))), n = rmsnorm(x_in) */
-    rmu_linear_backward(need_qkv ? tr->s_datt : NULL, 0, g->wo, dres, a->att, &L->wo, N);
-    if (!need_qkv) return;
-    rmu_attention_backward(tr->s_dq, tr->s_dk, tr->s_dv, tr->s_datt, a->q, a->k, a->v, a->lse, tr->mask, tr->B, tr->T,
-                           H, KV, hd, c->sliding_window, tr->s_attn, tr->nthreads);
+    if (rmu_linear_backward(need_qkv ? tr->s_datt : NULL, 0, g->wo, dres, a->att, &L->wo, N,
+                            wprec(tr, &L->wo), e)) return -1;
+    if (!need_qkv) return 0;
+    rmu_attention_backward(tr->s_dq, tr->s_dk, tr->s_dv, tr->s_datt, a->q, a->k, a->v, a->att, a->lse, tr->mask,
+                           tr->B, tr->T, H, KV, hd, c->sliding_window, tr->s_attn, tr->nthreads);
     rmu_rope_backward(tr->s_dq, tr->pos, N, H, hd, tr->rope_cos, tr->rope_sin);
     rmu_rope_backward(tr->s_dk, tr->pos, N, KV, hd, tr->rope_cos, tr->rope_sin);
     if (g->wq || g->wk || g->wv) rmu_rmsnorm_forward(tr->s_xb, NULL, a->x_in, &L->attn_norm, N, C, c->rms_norm_eps);
     int need_dn1 = need_dx || g->attn_norm;
     float *dxb = need_dn1 ? tr->s_dxb : NULL;
-    rmu_linear_backward(dxb, 0, g->wq, tr->s_dq, tr->s_xb, &L->wq, N);
-    rmu_linear_backward(dxb, 1, g->wk, tr->s_dk, tr->s_xb, &L->wk, N);
-    rmu_linear_backward(dxb, 1, g->wv, tr->s_dv, tr->s_xb, &L->wv, N);
+    if (rmu_linear_backward(dxb, 0, g->wq, tr->s_dq, tr->s_xb, &L->wq, N, wprec(tr, &L->wq), e)) return -1;
+    if (rmu_linear_backward(dxb, 1, g->wk, tr->s_dk, tr->s_xb, &L->wk, N, wprec(tr, &L->wk), e)) return -1;
+    if (rmu_linear_backward(dxb, 1, g->wv, tr->s_dv, tr->s_xb, &L->wv, N, wprec(tr, &L->wv), e)) return -1;
     if (need_dn1)
         rmu_rmsnorm_backward(need_dx ? dres : NULL, g->attn_norm, tr->s_dxb, a->x_in, a->rstd1, &L->attn_norm, N, C);
+    return 0;
 }
 
 static int check_range(const rmu_tr *tr, int l0, int l1, rmu_err *e) {
@@ -448,7 +479,8 @@ static int forward_range(rmu_tr *tr, const rmu_model *m, const float *x_in, int 
         return rmu_errf(e, "trainer: activations of layers %d..%d are not kept (only %d..%d)", l0, l1, tr->save_lo,
                         tr->save_hi);
     if (x_out != x_in) memmove(x_out, x_in, sizeof(float) * n);
-    for (int l = l0; l <= l1; l++) layer_fwd(tr, &m->layers[l], x_out, save ? &tr->acts[l] : NULL);
+    for (int l = l0; l <= l1; l++)
+        if (layer_fwd(tr, &m->layers[l], x_out, save ? &tr->acts[l] : NULL, e)) return -1;
     return 0;
 }
 
@@ -468,7 +500,8 @@ int rmu_tr_backward_range(rmu_tr *tr, const float *dx_out, int l1, int l0, float
                         tr->save_lo, tr->save_hi);
     size_t n = (size_t)tr->N * tr->m->cfg.hidden_size;
     if (dx_out != tr->s_dres) memmove(tr->s_dres, dx_out, sizeof(float) * n);
-    for (int l = l1; l >= l0; l--) layer_bwd(tr, l, l > l0 || dx_in);
+    for (int l = l1; l >= l0; l--)
+        if (layer_bwd(tr, l, l > l0 || dx_in, e)) return -1;
     if (dx_in && dx_in != tr->s_dres) memmove(dx_in, tr->s_dres, sizeof(float) * n);
     return 0;
 }
@@ -491,11 +524,12 @@ int rmu_tr_lm_loss(rmu_tr *tr, const float *x, float *dx, double *loss, rmu_err 
             continue;
         }
         const float *xf = tr->s_xf + (size_t)r0 * C;
-        rmu_linear_forward(tr->s_logits, xf, &m->lm_head, rows, 0);
+        if (rmu_linear_forward(tr->s_logits, xf, &m->lm_head, rows, 0, wprec(tr, &m->lm_head), e)) return -1;
         rmu_crossentropy_forward(tr->s_losses + r0, tr->s_logits, tr->targets + r0, rows, V);
         if (!dx) continue;
         rmu_crossentropy_backward(tr->s_logits, tr->s_logits, tr->targets + r0, rows, V, scale);
-        rmu_linear_backward(tr->s_dxb + (size_t)r0 * C, 0, tr->g_lm_head, tr->s_logits, xf, &m->lm_head, rows);
+        if (rmu_linear_backward(tr->s_dxb + (size_t)r0 * C, 0, tr->g_lm_head, tr->s_logits, xf, &m->lm_head, rows,
+                                wprec(tr, &m->lm_head), e)) return -1;
     }
     double sum = 0;
     for (int i = 0; i < N; i++) sum += tr->s_losses[i];

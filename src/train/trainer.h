@@ -2,7 +2,8 @@
  * activations and the layer-range forward/backward that `rmu train` and RMU unlearning are
  * built from. Prefix rmu_tr_.
  *
- * Trainable tensors (glob patterns on HF names, src/train/glob.h) get an fp32 master copy,
+ * Trainable tensors (glob patterns on HF names, src/train/glob.h, or explicit names) get an
+ * fp32 master copy,
  * a gradient and AdamW moments, all in one allocation each; the model's rmu_weight for
  * such a tensor is repointed at its master (dtype F32), so every forward reads the
  * current values. Frozen tensors stay in the safetensors mmap in their file dtype.
@@ -41,8 +42,14 @@
 #include "core/err.h"
 #include "model/model.h"
 
+/* Trainable tensors: the union of the glob patterns and the explicit names; with neither,
+ * every tensor. Selection errors (a pattern or name matching nothing, a tensor the loss
+ * cannot reach) start with `field`, the option name the caller knows the selection by. */
 typedef struct rmu_tr_opts {
-    const char *trainable; /* comma-separated glob patterns; NULL or "" = every tensor */
+    const char *trainable;    /* comma-separated glob patterns (src/train/glob.h), or NULL/"" */
+    const char *const *names; /* n_names exact HF tensor names, e.g. built from layer ids */
+    int n_names;
+    const char *field;        /* NULL = "trainable" */
     int max_batch;         /* B capacity */
     int max_seq;           /* T capacity (<= max_position_embeddings) */
     int last_layer;        /* highest layer any loss needs; -1 = all layers + LM head */

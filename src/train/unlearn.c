@@ -1,20 +1,26 @@
-#include "unlearn.h"
+/* unlearn.c - RMU as the WMDP reference's rmu/unlearn.py, on the training engine (see
+ * unlearn.h): options, corpora, batches, control vectors, the open / step / finish run. */
+#include "train/unlearn.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "core/util.h"
+#include "core/version.h"
+#include "io/hfdir.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
+#include "model/check.h"
+#include "train/data.h"
 #include "train/trainer.h"
 
 void rmu_unl_defaults(rmu_unl_opts *o) {
@@ -30,79 +36,36 @@ void rmu_unl_defaults(rmu_unl_opts *o) {
     o->seed = 42;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ---- corpora: one text per line, in file order. A .jsonl/.json file's lines are JSON
- * objects with a "text" string; any other file is plain text whose lines keep their "\n"
- * (as the Hugging Face wikitext rows the reference used do). Texts of length <= min_len are
- * dropped, as the reference's get_data does. */
+/* ---- corpora: the one reader (src/train/data.h) plus the reference's min_len filter */
 
 typedef struct {
-    char **texts;
-    int n;
+    rmu_data_docs d;
     char sha[65];
 } corpus;
 
-static void corpus_free(corpus *c) {
-    for (int i = 0; i < c->n; i++) free(c->texts[i]);
-    free(c->texts);
-    memset(c, 0, sizeof *c);
+/* Characters as Python's len counts them: code points, not bytes. */
+static size_t utf8_chars(const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return k;
 }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
-static int corpus_load(corpus *c, const char *path, int min_len, rmu_err *e) {
-    memset(c, 0, sizeof *c);
-    size_t len;
-    char *buf = rmu_file_read_all(path, &len, e);
-    if (!buf) return -1;
-    if (rmu_file_sha256(path, c->sha, e)) { free(buf); return -1; }
-    int json = ends_with(path, ".jsonl") || ends_with(path, ".json");
-    int cap = 0, lineno = 0;
-    char *p = buf, *end = buf + len;
-    while (p < end) {
-        char *nl = memchr(p, '\n', end - p);
-        size_t ll = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p); /* with its newline */
-        lineno++;
-        char *text = NULL;
-        if (json) {
-            size_t jl = nl ? ll - 1 : ll;
-            while (jl && (p[jl - 1] == '\r' || p[jl - 1] == ' ')) jl--;
-            if (jl == 0) { p += ll; continue; }
-            json_error_t je;
-            json_t *o = json_loadb(p, jl, 0, &je);
-            json_t *t = o && json_is_object(o) ? json_object_get(o, "text") : NULL;
-            if (!t || !json_is_string(t)) {
-                json_decref(o);
-                free(buf);
-                corpus_free(c);
-                return rmu_errf(e, "%s:%d: expected a JSON object with a \"text\" string%s%s", path, lineno,
-                                o ? "" : ": ", o ? "" : je.text);
-            }
-            text = strndup(json_string_value(t), json_string_length(t));
-            json_decref(o);
-        } else {
-            text = strndup(p, ll);
-        }
-        p += ll;
-        if (!text) { free(buf); corpus_free(c); return rmu_errf(e, "%s: out of memory", path); }
-        if ((long)strlen(text) <= min_len) { free(text); continue; }
-        if (c->n == cap) {
-            cap = cap ? cap * 2 : 256;
-            char **nt = realloc(c->texts, sizeof(char *) * cap);
-            if (!nt) { free(text); free(buf); corpus_free(c); return rmu_errf(e, "%s: out of memory", path); }
-            c->texts = nt;
-        }
-        c->texts[c->n++] = text;
+int rmu_unl_read_corpus(rmu_data_docs *d, const char *path, int min_len, char *sha_hex, rmu_err *e) {
+    memset(d, 0, sizeof *d);
+    if (rmu_data_read_file(d, path, "text", sha_hex, e)) {
+        rmu_data_docs_free(d);
+        return -1;
     }
-    free(buf);
+    size_t k = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if ((long)utf8_chars(d->text[i], d->len[i]) > min_len) {
+            d->text[k] = d->text[i];
+            d->len[k++] = d->len[i];
+        } else {
+            free(d->text[i]);
+        }
+    }
+    d->n = k;
     return 0;
 }
 
@@ -116,13 +79,12 @@ typedef struct {
 
 static int make_batch(batch *bt, const rmu_tokenizer *tok, const corpus *c, int b, int bs, int max_len, int pad,
                       rmu_err *e) {
-    int first = b * bs, B = c->n - first < bs ? c->n - first : bs;
+    int n = (int)c->d.n, first = b * bs, B = n - first < bs ? n - first : bs;
     int *ids[RMU_UNL_MAX_TOPICS * 64], lens[RMU_UNL_MAX_TOPICS * 64];
     int T = 0;
-    if (B > (int)(sizeof lens / sizeof lens[0])) return rmu_errf(e, "--batch-size %d is too large", bs);
+    if (B > (int)(sizeof lens / sizeof lens[0])) return rmu_errf(e, "batch_size: %d is too large", bs);
     for (int i = 0; i < B; i++) {
-        const char *t = c->texts[first + i];
-        if (rmu_tok_encode(tok, t, strlen(t), rmu_tok_add_bos(tok), &ids[i], &lens[i], e)) {
+        if (rmu_tok_encode(tok, c->d.text[first + i], c->d.len[first + i], rmu_tok_add_bos(tok), &ids[i], &lens[i], e)) {
             for (int j = 0; j < i; j++) free(ids[j]);
             return -1;
         }
@@ -217,20 +179,13 @@ static double mean_cos(const float *a, const float *b, const int *mask, int N, i
 
 /* ---- control vectors */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* u_t: entries uniform in [0,1), normalised to unit length (reference: torch.rand then
  * divide by the norm); scaled by the coefficient later. */
 static void random_unit(float *u, int C, uint64_t seed, int topic) {
     uint64_t s = seed * 1000003ull + (uint64_t)topic * 7919ull + 1;
     double q = 0;
     for (int i = 0; i < C; i++) {
-        u[i] = (float)((splitmix(&s) >> 40) * (1.0 / 16777216.0));
+        u[i] = (float)((rmu_rng_next(&s) >> 40) * (1.0 / 16777216.0));
         q += (double)u[i] * u[i];
     }
     float inv = (float)(1.0 / sqrt(q));
@@ -255,132 +210,20 @@ static int save_cvs(const char *path, const float *cv, int T, int C, rmu_err *e)
     const char *base;
     split_path(path, dir, sizeof dir, &base);
     rmu_st_out t = {.name = "control_vectors", .dtype = RMU_DT_F32, .ndim = 2, .shape = {T, C}, .data = cv, .shard = base};
-    if (rmu_st_write_dir(dir, &t, 1, e)) return rmu_err_prefix(e, "--save-control-vectors");
+    if (rmu_st_write_dir(dir, &t, 1, e)) return rmu_err_prefix(e, "save_cv_path");
     return 0;
 }
 
 static int load_cvs(const char *path, float *cv, int T, int C, rmu_err *e) {
     rmu_st_set s;
-    if (rmu_st_open_file(&s, path, e)) return rmu_err_prefix(e, "--control-vectors");
+    if (rmu_st_open_file(&s, path, e)) return rmu_err_prefix(e, "load_cv_path");
     const rmu_st_tensor *t = rmu_st_get(&s, "control_vectors");
     int rc = 0;
-    if (!t) rc = rmu_errf(e, "--control-vectors %s: no tensor named control_vectors", path);
+    if (!t) rc = rmu_errf(e, "load_cv_path: %s: no tensor named control_vectors", path);
     else if (t->ndim != 2 || t->shape[0] != T || t->shape[1] != C)
-        rc = rmu_errf(e, "--control-vectors %s: control_vectors must be [%d, %d] (topics, hidden)", path, T, C);
+        rc = rmu_errf(e, "load_cv_path: %s: control_vectors must be [%d, %d] (topics, hidden)", path, T, C);
     else rmu_to_f32(cv, t->data, t->dtype, (size_t)T * C);
     rmu_st_close(&s);
-    return rc;
-}
-
-/* ---- output folder: every non-weight file copied; every tensor written again (through
- * rmu_st_write_dir, so the shards keep their names and order and the index is regenerated)
- * with the updated ones converted back to their file dtype. */
-
-static int cmp_file_offset(const void *a, const void *b, void *ctx) {
-    const rmu_st_out *x = a, *y = b;
-    const rmu_st_set *st = ctx;
-    const rmu_st_tensor *tx = rmu_st_get(st, x->name), *ty = rmu_st_get(st, y->name);
-    if (tx->file != ty->file) return tx->file - ty->file;
-    return (const char *)tx->data < (const char *)ty->data ? -1 : (const char *)tx->data > (const char *)ty->data;
-}
-
-static int write_output(const rmu_unl_opts *o, rmu_model *m, rmu_tr *tr, rmu_err *e) {
-    if (rmu_mkdirs(o->out_dir, e)) return -1;
-    DIR *d = opendir(o->model_dir);
-    if (!d) return rmu_errf(e, "%s: cannot list: %s", o->model_dir, strerror(errno));
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char src[4096], dst[4096];
-        struct stat st;
-        if (de->d_name[0] == '.') continue;
-        if (rmu_path_join(src, sizeof src, o->model_dir, de->d_name, e) ||
-            rmu_path_join(dst, sizeof dst, o->out_dir, de->d_name, e)) { closedir(d); return -1; }
-        if (stat(src, &st) || !S_ISREG(st.st_mode)) continue;
-        int skip = !strcmp(de->d_name, "model.safetensors.index.json") || !strcmp(de->d_name, "rmu_unlearn.json");
-        for (int f = 0; f < m->st.nfiles && !skip; f++) skip = !strcmp(m->st.files[f].name, de->d_name);
-        if (!skip && rmu_file_copy(src, dst, e)) { closedir(d); return -1; }
-    }
-    closedir(d);
-    int n = m->st.ntensors, rc = -1;
-    rmu_st_out *outs = calloc(n, sizeof *outs);
-    void **bufs = calloc(n, sizeof *bufs);
-    if (!outs || !bufs) { rmu_errf(e, "out of memory"); goto out; }
-    for (int i = 0; i < n; i++) {
-        const rmu_st_tensor *t = &m->st.tensors[i];
-        rmu_st_out *so = &outs[i];
-        so->name = t->name, so->dtype = t->dtype, so->ndim = t->ndim, so->data = t->data;
-        so->shard = m->st.files[t->file].name;
-        memcpy(so->shape, t->shape, sizeof so->shape);
-    }
-    qsort_r(outs, n, sizeof *outs, cmp_file_offset, &m->st);
-    for (int i = 0; i < n; i++) {
-        rmu_tr_param *p = rmu_tr_find(tr, outs[i].name);
-        if (!p) continue;
-        size_t nb = p->numel * rmu_dtype_size(outs[i].dtype);
-        if (!(bufs[i] = malloc(nb ? nb : 1))) { rmu_errf(e, "out of memory"); goto out; }
-        rmu_from_f32(bufs[i], p->master, outs[i].dtype, p->numel);
-        outs[i].data = bufs[i];
-    }
-    rc = rmu_st_write_dir(o->out_dir, outs, n, e);
-out:
-    if (bufs)
-        for (int i = 0; i < n; i++) free(bufs[i]);
-    free(outs), free(bufs);
-    return rc;
-}
-
-static int write_report(const rmu_unl_opts *o, const corpus *fc, const corpus *rc_, int T, const float *coeffs,
-                        const float *alpha, const int *max_len, const char *params, int nsteps, const rmu_unl_result *r,
-                        int nbatches_avail, rmu_err *e) {
-    json_t *j = json_object(), *fa = json_array(), *ra = json_array(), *ca = json_array(), *aa = json_array(),
-           *la = json_array(), *ml = json_array();
-    for (int t = 0; t < T; t++) {
-        json_array_append_new(fa, json_pack("{s:s,s:s,s:i}", "path", o->forget[t], "sha256", fc[t].sha, "texts", fc[t].n));
-        json_array_append_new(ra, json_pack("{s:s,s:s,s:i}", "path", o->retain[t], "sha256", rc_[t].sha, "texts", rc_[t].n));
-        json_array_append_new(ca, json_real(coeffs[t]));
-        json_array_append_new(aa, json_real(alpha[t]));
-        json_array_append_new(ml, json_integer(max_len[t]));
-    }
-    for (int i = 0; i < o->n_layer_ids; i++) json_array_append_new(la, json_integer(o->layer_ids[i]));
-    json_object_set_new(j, "method", json_string("RMU (Li et al. 2024, WMDP); rmu " "0.1.0"));
-    json_object_set_new(j, "model", json_string(o->model_dir));
-    json_object_set_new(j, "forget_corpora", fa);
-    json_object_set_new(j, "retain_corpora", ra);
-    json_object_set_new(j, "layer_id", json_integer(o->layer_id));
-    json_object_set_new(j, "layer_ids", la);
-    json_object_set_new(j, "params", json_string(params));
-    json_object_set_new(j, "steering_coeffs", ca);
-    json_object_set_new(j, "adaptive_beta", o->adaptive_beta > 0 ? json_real(o->adaptive_beta) : json_null());
-    json_object_set_new(j, "control_vectors", o->load_cv_path ? json_string(o->load_cv_path) : json_string("random (seeded)"));
-    json_object_set_new(j, "alpha", aa);
-    json_object_set_new(j, "lr", json_real(o->lr));
-    json_object_set_new(j, "adamw", json_pack("{s:s,s:[f,f],s:f,s:f}", "variant",
-                                              o->torch_adamw ? "torch.optim.AdamW" : "transformers.AdamW", "betas", 0.9,
-                                              0.999, "eps", 1e-6, "weight_decay", 0.0));
-    json_object_set_new(j, "batch_size", json_integer(o->batch_size));
-    json_object_set_new(j, "max_num_batches", json_integer(o->max_num_batches));
-    json_object_set_new(j, "batches_available", json_integer(nbatches_avail));
-    json_object_set_new(j, "max_len", ml);
-    json_object_set_new(j, "retain_max_len", json_integer(o->retain_max_len));
-    json_object_set_new(j, "min_len", json_integer(o->min_len));
-    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(j, "padding", json_string("left, with eos; padded positions excluded from both losses "
-                                                  "(the reference averages over them)"));
-    json_object_set_new(j, "steps", json_integer(nsteps));
-    json_object_set_new(j, "final_unlearn_loss", json_real(r->final_unlearn_loss));
-    json_object_set_new(j, "final_retain_loss", json_real(r->final_retain_loss));
-    json_object_set_new(j, "seconds", json_real(r->seconds));
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    if (!text) return rmu_errf(e, "out of memory");
-    char path[4096];
-    int rc = rmu_path_join(path, sizeof path, o->out_dir, "rmu_unlearn.json", e);
-    if (!rc) {
-        size_t n = strlen(text);
-        text[n] = '\n';
-        rc = rmu_file_write_atomic(path, text, n + 1, e);
-    }
-    free(text);
     return rc;
 }
 
@@ -418,31 +261,13 @@ static int dump_batches(const char *prefix, const rmu_tokenizer *tok, const corp
             json_array_append_new(topics, list);
         }
         json_t *root = json_pack("{s:o}", "topics", topics);
-        char path[4096], *text = json_dumps(root, JSON_COMPACT);
-        json_decref(root);
+        char path[4096];
         snprintf(path, sizeof path, "%s.%s.json", prefix, which ? "retain" : "forget");
-        int rc = text ? rmu_file_write_atomic(path, text, strlen(text), e) : rmu_errf(e, "out of memory");
-        free(text);
+        int rc = rmu_json_write_file(path, root, JSON_COMPACT, e);
+        json_decref(root);
         if (rc) return -1;
     }
     return 0;
-}
-
-/* transformers.AdamW (correct_bias=True), the optimizer of the WMDP reference and the source
- * of its eps 1e-6: eps is added to sqrt(v) before the bias corrections are folded into the
- * step size, unlike torch.optim.AdamW. */
-static void adamw_hf_update(float *p, const float *g, float *m, float *v, size_t n, long step, double lr,
-                            const rmu_adamw_cfg *c) {
-    double bc1 = 1.0 - pow(c->beta1, (double)step), bc2 = 1.0 - pow(c->beta2, (double)step);
-    float step_size = (float)(lr * sqrt(bc2) / bc1), b1 = (float)c->beta1, b2 = (float)c->beta2;
-    float eps = (float)c->eps, decay = (float)(1.0 - lr * c->weight_decay);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1 - b1) * g[i];
-        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-        p[i] -= step_size * m[i] / (sqrtf(v[i]) + eps);
-        if (c->weight_decay > 0) p[i] *= decay;
-    }
 }
 
 /* Which retain batch the cache holds: consecutive topics that share a retain corpus file
@@ -452,252 +277,403 @@ typedef struct {
     int b, max_len, valid;
 } rkey;
 
-int rmu_unl_run(const rmu_unl_opts *o, rmu_unl_progress cb, void *ud, rmu_unl_result *r, rmu_err *e) {
-    memset(r, 0, sizeof *r);
-    int T = o->n_forget;
-    if (T < 1) return rmu_errf(e, "--forget: at least one forget corpus is needed");
-    if (T > RMU_UNL_MAX_TOPICS) return rmu_errf(e, "--forget: at most %d corpora", RMU_UNL_MAX_TOPICS);
-    if (o->n_retain != T)
-        return rmu_errf(e, "--retain: %d corpora given for %d forget corpora (one retain corpus per topic)", o->n_retain, T);
-    if (o->n_steer && o->n_steer != T)
-        return rmu_errf(e, "--steering-coeffs: %d values given for %d forget corpora", o->n_steer, T);
-    if (o->n_alpha && o->n_alpha != T) return rmu_errf(e, "--alpha: %d values given for %d forget corpora", o->n_alpha, T);
-    if (o->n_max_len && o->n_max_len != T)
-        return rmu_errf(e, "--max-len: %d values given for %d forget corpora", o->n_max_len, T);
-    if (o->batch_size < 1) return rmu_errf(e, "--batch-size: must be >= 1");
-    if (o->max_num_batches < 1) return rmu_errf(e, "--max-num-batches: must be >= 1");
-    if (!(o->lr > 0)) return rmu_errf(e, "--lr: must be > 0");
-    if (!o->out_dir || !o->model_dir) return rmu_errf(e, "model and output folders are required");
-    {
-        struct stat a, b;
-        if (!stat(o->model_dir, &a) && !stat(o->out_dir, &b) && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-            return rmu_errf(e, "--out: must differ from the model folder %s (its files are being read)", o->model_dir);
-    }
+struct rmu_unl {
+    rmu_unl_opts o;
+    rmu_model m;
+    int have_m, have_tr;
+    rmu_tokenizer *tok;
+    rmu_tr tr;
+    corpus fc[RMU_UNL_MAX_TOPICS], rcp[RMU_UNL_MAX_TOPICS];
+    float *cv, *x, *h, *hf, *dh, *xr, *hr;
+    batch fb, rb;
+    rkey key;
+    FILE *logf;
+    int T, L, l0, pad, nsteps, avail, rml, idx;
     float coeffs[RMU_UNL_MAX_TOPICS], alpha[RMU_UNL_MAX_TOPICS];
     int max_len[RMU_UNL_MAX_TOPICS];
+    char params[4096];                             /* what was trained, for rmu_unlearn.json */
+    char names[RMU_UNL_MAX_LAYERS][96];            /* down_proj of layer_ids */
+    const char *name_ptr[RMU_UNL_MAX_LAYERS];
+    double t0;
+    rmu_unl_result r;
+};
+
+static int write_report(const rmu_unl *h, const char *dir, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    const corpus *fc = h->fc, *rc_ = h->rcp;
+    const float *coeffs = h->coeffs, *alpha = h->alpha;
+    const int *max_len = h->max_len;
+    int T = h->T;
+    json_t *j = json_object(), *fa = json_array(), *ra = json_array(), *ca = json_array(), *aa = json_array(),
+           *la = json_array(), *ml = json_array();
     for (int t = 0; t < T; t++) {
-        coeffs[t] = o->n_steer ? o->steer[t] : 6.5f;
-        alpha[t] = o->n_alpha ? o->alpha[t] : 1200.0f;
-        max_len[t] = o->n_max_len ? o->max_len[t] : (t == 0 ? 512 : 768);
-        if (max_len[t] < 1) return rmu_errf(e, "--max-len: must be >= 1");
+        json_array_append_new(fa, json_pack("{s:s,s:s,s:i}", "path", o->forget[t], "sha256", fc[t].sha, "texts", (int)fc[t].d.n));
+        json_array_append_new(ra, json_pack("{s:s,s:s,s:i}", "path", o->retain[t], "sha256", rc_[t].sha, "texts", (int)rc_[t].d.n));
+        json_array_append_new(ca, json_real(coeffs[t]));
+        json_array_append_new(aa, json_real(alpha[t]));
+        json_array_append_new(ml, json_integer(max_len[t]));
     }
-    if (o->retain_max_len < 1) return rmu_errf(e, "--retain-max-len: must be >= 1");
+    for (int i = 0; i < o->n_layer_ids; i++) json_array_append_new(la, json_integer(o->layer_ids[i]));
+    json_object_set_new(j, "method", json_string("RMU (Li et al. 2024, WMDP); rmu " RMU_VERSION));
+    json_object_set_new(j, "model", json_string(o->model_dir));
+    json_object_set_new(j, "forget_corpora", fa);
+    json_object_set_new(j, "retain_corpora", ra);
+    json_object_set_new(j, "layer_id", json_integer(o->layer_id));
+    json_object_set_new(j, "layer_ids", la);
+    json_object_set_new(j, "params", json_string(h->params));
+    json_object_set_new(j, "steering_coeffs", ca);
+    json_object_set_new(j, "adaptive_beta", o->adaptive_beta > 0 ? json_real(o->adaptive_beta) : json_null());
+    json_object_set_new(j, "control_vectors", o->load_cv_path ? json_string(o->load_cv_path) : json_string("random (seeded)"));
+    json_object_set_new(j, "alpha", aa);
+    json_object_set_new(j, "lr", json_real(o->lr));
+    json_object_set_new(j, "adamw", json_pack("{s:s,s:[f,f],s:f,s:f}", "variant",
+                                              o->torch_adamw ? "torch.optim.AdamW" : "transformers.AdamW", "betas", 0.9,
+                                              0.999, "eps", 1e-6, "weight_decay", 0.0));
+    json_object_set_new(j, "batch_size", json_integer(o->batch_size));
+    json_object_set_new(j, "max_num_batches", json_integer(o->max_num_batches));
+    json_object_set_new(j, "batches_available", json_integer(h->avail));
+    json_object_set_new(j, "max_len", ml);
+    json_object_set_new(j, "retain_max_len", json_integer(o->retain_max_len));
+    json_object_set_new(j, "min_len", json_integer(o->min_len));
+    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(j, "padding", json_string("left, with eos; padded positions excluded from both losses "
+                                                  "(the reference averages over them)"));
+    json_object_set_new(j, "steps", json_integer(h->r.steps));
+    json_object_set_new(j, "final_unlearn_loss", json_real(h->r.final_unlearn_loss));
+    json_object_set_new(j, "final_retain_loss", json_real(h->r.final_retain_loss));
+    json_object_set_new(j, "seconds", json_real(h->r.seconds));
+    char path[8192];
+    int rc = rmu_path_join(path, sizeof path, dir, "rmu_unlearn.json", e);
+    if (!rc) rc = rmu_json_write_file(path, j, JSON_INDENT(2) | JSON_PRESERVE_ORDER, e);
+    json_decref(j);
+    return rc;
+}
 
-    rmu_model m;
-    rmu_tokenizer *tok = NULL;
-    rmu_tr tr;
-    int have_tr = 0, rc = -1, L = o->layer_id;
-    corpus fc[RMU_UNL_MAX_TOPICS] = {0}, rcp[RMU_UNL_MAX_TOPICS] = {0};
-    float *cv = NULL, *x = NULL, *h = NULL, *hf = NULL, *dh = NULL, *xr = NULL, *hr = NULL;
-    batch fb = {0}, rb = {0};
-    rmu_afile logf = {0};
-    int logging = 0;
-    char params[4096];
-    if (rmu_model_load(&m, o->model_dir, e)) return -1;
-    int nl = m.cfg.n_layers, C = m.cfg.hidden_size;
-    if (L < 0 || L >= nl) {
-        rmu_errf(e, "--layer-id: %d is out of range for a model with %d layers (0..%d)", L, nl, nl - 1);
-        goto out;
-    }
-    if (!o->params) {
-        if (o->n_layer_ids < 1) { rmu_errf(e, "--layer-ids: at least one layer"); goto out; }
-        int k = snprintf(params, sizeof params, "model.layers.{");
-        for (int i = 0; i < o->n_layer_ids; i++) {
-            int l = o->layer_ids[i];
-            if (l < 0 || l >= nl) {
-                rmu_errf(e, "--layer-ids: %d is out of range for a model with %d layers (0..%d)", l, nl, nl - 1);
-                goto out;
-            }
-            if (l > L) {
-                rmu_errf(e, "--layer-ids: layer %d is above --layer-id %d, so no gradient reaches it", l, L);
-                goto out;
-            }
-            k += snprintf(params + k, sizeof params - k, "%s%d", i ? "," : "", l);
-        }
-        snprintf(params + k, sizeof params - k, o->n_layer_ids > 1 ? "}.mlp.down_proj.weight" : "}.mlp.down_proj.weight");
-        if (o->n_layer_ids == 1) snprintf(params, sizeof params, "model.layers.%d.mlp.down_proj.weight", o->layer_ids[0]);
-    } else {
-        snprintf(params, sizeof params, "%s", o->params);
-    }
-    if (!(tok = rmu_tok_load(o->model_dir, e))) goto out;
-    int pad = rmu_tok_eos_id(tok) >= 0 ? rmu_tok_eos_id(tok) : m.cfg.eos_id;
-    if (pad < 0) { rmu_errf(e, "%s: no eos token to pad with", o->model_dir); goto out; }
+/* ---- the run */
 
-    /* corpora and the number of steps, as the reference: min over all corpora's batches */
+/* The options that need no model. */
+static int check_opts(rmu_unl *h, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    int T = o->n_forget;
+    if (!o->model_dir) return rmu_errf(e, "model_dir: required");
+    if (T < 1) return rmu_errf(e, "forget: at least one forget corpus is needed");
+    if (T > RMU_UNL_MAX_TOPICS) return rmu_errf(e, "forget: at most %d corpora", RMU_UNL_MAX_TOPICS);
+    if (o->n_retain != T)
+        return rmu_errf(e, "retain: %d corpora given for %d forget corpora (one retain corpus per topic)", o->n_retain, T);
+    if (o->n_steer && o->n_steer != T) return rmu_errf(e, "steer: %d values given for %d forget corpora", o->n_steer, T);
+    if (o->n_alpha && o->n_alpha != T) return rmu_errf(e, "alpha: %d values given for %d forget corpora", o->n_alpha, T);
+    if (o->n_max_len && o->n_max_len != T)
+        return rmu_errf(e, "max_len: %d values given for %d forget corpora", o->n_max_len, T);
+    if (o->batch_size < 1) return rmu_errf(e, "batch_size: must be >= 1");
+    if (o->max_num_batches < 1) return rmu_errf(e, "max_num_batches: must be >= 1");
+    if (!(o->lr > 0)) return rmu_errf(e, "lr: must be > 0");
+    if (o->retain_max_len < 1) return rmu_errf(e, "retain_max_len: must be >= 1");
+    if (!o->params && (o->n_layer_ids < 1 || o->n_layer_ids > RMU_UNL_MAX_LAYERS))
+        return rmu_errf(e, "layer_ids: 1..%d layers needed", RMU_UNL_MAX_LAYERS);
+    /* fail now rather than after the run: out_dir must be writable as a whole */
+    if (o->out_dir && rmu_hf_check_out(o->out_dir, o->model_dir, o->overwrite ? RMU_HF_REPLACE : 0, e)) {
+        if (strstr(e->msg, "already exists and is not empty"))
+            rmu_errf(e, "%s already exists; pass option overwrite to replace it or choose another folder", o->out_dir);
+        return rmu_err_prefix(e, "out_dir");
+    }
+    h->T = T;
+    for (int t = 0; t < T; t++) {
+        h->coeffs[t] = o->n_steer ? o->steer[t] : 6.5f;
+        h->alpha[t] = o->n_alpha ? o->alpha[t] : 1200.0f;
+        h->max_len[t] = o->n_max_len ? o->max_len[t] : (t == 0 ? 512 : 768);
+        if (h->max_len[t] < 1) return rmu_errf(e, "max_len: must be >= 1");
+    }
+    return 0;
+}
+
+/* Trainable tensors: down_proj of layer_ids (bounds checked here, once), or the patterns. */
+static int select_trainable(rmu_unl *h, rmu_tr_opts *to, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    int nl = h->m.cfg.n_layers;
+    if (o->params) {
+        snprintf(h->params, sizeof h->params, "%s", o->params);
+        to->trainable = o->params;
+        to->field = "params";
+        return 0;
+    }
+    size_t k = 0;
+    for (int i = 0; i < o->n_layer_ids; i++) {
+        int l = o->layer_ids[i];
+        if (l < 0 || l >= nl)
+            return rmu_errf(e, "layer_ids: %d is out of range for a model with %d layers (0..%d)", l, nl, nl - 1);
+        if (l > h->L)
+            return rmu_errf(e, "layer_ids: layer %d is above layer_id %d, so no gradient reaches it", l, h->L);
+        snprintf(h->names[i], sizeof h->names[i], "model.layers.%d.mlp.down_proj.weight", l);
+        h->name_ptr[i] = h->names[i];
+        k += (size_t)snprintf(h->params + k, sizeof h->params - k, "%s%s", i ? "," : "", h->names[i]);
+        if (k >= sizeof h->params) k = sizeof h->params - 1;
+    }
+    to->names = h->name_ptr;
+    to->n_names = o->n_layer_ids;
+    to->field = "layer_ids";
+    return 0;
+}
+
+/* Corpora and the number of steps, as the reference: the fewest batches over all corpora. */
+static int load_corpora(rmu_unl *h, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
     int nb = o->max_num_batches;
-    for (int t = 0; t < T; t++) {
-        if (corpus_load(&fc[t], o->forget[t], o->min_len, e) || corpus_load(&rcp[t], o->retain[t], o->min_len, e)) goto out;
-        const corpus *cs[2] = {&fc[t], &rcp[t]};
+    for (int t = 0; t < h->T; t++) {
+        if (rmu_unl_read_corpus(&h->fc[t].d, o->forget[t], o->min_len, h->fc[t].sha, e))
+            return rmu_err_prefix(e, "forget");
+        if (rmu_unl_read_corpus(&h->rcp[t].d, o->retain[t], o->min_len, h->rcp[t].sha, e))
+            return rmu_err_prefix(e, "retain");
+        const corpus *cs[2] = {&h->fc[t], &h->rcp[t]};
         const char *ps[2] = {o->forget[t], o->retain[t]};
         for (int k = 0; k < 2; k++) {
-            if (cs[k]->n < o->batch_size) {
-                rmu_errf(e, "%s: %d texts (after dropping those of <= %d characters), fewer than one batch of %d", ps[k],
-                         cs[k]->n, o->min_len, o->batch_size);
-                goto out;
-            }
-            int nbk = (cs[k]->n + o->batch_size - 1) / o->batch_size;
+            int n = (int)cs[k]->d.n;
+            if (n < o->batch_size)
+                return rmu_errf(e, "%s: %d texts (after dropping those of <= %d characters), fewer than one batch of %d",
+                                ps[k], n, o->min_len, o->batch_size);
+            int nbk = (n + o->batch_size - 1) / o->batch_size;
             if (nbk < nb) nb = nbk;
         }
     }
-    int avail = nb;
-    int nsteps = nb < o->max_num_batches ? nb : o->max_num_batches;
-    int Tmax = o->retain_max_len;
-    for (int t = 0; t < T; t++)
-        if (max_len[t] > Tmax) Tmax = max_len[t];
-    if (Tmax > m.cfg.max_position_embeddings) Tmax = m.cfg.max_position_embeddings;
+    h->avail = nb;
+    h->nsteps = nb < o->max_num_batches ? nb : o->max_num_batches;
+    return 0;
+}
 
-    rmu_tr_opts to = {.trainable = params, .max_batch = o->batch_size, .max_seq = Tmax, .last_layer = L};
-    if (rmu_tr_init(&tr, &m, &to, e)) { rmu_err_prefix(e, "--params"); goto out; }
-    have_tr = 1;
-    for (int i = 0; i < tr.nparams; i++)
-        if (tr.params[i].layer > L || tr.params[i].layer < 0) {
-            rmu_errf(e, "--params: %s is not inside layers 0..%d, so the RMU loss gives it no gradient",
-                     tr.params[i].name, L);
-            goto out;
-        }
-    int l0 = tr.lowest_trainable;
-    size_t NC = (size_t)o->batch_size * Tmax * C;
-    cv = malloc(sizeof(float) * T * C);
-    x = malloc(sizeof(float) * NC), h = malloc(sizeof(float) * NC), hf = malloc(sizeof(float) * NC);
-    dh = malloc(sizeof(float) * NC), xr = malloc(sizeof(float) * NC), hr = malloc(sizeof(float) * NC);
-    if (!cv || !x || !h || !hf || !dh || !xr || !hr) { rmu_errf(e, "out of memory"); goto out; }
-    for (int l = 0; l < T; l++) /* clamp lengths to the model's positions */
-        if (max_len[l] > Tmax) max_len[l] = Tmax;
-    int rml = o->retain_max_len < Tmax ? o->retain_max_len : Tmax;
-
-    /* control vectors: loaded, or c_t * u_t with c_t fixed or adaptive */
+/* c_t u_t per topic: loaded, or random unit vectors times fixed or adaptive coefficients. */
+static int make_control_vectors(rmu_unl *h, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    int T = h->T, C = h->m.cfg.hidden_size, L = h->L;
+    float *cv = h->cv;
     if (o->load_cv_path) {
-        if (load_cvs(o->load_cv_path, cv, T, C, e)) goto out;
+        if (load_cvs(o->load_cv_path, cv, T, C, e)) return -1;
         for (int t = 0; t < T; t++) {
             double q = 0;
             for (int i = 0; i < C; i++) q += (double)cv[t * C + i] * cv[t * C + i];
-            coeffs[t] = (float)sqrt(q);
+            h->coeffs[t] = (float)sqrt(q);
         }
-    } else {
-        if (o->adaptive_beta > 0) {
-            /* Adaptive RMU: beta x mean per-token norm of the frozen layer_id activations over
-             * the forget batches this run will use */
-            for (int t = 0; t < T; t++) {
-                double s = 0;
-                long k = 0;
-                for (int b = 0; b * T + t < nsteps; b++) {
-                    if (make_batch(&fb, tok, &fc[t], b, o->batch_size, max_len[t], pad, e) ||
-                        rmu_tr_set_batch(&tr, fb.tokens, fb.mask, fb.B, fb.T, e))
-                        goto out;
-                    rmu_tr_embed(&tr, 1, x);
-                    if (rmu_tr_forward_range_frozen(&tr, x, 0, L, hf, e)) goto out;
-                    s += mean_norm(hf, fb.mask, fb.B * fb.T, C) * fb.n_real;
-                    k += fb.n_real;
-                    batch_free(&fb);
-                }
-                coeffs[t] = (float)(o->adaptive_beta * (k ? s / k : 0));
-            }
-        }
+        return 0;
+    }
+    if (o->adaptive_beta > 0) {
+        /* Adaptive RMU: beta x mean per-token norm of the frozen layer_id activations over
+         * the forget batches this run will use */
         for (int t = 0; t < T; t++) {
-            random_unit(cv + (size_t)t * C, C, o->seed, t);
-            for (int i = 0; i < C; i++) cv[(size_t)t * C + i] *= coeffs[t];
+            double s = 0;
+            long k = 0;
+            for (int b = 0; b * T + t < h->nsteps; b++) {
+                batch fb;
+                if (make_batch(&fb, h->tok, &h->fc[t], b, o->batch_size, h->max_len[t], h->pad, e)) return -1;
+                int rc = rmu_tr_set_batch(&h->tr, fb.tokens, fb.mask, fb.B, fb.T, e);
+                if (!rc) {
+                    rmu_tr_embed(&h->tr, 1, h->x);
+                    rc = rmu_tr_forward_range_frozen(&h->tr, h->x, 0, L, h->hf, e);
+                }
+                if (!rc) {
+                    s += mean_norm(h->hf, fb.mask, fb.B * fb.T, C) * fb.n_real;
+                    k += fb.n_real;
+                }
+                batch_free(&fb);
+                if (rc) return -1;
+            }
+            h->coeffs[t] = (float)(o->adaptive_beta * (k ? s / k : 0));
         }
     }
-    if (o->save_cv_path && save_cvs(o->save_cv_path, cv, T, C, e)) goto out;
-    if (o->dump_batches &&
-        dump_batches(o->dump_batches, tok, fc, rcp, T, nsteps, o->batch_size, max_len, rml, pad, e))
-        goto out;
-    if (o->log_path) {
-        if (rmu_afile_open(&logf, o->log_path, e)) { rmu_err_prefix(e, "--log"); goto out; }
-        logging = 1;
+    for (int t = 0; t < T; t++) {
+        random_unit(cv + (size_t)t * C, C, o->seed, t);
+        for (int i = 0; i < C; i++) cv[(size_t)t * C + i] *= h->coeffs[t];
     }
+    return 0;
+}
 
-    rmu_adamw_cfg ac = {.lr = o->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0};
-    rkey key = {0};
-    double t0 = now_s();
-    for (int idx = 0; idx < nsteps; idx++) {
-        int t = idx % T, b = idx / T;
-        rmu_unl_step st = {.step = idx + 1, .nsteps = nsteps, .topic = t};
-        rmu_tr_zero_grad(&tr);
-        /* forget: h_upd vs the control vector */
-        if (make_batch(&fb, tok, &fc[t], b, o->batch_size, max_len[t], pad, e) ||
-            rmu_tr_set_batch(&tr, fb.tokens, fb.mask, fb.B, fb.T, e))
-            goto out;
-        int N = fb.B * fb.T;
-        rmu_tr_embed(&tr, 0, x);
-        if (rmu_tr_forward_range(&tr, x, 0, l0 - 1, x, 0, e)) goto out;
-        if (logging && rmu_tr_forward_range_frozen(&tr, x, l0, L, hf, e)) goto out;
-        if (rmu_tr_forward_range(&tr, x, l0, L, h, 1, e)) goto out;
-        st.unlearn_loss = mse_and_grad(h, cv + (size_t)t * C, 1, fb.mask, N, C, fb.n_real, 1.0, dh);
-        if (logging) {
-            st.norm_upd_forget = mean_norm(h, fb.mask, N, C);
-            st.norm_frozen_forget = mean_norm(hf, fb.mask, N, C);
-            st.cos_forget = mean_cos(h, hf, fb.mask, N, C);
-        }
-        if (rmu_tr_backward_range(&tr, dh, L, l0, NULL, e)) goto out;
-        batch_free(&fb);
-        /* retain: h_upd vs h_frozen, alpha-weighted */
-        int reuse = key.valid && key.b == b && key.max_len == rml && !strcmp(key.path, o->retain[t]);
-        if (!reuse) {
-            batch_free(&rb);
-            if (make_batch(&rb, tok, &rcp[t], b, o->batch_size, rml, pad, e)) goto out;
-        }
-        if (rmu_tr_set_batch(&tr, rb.tokens, rb.mask, rb.B, rb.T, e)) goto out;
-        N = rb.B * rb.T;
-        if (!reuse) {
-            rmu_tr_embed(&tr, 0, xr);
-            if (rmu_tr_forward_range(&tr, xr, 0, l0 - 1, xr, 0, e) ||
-                rmu_tr_forward_range_frozen(&tr, xr, l0, L, hr, e))
-                goto out;
-            key = (rkey){o->retain[t], b, rml, 1};
-        }
-        if (rmu_tr_forward_range(&tr, xr, l0, L, h, 1, e)) goto out;
-        st.retain_loss = alpha[t] * mse_and_grad(h, hr, 0, rb.mask, N, C, rb.n_real, alpha[t], dh);
-        if (logging) {
-            st.norm_upd_retain = mean_norm(h, rb.mask, N, C);
-            st.cos_retain = mean_cos(h, hr, rb.mask, N, C);
-        }
-        if (rmu_tr_backward_range(&tr, dh, L, l0, NULL, e)) goto out;
-        if (!isfinite(st.unlearn_loss) || !isfinite(st.retain_loss)) {
-            rmu_errf(e, "step %d: loss is not finite (unlearn %g, retain %g); nothing was written", idx + 1,
-                     st.unlearn_loss, st.retain_loss);
-            goto out;
-        }
-        for (int i = 0; i < tr.nparams; i++) {
-            rmu_tr_param *p = &tr.params[i];
-            if (o->torch_adamw) rmu_adamw_update(p->master, p->grad, p->m, p->v, p->numel, idx + 1, o->lr, &ac);
-            else adamw_hf_update(p->master, p->grad, p->m, p->v, p->numel, idx + 1, o->lr, &ac);
-        }
-        st.seconds = now_s() - t0;
-        r->final_unlearn_loss = st.unlearn_loss;
-        r->final_retain_loss = st.retain_loss;
-        if (logging) {
-            char line[1024];
-            int n = snprintf(line, sizeof line,
-                             "{\"step\": %d, \"topic\": %d, \"unlearn_loss\": %.9g, \"retain_loss\": %.9g, "
-                             "\"updated_forget_norm\": %.6g, \"frozen_forget_norm\": %.6g, \"updated_retain_norm\": %.6g, "
-                             "\"forget_cosine\": %.6g, \"retain_cosine\": %.6g, \"seconds\": %.3f}\n",
-                             st.step, t, st.unlearn_loss, st.retain_loss, st.norm_upd_forget, st.norm_frozen_forget,
-                             st.norm_upd_retain, st.cos_forget, st.cos_retain, st.seconds);
-            if (rmu_afile_write(&logf, line, n, e)) { logging = 0; goto out; }
-            fflush(logf.f);
-        }
-        if (cb) cb(ud, &st);
+rmu_unl *rmu_unl_open(const rmu_unl_opts *o, rmu_err *e) {
+    rmu_unl *h = calloc(1, sizeof *h);
+    if (!h) {
+        rmu_errf(e, "out of memory");
+        return NULL;
     }
-    r->steps = nsteps;
-    r->seconds = now_s() - t0;
-    memcpy(r->coeffs, coeffs, sizeof coeffs);
-    if (write_output(o, &m, &tr, e) ||
-        write_report(o, fc, rcp, T, coeffs, alpha, max_len, params, nsteps, r, avail, e))
-        goto out;
+    h->o = *o;
+    h->L = o->layer_id;
+    if (check_opts(h, e) || rmu_model_load(&h->m, o->model_dir, e)) goto fail;
+    rmu_model_set_precision(&h->m, o->precision);
+    h->have_m = 1;
+    int nl = h->m.cfg.n_layers, C = h->m.cfg.hidden_size;
+    if (h->L < 0 || h->L >= nl) {
+        rmu_errf(e, "layer_id: %d is out of range for a model with %d layers (0..%d)", h->L, nl, nl - 1);
+        goto fail;
+    }
+    rmu_tr_opts to = {.max_batch = o->batch_size, .last_layer = h->L};
+    if (select_trainable(h, &to, e)) goto fail;
+    if (!(h->tok = rmu_tok_load(o->model_dir, e)) || rmu_check_tokenizer(&h->m, h->tok, e)) goto fail;
+    h->pad = rmu_tok_eos_id(h->tok) >= 0 ? rmu_tok_eos_id(h->tok) : h->m.cfg.eos_id;
+    if (h->pad < 0) {
+        rmu_errf(e, "%s: no eos token to pad with", o->model_dir);
+        goto fail;
+    }
+    if (load_corpora(h, e)) goto fail;
+    int Tmax = o->retain_max_len;
+    for (int t = 0; t < h->T; t++)
+        if (h->max_len[t] > Tmax) Tmax = h->max_len[t];
+    if (Tmax > h->m.cfg.max_position_embeddings) Tmax = h->m.cfg.max_position_embeddings;
+    to.max_seq = Tmax;
+    if (rmu_tr_init(&h->tr, &h->m, &to, e)) goto fail;
+    h->have_tr = 1;
+    for (int i = 0; i < h->tr.nparams; i++)
+        if (h->tr.params[i].layer > h->L || h->tr.params[i].layer < 0) {
+            rmu_errf(e, "params: %s is not inside layers 0..%d, so the RMU loss gives it no gradient",
+                     h->tr.params[i].name, h->L);
+            goto fail;
+        }
+    h->l0 = h->tr.lowest_trainable;
+    size_t NC = (size_t)o->batch_size * Tmax * C;
+    h->cv = malloc(sizeof(float) * h->T * C);
+    h->x = malloc(sizeof(float) * NC), h->h = malloc(sizeof(float) * NC), h->hf = malloc(sizeof(float) * NC);
+    h->dh = malloc(sizeof(float) * NC), h->xr = malloc(sizeof(float) * NC), h->hr = malloc(sizeof(float) * NC);
+    if (!h->cv || !h->x || !h->h || !h->hf || !h->dh || !h->xr || !h->hr) {
+        rmu_errf(e, "out of memory");
+        goto fail;
+    }
+    for (int t = 0; t < h->T; t++) /* clamp lengths to the model's positions */
+        if (h->max_len[t] > Tmax) h->max_len[t] = Tmax;
+    h->rml = o->retain_max_len < Tmax ? o->retain_max_len : Tmax;
+    if (make_control_vectors(h, e)) goto fail;
+    if (o->save_cv_path && save_cvs(o->save_cv_path, h->cv, h->T, C, e)) goto fail;
+    if (o->dump_batches && dump_batches(o->dump_batches, h->tok, h->fc, h->rcp, h->T, h->nsteps, o->batch_size,
+                                        h->max_len, h->rml, h->pad, e))
+        goto fail;
+    if (o->log_path && !(h->logf = fopen(o->log_path, "w"))) {
+        rmu_errf(e, "log_path: %s: cannot create: %s", o->log_path, strerror(errno));
+        goto fail;
+    }
+    memcpy(h->r.coeffs, h->coeffs, sizeof h->coeffs);
+    h->t0 = rmu_now_s();
+    return h;
+fail:
+    rmu_unl_close(h);
+    return NULL;
+}
+
+int rmu_unl_step(rmu_unl *h, rmu_unl_report *st, rmu_err *e) {
+    if (h->idx >= h->nsteps) return 0;
+    const rmu_unl_opts *o = &h->o;
+    rmu_tr *tr = &h->tr;
+    int T = h->T, L = h->L, l0 = h->l0, C = h->m.cfg.hidden_size, idx = h->idx;
+    int t = idx % T, b = idx / T, logging = h->logf != NULL;
+    batch *fb = &h->fb, *rb = &h->rb;
+    *st = (rmu_unl_report){.step = idx + 1, .nsteps = h->nsteps, .topic = t};
+    rmu_tr_zero_grad(tr);
+    /* forget: h_upd vs the control vector */
+    batch_free(fb);
+    if (make_batch(fb, h->tok, &h->fc[t], b, o->batch_size, h->max_len[t], h->pad, e) ||
+        rmu_tr_set_batch(tr, fb->tokens, fb->mask, fb->B, fb->T, e))
+        return -1;
+    int N = fb->B * fb->T;
+    rmu_tr_embed(tr, 0, h->x);
+    if (rmu_tr_forward_range(tr, h->x, 0, l0 - 1, h->x, 0, e)) return -1;
+    if (logging && rmu_tr_forward_range_frozen(tr, h->x, l0, L, h->hf, e)) return -1;
+    if (rmu_tr_forward_range(tr, h->x, l0, L, h->h, 1, e)) return -1;
+    st->unlearn_loss = mse_and_grad(h->h, h->cv + (size_t)t * C, 1, fb->mask, N, C, fb->n_real, 1.0, h->dh);
     if (logging) {
-        logging = 0;
-        if (rmu_afile_commit(&logf, e)) goto out;
+        st->norm_upd_forget = mean_norm(h->h, fb->mask, N, C);
+        st->norm_frozen_forget = mean_norm(h->hf, fb->mask, N, C);
+        st->cos_forget = mean_cos(h->h, h->hf, fb->mask, N, C);
     }
-    rc = 0;
-out:
-    if (logging) rmu_afile_abort(&logf);
-    batch_free(&fb);
-    batch_free(&rb);
-    free(cv), free(x), free(h), free(hf), free(dh), free(xr), free(hr);
-    for (int t = 0; t < T; t++) corpus_free(&fc[t]), corpus_free(&rcp[t]);
-    if (have_tr) rmu_tr_free(&tr);
-    rmu_tok_free(tok);
-    rmu_model_free(&m);
+    if (rmu_tr_backward_range(tr, h->dh, L, l0, NULL, e)) return -1;
+    batch_free(fb);
+    /* retain: h_upd vs h_frozen, alpha-weighted */
+    int reuse = h->key.valid && h->key.b == b && h->key.max_len == h->rml && !strcmp(h->key.path, o->retain[t]);
+    if (!reuse) {
+        batch_free(rb);
+        h->key.valid = 0;
+        if (make_batch(rb, h->tok, &h->rcp[t], b, o->batch_size, h->rml, h->pad, e)) return -1;
+    }
+    if (rmu_tr_set_batch(tr, rb->tokens, rb->mask, rb->B, rb->T, e)) return -1;
+    N = rb->B * rb->T;
+    if (!reuse) {
+        rmu_tr_embed(tr, 0, h->xr);
+        if (rmu_tr_forward_range(tr, h->xr, 0, l0 - 1, h->xr, 0, e) ||
+            rmu_tr_forward_range_frozen(tr, h->xr, l0, L, h->hr, e))
+            return -1;
+        h->key = (rkey){o->retain[t], b, h->rml, 1};
+    }
+    if (rmu_tr_forward_range(tr, h->xr, l0, L, h->h, 1, e)) return -1;
+    st->retain_loss = h->alpha[t] * mse_and_grad(h->h, h->hr, 0, rb->mask, N, C, rb->n_real, h->alpha[t], h->dh);
+    if (logging) {
+        st->norm_upd_retain = mean_norm(h->h, rb->mask, N, C);
+        st->cos_retain = mean_cos(h->h, h->hr, rb->mask, N, C);
+    }
+    if (rmu_tr_backward_range(tr, h->dh, L, l0, NULL, e)) return -1;
+    if (!isfinite(st->unlearn_loss) || !isfinite(st->retain_loss))
+        return rmu_errf(e, "step %d: loss is not finite (unlearn %g, retain %g); nothing was written", idx + 1,
+                        st->unlearn_loss, st->retain_loss);
+    rmu_adamw_cfg ac = {.lr = o->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0};
+    for (int i = 0; i < tr->nparams; i++) {
+        rmu_tr_param *p = &tr->params[i];
+        if (o->torch_adamw) rmu_adamw_update(p->master, p->grad, p->m, p->v, p->numel, idx + 1, o->lr, &ac);
+        else rmu_adamw_hf_update(p->master, p->grad, p->m, p->v, p->numel, idx + 1, o->lr, &ac);
+    }
+    st->seconds = rmu_now_s() - h->t0;
+    h->r.steps = idx + 1;
+    h->r.final_unlearn_loss = st->unlearn_loss;
+    h->r.final_retain_loss = st->retain_loss;
+    h->r.seconds = st->seconds;
+    if (logging) {
+        fprintf(h->logf,
+                "{\"step\": %d, \"topic\": %d, \"unlearn_loss\": %.9g, \"retain_loss\": %.9g, "
+                "\"updated_forget_norm\": %.6g, \"frozen_forget_norm\": %.6g, \"updated_retain_norm\": %.6g, "
+                "\"forget_cosine\": %.6g, \"retain_cosine\": %.6g, \"seconds\": %.3f}\n",
+                st->step, t, st->unlearn_loss, st->retain_loss, st->norm_upd_forget, st->norm_frozen_forget,
+                st->norm_upd_retain, st->cos_forget, st->cos_retain, st->seconds);
+        if (fflush(h->logf) != 0) return rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
+    }
+    h->idx = idx + 1;
+    return 1;
+}
+
+int rmu_unl_nsteps(const rmu_unl *h) { return h->nsteps; }
+void rmu_unl_result_get(const rmu_unl *h, rmu_unl_result *r) { *r = h->r; }
+rmu_model *rmu_unl_model(rmu_unl *h) { return &h->m; }
+
+int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *e) {
+    const rmu_unl_opts *o = &h->o;
+    if (!out_dir) out_dir = o->out_dir;
+    if (!out_dir) return rmu_errf(e, "out_dir: required");
+    rmu_hf_opts ho = {.in_dir = o->model_dir, .in_st = &h->m.st, .flags = o->overwrite ? RMU_HF_REPLACE : 0};
+    rmu_hf *w = rmu_hf_open(out_dir, &ho, e);
+    if (!w) return rmu_err_prefix(e, "out_dir");
+    int rc = 0;
+    for (int i = 0; i < h->tr.nparams && !rc; i++)
+        rc = rmu_hf_set_data(w, h->tr.params[i].name, h->tr.params[i].master, RMU_DT_F32, e);
+    if (rc || write_report(h, rmu_hf_dir(w), e)) {
+        rmu_hf_abort(w);
+        return -1;
+    }
+    if (rmu_hf_commit(w, e)) return -1;
+    if (r) *r = h->r;
+    return 0;
+}
+
+void rmu_unl_close(rmu_unl *h) {
+    if (!h) return;
+    if (h->logf) fclose(h->logf);
+    batch_free(&h->fb);
+    batch_free(&h->rb);
+    free(h->cv), free(h->x), free(h->h), free(h->hf), free(h->dh), free(h->xr), free(h->hr);
+    for (int t = 0; t < RMU_UNL_MAX_TOPICS; t++) rmu_data_docs_free(&h->fc[t].d), rmu_data_docs_free(&h->rcp[t].d);
+    if (h->have_tr) rmu_tr_free(&h->tr);
+    rmu_tok_free(h->tok);
+    if (h->have_m) rmu_model_free(&h->m);
+    free(h);
+}
+
+int rmu_unl_run(const rmu_unl_opts *o, rmu_unl_progress cb, void *ud, rmu_unl_result *r, rmu_err *e) {
+    memset(r, 0, sizeof *r);
+    if (!o->out_dir) return rmu_errf(e, "out_dir: required");
+    rmu_unl *h = rmu_unl_open(o, e);
+    if (!h) return -1;
+    rmu_unl_report st;
+    int k;
+    while ((k = rmu_unl_step(h, &st, e)) > 0)
+        if (cb) cb(ud, &st);
+    int rc = k == 0 ? rmu_unl_finish(h, NULL, r, e) : -1;
+    rmu_unl_close(h);
     return rc;
 }

@@ -11,13 +11,29 @@
  * Work avoided (the reason this exists): layers after layer_id never run; layers below
  * min(layer_ids) run once per batch, shared by the frozen and updated models; the frozen
  * model runs only layers min(layer_ids)..layer_id; a retain batch used by consecutive
- * topics (the same corpus twice, as in the published Zephyr run) is encoded once. */
+ * topics (the same corpus twice, as in the published Zephyr run) is encoded once.
+ *
+ * A run is opened (model, corpora, control vectors, log), stepped (one RMU step each, its
+ * numbers returned and appended to the log) and finished (the output folder), so a server,
+ * the relearning attacks or the demo can drive it; rmu_unl_run is that loop. Errors about an
+ * option start with its field name ("layer_ids: ...", "forget: ..."); the CLI maps it to its
+ * flag.
+ *
+ * Corpora: read by the one corpus reader (src/train/data.h: .jsonl/.ndjson JSON Lines with a
+ * "text" field, .json an array or JSON Lines, other files plain text with one document per
+ * non-blank line keeping its "\n"); texts of min_len characters or fewer are then dropped,
+ * as the reference's get_data does; batches are tokenised when used.
+ *
+ * Log (log_path): one JSON object per step, appended and flushed as the step ends, so a
+ * watcher sees progress; created (truncated) at open. Output folder: written at finish
+ * through src/io/hfdir.h (staging name, then renamed), so it appears whole or not at all. */
 #ifndef RMU_UNLEARN_H
 #define RMU_UNLEARN_H
 
 #include <stdint.h>
 
 #include "core/err.h"
+#include "kernels/gemm.h"
 
 #define RMU_UNL_MAX_TOPICS 16
 #define RMU_UNL_MAX_LAYERS 64
@@ -52,18 +68,21 @@ typedef struct rmu_unl_opts {
      * format of tests/oracle/torch_ref.py rmu. */
     const char *dump_batches;
     int torch_adamw;         /* 1: torch.optim.AdamW; 0 (default): transformers.AdamW as the reference */
+    int overwrite;           /* replace an existing out_dir (a model folder) as a whole */
+    rmu_prec precision;      /* matmul precision (0 = auto: bf16 arithmetic for BF16 weights, as the
+                              * reference's bf16 model computes) */
 } rmu_unl_opts;
 
-/* What one step reports (to the progress callback and the log). */
-typedef struct rmu_unl_step {
+/* What one step reports (returned by rmu_unl_step, given to the progress callback, logged). */
+typedef struct rmu_unl_report {
     int step, nsteps, topic;
     double unlearn_loss, retain_loss;
     double norm_upd_forget, norm_frozen_forget, norm_upd_retain; /* mean per-token L2 norms */
     double cos_forget, cos_retain;                               /* mean per-token cosine, updated vs frozen */
     double seconds;                                              /* since the loop started */
-} rmu_unl_step;
+} rmu_unl_report;
 
-typedef void (*rmu_unl_progress)(void *ud, const rmu_unl_step *s);
+typedef void (*rmu_unl_progress)(void *ud, const rmu_unl_report *s);
 
 typedef struct rmu_unl_result {
     int steps;
@@ -75,8 +94,31 @@ typedef struct rmu_unl_result {
  * lr 5e-5, batch 4, 150 batches, seed 42, retain max length 512). */
 void rmu_unl_defaults(rmu_unl_opts *o);
 
-/* Runs RMU and writes the output folder (every input file copied, updated tensors in their
- * original dtype and shard, rmu_unlearn.json). */
+typedef struct rmu_unl rmu_unl;
+typedef struct rmu_model rmu_model;
+typedef struct rmu_data_docs rmu_data_docs;
+
+/* Checks the options and out_dir (when given), loads the model, corpora and trainer, makes
+ * the control vectors, opens the log. The strings of o must stay valid until close. */
+rmu_unl *rmu_unl_open(const rmu_unl_opts *o, rmu_err *e);
+/* One RMU step: 1 with *s filled, 0 when every step is done, -1 on error (a non-finite loss). */
+int rmu_unl_step(rmu_unl *h, rmu_unl_report *s, rmu_err *e);
+/* Writes the output folder into out_dir (NULL: o->out_dir): every input file copied, the
+ * updated tensors in their original dtype and shard, rmu_unlearn.json (every setting, corpus
+ * SHA-256s, steps, final losses). r (may be NULL) gets the result. */
+int rmu_unl_finish(rmu_unl *h, const char *out_dir, rmu_unl_result *r, rmu_err *e);
+void rmu_unl_close(rmu_unl *h);
+/* Steps of the run; the result so far; the live (updated) model. */
+int rmu_unl_nsteps(const rmu_unl *h);
+void rmu_unl_result_get(const rmu_unl *h, rmu_unl_result *r);
+rmu_model *rmu_unl_model(rmu_unl *h);
+
+/* A corpus as unlearning reads it: the documents of path (src/train/data.h, field "text"),
+ * those of min_len characters (code points) or fewer dropped. sha_hex (65 bytes, or NULL)
+ * gets the file's SHA-256. */
+int rmu_unl_read_corpus(rmu_data_docs *d, const char *path, int min_len, char *sha_hex, rmu_err *e);
+
+/* open, step until done (cb, may be NULL, sees each step), finish into o->out_dir, close. */
 int rmu_unl_run(const rmu_unl_opts *o, rmu_unl_progress cb, void *ud, rmu_unl_result *r, rmu_err *e);
 
 #endif

@@ -46,6 +46,13 @@ if head -c 200 "$OUT/unlearn.svg" | grep -q "<svg" && grep -q "</svg>" "$OUT/unl
 else
     fail "demo writes the SVG and the unlearn log" "$(ls "$OUT")"
 fi
+check "demo draws one curve point per unlearning step (the step reports the log also gets)" python3 -c '
+import re, sys
+svg = open(sys.argv[1]).read()
+curves = re.findall(r"points=.([^\x27]*)\x27", svg)
+steps = sum(1 for l in open(sys.argv[2]) if l.strip())
+assert len(curves) == 2 and all(len(c.split()) == steps for c in curves), (len(curves), [len(c.split()) for c in curves], steps)
+' "$OUT/unlearn.svg" "$OUT/unlearn_log.jsonl"
 check "demo corpora and questions are valid JSONL" python3 -c '
 import json, sys
 for name in ["train.jsonl", "forget_corpus.jsonl", "retain_corpus.jsonl", "forget_mcq.jsonl", "retain_mcq.jsonl"]:

@@ -14,7 +14,7 @@ if have_shared; then
     if [ "$got" = "$want" ]; then ok "stories260K greedy text equals reference.json"
     else fail "stories260K greedy text equals reference.json" "got: $(echo "$got" | head -c 200)"; fi
     ids=$(python3 -c 'import json,sys; print(" ".join(map(str,json.load(open(sys.argv[1]))["prompt_ids"])))' "$S/reference.json")
-    if "$RMU" logits -m "$S" --ids "$ids" --out "$TMP/s260.f32" 2>"$TMP/logits.err"; then
+    if "$RMU" logits -m "$S" --ids "$ids" --out "$TMP/s260.f32" --precision fp32 2>"$TMP/logits.err"; then
         check "stories260K logits_first_positions within 1e-4" python3 - "$S/reference.json" "$TMP/s260.f32" <<'PYEOF'
 import json, struct, sys
 ref = json.load(open(sys.argv[1]))["logits_first_positions"]
@@ -48,10 +48,23 @@ for spec in "${models[@]}"; do
     if ! "$RMU" init -o "$d" $args 2>"$TMP/init.err"; then
         fail "rmu init $name" "$(cat "$TMP/init.err")"; continue
     fi
-    "$RMU" logits -m "$d" --ids "$ids" --out "$d/prefill.f32" --hidden-layer 1 --hidden-out "$d/hidden.f32" 2>"$TMP/l.err" &&
-    "$RMU" logits -m "$d" --ids "$ids" --out "$d/prefill7.f32" --batch 7 2>>"$TMP/l.err" &&
-    "$RMU" logits -m "$d" --ids "$ids" --out "$d/decode.f32" --mode decode 2>>"$TMP/l.err" ||
+    # exact fp32 arithmetic for the tight comparisons (BF16 weights default to bf16 arithmetic)
+    "$RMU" logits -m "$d" --ids "$ids" --out "$d/prefill.f32" --hidden-layer 1 --hidden-out "$d/hidden.f32" \
+        --precision fp32 2>"$TMP/l.err" &&
+    "$RMU" logits -m "$d" --ids "$ids" --out "$d/prefill7.f32" --batch 7 --precision fp32 2>>"$TMP/l.err" &&
+    "$RMU" logits -m "$d" --ids "$ids" --out "$d/decode.f32" --mode decode --precision fp32 2>>"$TMP/l.err" ||
         { fail "rmu logits $name" "$(tail -1 "$TMP/l.err")"; continue; }
+    # the default precision: bf16 arithmetic for BF16 weights, the same numbers in prefill
+    # and decode up to fp32 summation order, and near the exact product
+    if [[ $name == *bf16* ]]; then
+        if "$RMU" logits -m "$d" --ids "$ids" --out "$d/prefill_bf16.f32" 2>"$TMP/l.err" &&
+           "$RMU" logits -m "$d" --ids "$ids" --out "$d/decode_bf16.f32" --mode decode 2>>"$TMP/l.err"; then
+            check "$name: bf16 precision, decode equals prefill (1e-4)" python3 "$ROOT/tests/compare_f32.py" "$d/prefill_bf16.f32" "$d/decode_bf16.f32" 1e-4
+            check "$name: bf16 precision near fp32 (1e-2)" python3 "$ROOT/tests/compare_f32.py" "$d/prefill_bf16.f32" "$d/prefill.f32" 1e-2
+        else
+            fail "rmu logits $name (bf16 precision)" "$(tail -1 "$TMP/l.err")"
+        fi
+    fi
     check "$name: decode with KV cache equals prefill (1e-4)" python3 "$ROOT/tests/compare_f32.py" "$d/prefill.f32" "$d/decode.f32" 1e-4
     check "$name: chunked prefill equals one-shot prefill (1e-4)" python3 "$ROOT/tests/compare_f32.py" "$d/prefill.f32" "$d/prefill7.f32" 1e-4
     if ! have_torch || [ ! -f "$ORACLE" ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the parsers that read untrusted input:
-# the safetensors header, tokenizer.json, and `rmu serve`'s request bodies (JSON -> a
-# generation request). Seeds are made here; the run fails on any crash, leak or sanitizer
+# fuzz.sh - bounded libFuzzer runs (ASan + UBSan) of the parsers that read untrusted
+# input: the safetensors header, tokenizer.json, chat templates (the Jinja engine, which
+# must also never hang), GGUF files and `rmu serve`'s request bodies (JSON -> a generation
+# request). Seeds are made here; the run fails on any crash, leak, timeout or sanitizer
 # report.
 . "$(dirname "$0")/../lib.sh"
 SECS=${FUZZ_SECONDS:-20}
@@ -41,10 +42,41 @@ tok = {"version": "1.0", "added_tokens": [{"id": i, "content": c, "special": Tru
                  "merges": ["\u2581 a", "a b", "\u2581a b"]}}
 json.dump(tok, open(sys.argv[1], "w"))
 PYEOF
-for t in safetensors tokenizer request; do
-    d=$TMP/st; [ $t = tokenizer ] && d=$TMP/tok; [ $t = request ] && d=$TMP/req
-    if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$SECS" -rss_limit_mb=2048 -timeout=10 "$d" >"$TMP/$t.log" 2>&1; then
-        ok "fuzz_$t: ${SECS}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
+# Jinja seeds: real chat-template shapes (the first byte picks trim_blocks/lstrip_blocks);
+# the Zephyr template from ../shared when it is there.
+rm -rf "$TMP/jinja"; mkdir -p "$TMP/jinja"
+printf '\003%s' "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}" > "$TMP/jinja/chatml"
+printf '\003%s' "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token + ' ' }}{% endif %}{% endfor %}" > "$TMP/jinja/mistral"
+printf '\000%s' "{%- set n = messages | length -%}
+{%- for m in messages if m.role != 'system' -%}
+  [{{ loop.index }}/{{ loop.length }}{{ '*' if loop.first }}] {{ m.content[:3] | trim }}{{ m.get('x', 'd') | upper }}
+  {%- if m.content is string and 'x' not in m.content %}{% continue %}{% endif %}
+{% else %}none{% endfor %}{# c #}{% for i in range(3) %}{{ i ~ ',' }}{% if i > 1 %}{% break %}{% endif %}{% endfor %}" > "$TMP/jinja/expr"
+[ -f "$SHARED/data/zephyr-7b-beta/chat_template.jinja" ] &&
+    { printf '\003'; cat "$SHARED/data/zephyr-7b-beta/chat_template.jinja"; } > "$TMP/jinja/zephyr"
+# GGUF seed: a small valid file (string, array and numeric metadata, an aligned tensor table)
+rm -rf "$TMP/gguf"; mkdir -p "$TMP/gguf"
+python3 - "$TMP/gguf/seed.gguf" <<'PYEOF'
+import struct, sys
+def s(x): b = x.encode(); return struct.pack("<Q", len(b)) + b
+kv = s("general.architecture") + struct.pack("<I", 8) + s("llama")
+kv += s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + s("<unk>") + s("<s>") + s("a")
+kv += s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, 3) + struct.pack("<3f", 0, 0, -1)
+kv += s("general.alignment") + struct.pack("<II", 4, 32)
+ti = s("w") + struct.pack("<IQQIQ", 2, 32, 2, 8, 0) + s("n") + struct.pack("<IQIQ", 1, 3, 0, 96)
+h = b"GGUF" + struct.pack("<IQQ", 3, 2, 4) + kv + ti
+h += bytes(-len(h) % 32)
+open(sys.argv[1], "wb").write(h + bytes(68) + bytes(28) + bytes(12) + bytes(20))
+PYEOF
+JSECS=${FUZZ_SECONDS:-15}
+for t in safetensors tokenizer jinja gguf request; do
+    d=$TMP/st secs=$SECS extra=
+    [ $t = tokenizer ] && d=$TMP/tok
+    [ $t = request ] && d=$TMP/req
+    [ $t = gguf ] && d=$TMP/gguf secs=$JSECS
+    [ $t = jinja ] && d=$TMP/jinja secs=$JSECS extra=-dict=$ROOT/tests/fuzz/jinja.dict
+    if "$ROOT/build-fuzz/fuzz_$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 $extra "$d" >"$TMP/$t.log" 2>&1; then
+        ok "fuzz_$t: ${secs}s, $(grep -o 'Done [0-9]* runs' "$TMP/$t.log" | head -1), no crash"
     else
         fail "fuzz_$t" "$(grep -m1 -E 'ERROR|SUMMARY|runtime error' "$TMP/$t.log")"
     fi

@@ -2,7 +2,8 @@
 # io.sh - `rmu init` checkpoints read back by an independent reader (plain Python struct +
 # json, no safetensors package): tensor names, shapes, dtypes, offsets tiling the data,
 # 8-byte padded headers, index.json, value statistics; determinism; overrides; the
-# tokenizer copy; and the usage errors of `rmu init`.
+# tokenizer copy; the folder written whole (replacing only a model folder; SIGKILL or a full
+# disk leave none); and the usage errors of `rmu init`.
 . "$(dirname "$0")/../lib.sh"
 
 PYBIN=$PY
@@ -232,5 +233,60 @@ else
     ok "a tokenizer error stops before the weights"
 fi
 if [ -e "$o" ]; then fail "failed inits write nothing" "$o exists"; else ok "failed inits write nothing"; fi
+
+# ---- the folder is written whole under a staging name
+d=$TMP/whole
+rm -rf "$d" "$TMP"/.whole.rmu-staging.*
+mkdir -p "$d" && echo keep > "$d/notes.txt"
+expect_error "init: refuses to replace a folder that is not a model" "whole exists and is not a model folder" \
+    "$RMU" init -o "$d" --shape tiny
+rm "$d/notes.txt"
+if "$RMU" init -o "$d" --shape tiny --seed 1 2>/dev/null && cp "$d/model.safetensors" "$TMP/whole-1.st" &&
+   echo extra > "$d/extra.txt" && "$RMU" init -o "$d" --shape tiny --seed 2 2>/dev/null &&
+   [ ! -e "$d/extra.txt" ] && ! cmp -s "$d/model.safetensors" "$TMP/whole-1.st" && ! ls -a "$TMP" | grep -q rmu-; then
+    ok "init: an empty folder is filled, a model folder replaced as a whole"
+else
+    fail "init: replace a model folder" "$(ls -a "$d" "$TMP" | tr '\n' ' ')"
+fi
+rm -f "$TMP/whole-1.st"
+# SIGKILL while writing: the old folder stays, whole; no staging folder survives the next run
+caught=0
+for try in 1 2 3; do
+    "$RMU" init -o "$d" --shape tiny --seed 3 >/dev/null 2>&1
+    "$RMU" init -o "$d" --shape small --hidden 512 --intermediate 1536 --layers 8 --vocab 4096 --dtype f32 >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 1 3000); do
+        ls -a "$TMP" | grep -q '^\.whole\.rmu-staging\.' && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.002
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    if ls -a "$TMP" | grep -q '^\.whole\.rmu-staging\.'; then caught=1; break; fi
+done
+if [ "$caught" -eq 1 ] && grep -q '"hidden_size": 64' "$d/config.json" && "$RMU" info -m "$d" >/dev/null 2>&1 &&
+   "$RMU" init -o "$d" --shape tiny --seed 4 2>/dev/null && ! ls -a "$TMP" | grep -q rmu-staging; then
+    ok "init: SIGKILL while writing leaves the old folder whole; the next run clears the staging folder"
+else
+    fail "init: SIGKILL while writing" "caught $caught; $(ls -a "$d" "$TMP" | tr '\n' ' ')"
+fi
+# a full disk (a 1 MiB tmpfs): one clear error, nothing left behind
+MNT=$TMP/full-disk
+mkdir -p "$MNT"
+if mount -t tmpfs -o size=1m tmpfs "$MNT" 2>/dev/null; then
+    err=$("$RMU" init -o "$MNT/out" --shape tiny --layers 8 2>&1 >/dev/null); rc=$?
+    left=$(ls -A "$MNT")
+    umount "$MNT"
+    if [ $rc -eq 1 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "No space left on device" &&
+       [ -z "$left" ]; then
+        ok "init: a full disk fails with one line and leaves nothing"
+    else
+        fail "init: full disk" "rc $rc, left [$left]: $err"
+    fi
+else
+    skip "init: full disk" "cannot mount a tmpfs here (needs root)"
+fi
+rmdir "$MNT" 2>/dev/null
+rm -rf "$d"
 
 rm -rf "$TMP"/*-bf16 "$TMP"/*-f16 "$TMP"/*-f32 "$TMP"/*-sharded "$TMP"/det-? "$TMP/override" "$TMP/with-tok" "$TMP/summary" "$TMP/small-vocab"

@@ -2,7 +2,9 @@
 # tests/integration/train.sh - `rmu train`: gradients and AdamW steps against PyTorch
 # (tests/oracle/torch_ref.py) on tiny random Mistrals (GQA, sliding window shorter than the
 # rows, left padding, tied and untied heads, a pad_token_id), fine-tuning stories260K, the
-# output folder, SIGKILL + --resume ending bit-identical, and bad input.
+# output folder (written whole: OUT.rmu-work renamed into place; provenance of an unlearned
+# input dropped), SIGKILL + --resume ending bit-identical, SIGKILL during the final write
+# and a full disk leaving no OUT, and bad input.
 source "$(dirname "$0")/../lib.sh"
 # Shared 2-core machines: spinning OpenMP waits collapse under oversubscription.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
@@ -202,19 +204,24 @@ if $RMU train "${RUN[@]}" --out "$T/full" --log "$T/full.jsonl" >/dev/null 2>&1;
         if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
         wait "$pid" 2>/dev/null
         # every checkpoint folder on disk is whole: its state parses and has every tensor
-        for c in "$T"/killed/checkpoint-*; do
+        for c in "$T"/killed.rmu-work/checkpoint-* "$T"/killed/checkpoint-*; do
             case "$c" in *.tmp) continue ;; esac
             [ -d "$c" ] || continue
             if ! grep -q '"step"' "$c/trainer_state.json" 2>/dev/null || [ ! -s "$c/state.safetensors" ]; then
                 fail "train: checkpoints are never half-written" "$c incomplete"
             fi
         done
+        # OUT is absent or whole, never half-written
+        if [ -e "$T/killed" ] && ! $RMU info -m "$T/killed" >/dev/null 2>&1; then
+            fail "train: a killed run leaves no half OUT" "$(ls "$T/killed" | tr '\n' ' ')"
+        fi
     done
     if $RMU train "${RUN[@]}" --out "$T/killed" --log "$T/killed.jsonl" --resume >/dev/null 2>"$T/resume.err" &&
        cmp -s "$T/full/model.safetensors" "$T/killed/model.safetensors"; then
         steps=$(sed 's/.*"step": \([0-9]*\),.*/\1/' "$T/killed.jsonl" | sort -n | uniq | wc -l)
         nl=$(wc -l < "$T/killed.jsonl")
-        if [ "$steps" -eq 60 ] && [ "$nl" -eq 60 ] && cmp -s <(cut -d, -f1-4 "$T/full.jsonl") <(cut -d, -f1-4 "$T/killed.jsonl"); then
+        if [ "$steps" -eq 60 ] && [ "$nl" -eq 60 ] && cmp -s <(cut -d, -f1-4 "$T/full.jsonl") <(cut -d, -f1-4 "$T/killed.jsonl") &&
+           [ ! -e "$T/killed.rmu-work" ] && [ -d "$T/killed/checkpoint-60" ]; then
             ok "train: $kills SIGKILLs + --resume (1 thread vs 2) end bit-identical; log has each step once, same losses"
         else
             fail "train: resumed log" "$nl lines, $steps distinct steps"
@@ -227,6 +234,12 @@ if $RMU train "${RUN[@]}" --out "$T/full" --log "$T/full.jsonl" >/dev/null 2>&1;
         $RMU train "${RUN[@]/1e-3/2e-3}" --out "$T/killed" --resume
     expect_error "train: a folder with checkpoints needs --resume" "already holds checkpoint-60.*--resume" \
         $RMU train "${RUN[@]}" --out "$T/killed"
+    if out=$($RMU train "${RUN[@]}" --out "$T/killed" --resume 2>&1) && echo "$out" | grep -q "already complete" &&
+       cmp -s "$T/full/model.safetensors" "$T/killed/model.safetensors"; then
+        ok "train: --resume on a finished OUT with the same settings does nothing"
+    else
+        fail "train: --resume on a finished OUT" "$out"
+    fi
 else
     fail "train: uninterrupted run" "rmu train failed"
 fi
@@ -237,7 +250,7 @@ printf '{"text": "fine"}\n{"text": "cut\n' > "$T/bad.jsonl"
 printf '{"text": "fine"}\n\n{"body": "x"}\n' > "$T/nofield.jsonl"
 B=(-m "$T/tiny" --out "$T/bad.out" --steps 2 --batch-size 2 --seq-len 16 -q)
 expect_error "train: empty corpus" "empty.txt: no training text" $RMU train "${B[@]}" --data "$T/empty.txt"
-expect_error "train: malformed JSONL names file and line" "bad.jsonl:2: malformed JSON" \
+expect_error "train: malformed JSONL names file and line" "bad.jsonl:2: invalid JSON" \
     $RMU train "${B[@]}" --data "$T/bad.jsonl"
 expect_error "train: missing text field names file and line" 'nofield.jsonl:3: expected a JSON object with a string field "text"' \
     $RMU train "${B[@]}" --data "$T/nofield.jsonl"
@@ -246,7 +259,7 @@ expect_error "train: pattern matching no tensor" "pattern 'model.layers.9.mlp.\*
     $RMU train "${B[@]}" --data "$T/stories.txt" --trainable 'model.layers.9.mlp.*'
 expect_error "train: unbalanced braces" "unbalanced" \
     $RMU train "${B[@]}" --data "$T/stories.txt" --trainable 'model.layers.{1,2.mlp.*'
-expect_error "train: seq-len over max_position_embeddings" "seq-len 600 exceeds max_position_embeddings 512" \
+expect_error "train: seq-len over max_position_embeddings" "seq-len: 600 exceeds max_position_embeddings 512" \
     $RMU train -m "$T/tiny" --out "$T/bad.out" --data "$T/stories.txt" --seq-len 600
 expect_error "train: --out is the model folder" "is the input model folder" \
     $RMU train -m "$T/tiny" --out "$T/tiny" --data "$T/stories.txt"
@@ -258,13 +271,13 @@ expect_error "train: bad --schedule" "expected constant, linear or cosine" \
 # NaN loss: stop, name the step, keep the last good checkpoint (which then resumes)
 rm -rf "$T/nan"
 expect_error "train: NaN loss stops at its step and names the last good checkpoint" \
-    "step 5: loss is NaN; training stopped \(the last good checkpoint is .*nan/checkpoint-4\)" \
+    "step 5: loss is NaN; training stopped \(the last good checkpoint is .*nan.rmu-work/checkpoint-4\)" \
     $RMU train -m "$T/tiny" --data "$T/stories.txt" --out "$T/nan" --steps 8 --batch-size 2 --seq-len 16 \
     --save-every 2 -q --debug-nan-step 5
-if [ -f "$T/nan/checkpoint-4/state.safetensors" ] && [ ! -e "$T/nan/model.safetensors" ] &&
+if [ -f "$T/nan.rmu-work/checkpoint-4/state.safetensors" ] && [ ! -e "$T/nan" ] &&
    $RMU train -m "$T/tiny" --data "$T/stories.txt" --out "$T/nan" --steps 8 --batch-size 2 --seq-len 16 \
        --save-every 2 -q --resume 2>/dev/null && [ -f "$T/nan/model.safetensors" ]; then
-    ok "train: after a NaN stop the last good checkpoint resumes to the end"
+    ok "train: after a NaN stop the last good checkpoint resumes to the end (no OUT until then)"
 else
     fail "train: NaN stop keeps the last good checkpoint" "checkpoint-4 missing or resume failed"
 fi
@@ -280,3 +293,85 @@ EOF
     expect_error "train: NaN weights stop at step 1" "step 1: loss is NaN; training stopped \(no checkpoint was written\)" \
         $RMU train -m "$T/nanw" --data "$T/stories.txt" --out "$T/nanw.out" --steps 3 --batch-size 2 --seq-len 16 -q
 fi
+
+# ---- 7. OUT is written whole, from an input's files minus provenance of earlier runs
+if $RMU unlearn -m "$T/tiny" --forget "$T/stories.txt" --retain "$T/stories.txt" --layer-id 1 --layer-ids 1 \
+       --batch-size 2 --max-num-batches 2 --max-len 16 --retain-max-len 16 --out "$T/unl" >/dev/null 2>&1 &&
+   [ -f "$T/unl/rmu_unlearn.json" ]; then
+    if $RMU train -q -m "$T/unl" --data "$T/stories.txt" --out "$T/unl-sft" --steps 1 --batch-size 2 --seq-len 16 2>/dev/null &&
+       [ ! -e "$T/unl-sft/rmu_unlearn.json" ] && [ -f "$T/unl-sft/tokenizer.json" ]; then
+        ok "train: on an unlearned folder writes no rmu_unlearn.json (it describes the input, not this output)"
+    else
+        fail "train: provenance of the input dropped" "$(ls "$T/unl-sft" 2>&1 | tr '\n' ' ')"
+    fi
+else
+    fail "train: provenance of the input dropped" "rmu unlearn on the tiny model failed"
+fi
+B1=(-m "$T/tiny" --data "$T/stories.txt" --steps 1 --batch-size 2 --seq-len 16 -q)
+mkdir -p "$T/mine" && echo keep > "$T/mine/notes.txt"
+expect_error "train: an existing OUT is refused" "mine already exists; pass --overwrite" $RMU train "${B1[@]}" --out "$T/mine"
+expect_error "train: --overwrite replaces only a model folder" "not a model folder" \
+    $RMU train "${B1[@]}" --out "$T/mine" --overwrite
+if [ -f "$T/mine/notes.txt" ] && $RMU train "${B1[@]}" --out "$T/lr0" --overwrite 2>/dev/null &&
+   ! cmp -s "$T/tiny/model.safetensors" "$T/lr0/model.safetensors" && [ -z "$(ls -a "$T" | grep rmu-staging)" ]; then
+    ok "train: --overwrite replaces a model folder as a whole; other folders are left alone"
+else
+    fail "train: --overwrite" "$(ls -a "$T" | tr '\n' ' ')"
+fi
+mkdir -p "$T/stale.rmu-work" && echo x > "$T/stale.rmu-work/model.safetensors.tmp.1"
+if $RMU train "${B1[@]}" --out "$T/stale" 2>/dev/null && [ -f "$T/stale/config.json" ] && [ ! -e "$T/stale.rmu-work" ] &&
+   [ ! -e "$T/stale/model.safetensors.tmp.1" ]; then
+    ok "train: a stale work folder without checkpoints is cleared, never reused"
+else
+    fail "train: stale work folder" "$(ls "$T/stale" "$T/stale.rmu-work" 2>&1 | tr '\n' ' ')"
+fi
+
+# ---- 8. SIGKILL while OUT is being written: no OUT; --resume then finishes it bit-identically
+$RMU init -o "$T/mid" --shape small --hidden 512 --intermediate 1536 --layers 8 --vocab 4096 --dtype bf16 --seed 5 >/dev/null 2>&1
+K0=(-m "$T/mid" --data "$T/stories.txt" --steps 2 --batch-size 1 --seq-len 8 --trainable model.norm.weight -q)
+K=("${K0[@]}" --save-every 2)
+if $RMU train "${K[@]}" --out "$T/mid-ref" 2>/dev/null; then
+    killed=0
+    for try in 1 2 3; do
+        rm -rf "$T/mid-out" "$T/mid-out.rmu-work"
+        $RMU train "${K[@]}" --out "$T/mid-out" >/dev/null 2>&1 &
+        pid=$!
+        # the output files appear in the work folder only after the last step: kill then
+        for _ in $(seq 1 3000); do
+            ls "$T/mid-out.rmu-work" 2>/dev/null | grep -q -e config.json -e '\.tmp\.' && break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.002
+        done
+        kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
+        wait "$pid" 2>/dev/null
+        [ -e "$T/mid-out" ] || break
+    done
+    if [ "$killed" -gt 0 ] && [ ! -e "$T/mid-out" ] && [ -d "$T/mid-out.rmu-work/checkpoint-2" ] &&
+       $RMU train "${K[@]}" --out "$T/mid-out" --resume 2>/dev/null &&
+       cmp -s "$T/mid-ref/model.safetensors" "$T/mid-out/model.safetensors"; then
+        ok "train: SIGKILL during the final write leaves no OUT; --resume writes it, bit-identical"
+    else
+        fail "train: SIGKILL during the final write" "killed $killed; $(ls "$T/mid-out" "$T/mid-out.rmu-work" 2>&1 | tr '\n' ' ')"
+    fi
+else
+    fail "train: SIGKILL during the final write" "reference run failed"
+fi
+
+# ---- 9. a full disk (a 1 MiB tmpfs): one clear error, nothing left behind
+MNT=$T/full-disk
+mkdir -p "$MNT"
+if mount -t tmpfs -o size=1m tmpfs "$MNT" 2>/dev/null; then
+    # no --save-every: a work folder with checkpoints would rightly stay, to be resumed
+    err=$($RMU train "${K0[@]}" --out "$MNT/out" 2>&1 >/dev/null); rc=$?
+    left=$(ls -A "$MNT")
+    umount "$MNT"
+    if [ $rc -eq 1 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "No space left on device" &&
+       [ -z "$left" ]; then
+        ok "train: a full disk fails with one line and leaves neither OUT nor a work folder"
+    else
+        fail "train: full disk" "rc $rc, left [$left]: $err"
+    fi
+else
+    skip "train: full disk" "cannot mount a tmpfs here (needs root)"
+fi
+rmdir "$MNT" 2>/dev/null

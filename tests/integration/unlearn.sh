@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # unlearn.sh - `rmu unlearn` against a PyTorch reference of the same loop (same control
-# vectors, same padded batches), on stories260K, and its bad-input messages.
+# vectors, same padded batches), on stories260K, its output folder (written whole: an
+# existing one needs --overwrite; SIGKILL during the write or a full disk leaves none), and
+# its bad-input messages.
 . "$(dirname "$0")/../lib.sh"
 
 M=$TMP/tiny8
@@ -143,6 +145,7 @@ PYEOF
     else
         retain=$TMP/retain.txt
     fi
+    rm -rf "$TMP/s260-out"
     if "$RMU" unlearn -m "$S" --forget "$TMP/dragon.jsonl" --retain "$retain" --out "$TMP/s260-out" \
             --layer-id 2 --layer-ids 1,2 --steering-coeffs 20 --alpha 100 --lr 1e-2 --batch-size 4 \
             --max-num-batches 32 --max-len 64 --retain-max-len 64 --min-len 20 --log "$TMP/s260.jsonl" 2>"$TMP/s260.err"; then
@@ -183,3 +186,70 @@ expect_error "malformed JSONL line names file:line" "bad.jsonl:2" \
 expect_error "missing corpus file" "nope.jsonl" \
     "$RMU" unlearn "${common[@]}" --forget "$TMP/nope.jsonl" --retain "$TMP/retain.txt"
 [ ! -e "$TMP/outbad/model.safetensors" ] && ok "failed runs leave no output weights" || fail "failed runs leave no output weights" "found $TMP/outbad/model.safetensors"
+
+# ---- the output folder is written whole
+mkdir -p "$TMP/mine" && echo keep > "$TMP/mine/notes.txt"
+small=(-m "$M" --forget "$TMP/fa.jsonl" --retain "$TMP/retain.txt" --layer-id 3 --layer-ids 2,3 --batch-size 3
+       --max-num-batches 2)
+expect_error "an existing --out needs --overwrite" "mine already exists; pass --overwrite" \
+    "$RMU" unlearn "${small[@]}" --out "$TMP/mine"
+expect_error "--overwrite replaces only a model folder" "not a model folder" \
+    "$RMU" unlearn "${small[@]}" --out "$TMP/mine" --overwrite
+if "$RMU" unlearn "${small[@]}" --out "$TMP/out2" --overwrite 2>/dev/null && [ -f "$TMP/out2/rmu_unlearn.json" ] &&
+   ! cmp -s "$TMP/out/model.safetensors" "$TMP/out2/model.safetensors" && [ -f "$TMP/mine/notes.txt" ]; then
+    ok "--overwrite replaces a model folder as a whole"
+else
+    fail "--overwrite replaces a model folder as a whole" "$(ls "$TMP/out2" | tr '\n' ' ')"
+fi
+expect_error "--out may not be the model folder (same inode)" "is the input model folder" \
+    "$RMU" unlearn "${small[@]}" --out "$M/" --overwrite
+
+# SIGKILL while the folder is being written: no OUT; the next run clears the staging folder
+MB=$TMP/mid
+rm -rf "$MB" "$TMP/mid-out" "$TMP"/.mid-out.rmu-staging.*
+"$RMU" init -o "$MB" --shape small --hidden 512 --intermediate 1536 --layers 8 --vocab 4096 --dtype bf16 --seed 6 \
+    >/dev/null 2>&1
+KA=(-m "$MB" --forget "$TMP/fa.jsonl" --retain "$TMP/retain.txt" --layer-id 1 --layer-ids 1 --batch-size 3
+    --max-num-batches 1 --max-len 8 --retain-max-len 8 --out "$TMP/mid-out")
+killed=0 staged=0
+for try in 1 2 3; do
+    rm -rf "$TMP/mid-out"
+    "$RMU" unlearn "${KA[@]}" >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 1 3000); do
+        ls -a "$TMP" | grep -q '^\.mid-out\.rmu-staging\.' && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.002
+    done
+    kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
+    wait "$pid" 2>/dev/null
+    [ -e "$TMP/mid-out" ] || break
+done
+ls -a "$TMP" | grep -q '^\.mid-out\.rmu-staging\.' && staged=1
+if [ "$killed" -gt 0 ] && [ ! -e "$TMP/mid-out" ] && [ "$staged" -eq 1 ] &&
+   "$RMU" unlearn "${KA[@]}" 2>/dev/null && "$RMU" info -m "$TMP/mid-out" >/dev/null 2>&1 &&
+   ! ls -a "$TMP" | grep -q 'rmu-staging'; then
+    ok "SIGKILL during the write leaves no OUT; the next run clears the stale staging folder"
+else
+    fail "SIGKILL during the write" "killed $killed staged $staged; $(ls -a "$TMP" | grep mid | tr '\n' ' ')"
+fi
+
+# a full disk (a 1 MiB tmpfs): one clear error, nothing left behind
+MNT=$TMP/full-disk
+mkdir -p "$MNT"
+if mount -t tmpfs -o size=1m tmpfs "$MNT" 2>/dev/null; then
+    err=$("$RMU" unlearn "${small[@]}" --out "$MNT/out" 2>&1 >/dev/null); rc=$?
+    left=$(ls -A "$MNT")
+    umount "$MNT"
+    # stderr also has the progress lines; the diagnostic is the one "rmu unlearn:" line
+    if [ $rc -eq 1 ] && [ "$(echo "$err" | grep -c '^rmu unlearn:')" -eq 1 ] &&
+       echo "$err" | tail -n 1 | grep -q "^rmu unlearn: .*No space left on device" &&
+       [ -z "$left" ]; then
+        ok "a full disk fails with one line and leaves no OUT (no config or tokenizer without weights)"
+    else
+        fail "full disk" "rc $rc, left [$left]: $err"
+    fi
+else
+    skip "full disk" "cannot mount a tmpfs here (needs root)"
+fi
+rmdir "$MNT" 2>/dev/null

@@ -10,46 +10,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testutil.h"
+
 #include "core/fileio.h"
 #include "tokenizer/chat.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 
-typedef struct {
-    char dir[64];
-    rmu_tokenizer *t;
-} fixture;
-
-/* A synthetic tokenizer whose tokenizer_config.json carries tmpl (NULL: no chat_template). */
-static rmu_tokenizer *make_tok(fixture *f, const char *tmpl) {
+/* A synthetic tokenizer in DIR/tok whose tokenizer_config.json carries tmpl (NULL: no
+ * chat_template); each call rewrites the folder. */
+static rmu_tokenizer *make_tok(void **state, const char *tmpl) {
     rmu_err e;
-    strcpy(f->dir, "/tmp/rmu_chat_XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    if (rmu_tok_write_synthetic(f->dir, 300, NULL, 0, &e)) fail_msg("%s", e.msg);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_path(*state, "tok"));
+    OK(rmu_bpe_write_synthetic(dir, 300, NULL, 0, &e));
     if (tmpl) {
-        char p[128];
-        snprintf(p, sizeof p, "%s/tokenizer_config.json", f->dir);
         json_t *c = json_pack("{s:b, s:s, s:s, s:s, s:s}", "add_bos_token", 1, "bos_token", "<s>", "eos_token", "</s>",
                               "unk_token", "<unk>", "chat_template", tmpl);
-        assert_int_equal(json_dump_file(c, p, 0), 0);
+        assert_int_equal(json_dump_file(c, tu_path(dir, "tokenizer_config.json"), 0), 0);
         json_decref(c);
     }
-    f->t = rmu_tok_load(f->dir, &e);
-    if (!f->t) fail_msg("%s", e.msg);
-    return f->t;
-}
-
-static void drop_tok(fixture *f) {
-    char p[128];
-    rmu_tok_free(f->t);
-    snprintf(p, sizeof p, "%s/tokenizer.json", f->dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/tokenizer_config.json", f->dir);
-    unlink(p);
-    rmdir(f->dir);
+    rmu_tokenizer *t = rmu_tok_load(dir, &e);
+    if (!t) fail_msg("%s", e.msg);
+    return t;
 }
 
 static const rmu_chat_msg SU[] = {{"system", "S"}, {"user", "U"}};
@@ -83,18 +69,11 @@ static const char *ZEPHYR_M2 =
     "<|system|>\n Sys prompt </s>\n<|user|>\nHello there</s>\n<|assistant|>\n Hi! </s>\n<|user|>\nHow x?</s>\n";
 
 static void test_zephyr_template_file(void **state) {
-    const char *sh = getenv("SHARED");
-    char p[4096];
-    snprintf(p, sizeof p, "%s/data/zephyr-7b-beta/chat_template.jinja", sh && *sh ? sh : "../shared");
-    if (!rmu_file_exists(p)) {
-        print_message("skipping: %s is absent (reference data in ../shared)\n", p);
-        skip();
-    }
+    TU_NEED_SHARED(p, "data/zephyr-7b-beta/chat_template.jinja");
     rmu_err e;
     char *tmpl = rmu_file_read_all(p, NULL, &e);
     assert_non_null(tmpl);
-    fixture f;
-    rmu_tokenizer *t = make_tok(&f, tmpl);
+    rmu_tokenizer *t = make_tok(state, tmpl);
     free(tmpl);
     expect_render(t, RMU_CHAT_AUTO, SU, 2, 1, ZEPHYR_SU);
     expect_render(t, RMU_CHAT_AUTO, M2, 4, 0, ZEPHYR_M2);
@@ -116,12 +95,11 @@ static void test_zephyr_template_file(void **state) {
      * for zephyr's legacy-form tokenizer.json: it shows as a space after each </s> */
     assert_string_equal(d, "<s> <|system|>\nS</s> \n<|user|>\nU</s> \n<|assistant|>\n");
     free(d), free(ids), free(s);
-    drop_tok(&f);
+    rmu_tok_free(t);
 }
 
 static void test_builtin_formats(void **state) {
-    fixture f;
-    rmu_tokenizer *t = make_tok(&f, NULL);
+    rmu_tokenizer *t = make_tok(state, NULL);
     assert_null(rmu_tok_chat_template(t));
     expect_render(t, RMU_CHAT_ZEPHYR, SU, 2, 1, ZEPHYR_SU);
     expect_render(t, RMU_CHAT_ZEPHYR, M2, 4, 0, ZEPHYR_M2);
@@ -134,7 +112,7 @@ static void test_builtin_formats(void **state) {
     rmu_err e;
     assert_null(rmu_chat_render(t, (rmu_chat_kind)7, SU, 2, 1, &e));
     assert_non_null(strstr(e.msg, "unknown template kind 7"));
-    drop_tok(&f);
+    rmu_tok_free(t);
     assert_int_equal(rmu_chat_kind_parse("auto"), RMU_CHAT_AUTO);
     assert_int_equal(rmu_chat_kind_parse(NULL), RMU_CHAT_AUTO);
     assert_int_equal(rmu_chat_kind_parse("zephyr"), RMU_CHAT_ZEPHYR);
@@ -162,17 +140,16 @@ static const char *MISTRAL =
     "roles are supported!') }}{% endif %}{% endfor %}\n";
 
 static void test_llama2_template(void **state) {
-    fixture f;
-    rmu_tokenizer *t = make_tok(&f, LLAMA2);
+    rmu_tokenizer *t = make_tok(state, LLAMA2);
     expect_render(t, RMU_CHAT_AUTO, M2, 4, 1,
                   "<s>[INST] <<SYS>>\n Sys prompt \n<</SYS>>\n\nHello there [/INST] Hi! </s><s>[INST] How x? [/INST]");
     expect_render(t, RMU_CHAT_AUTO, M2 + 1, 3, 0, "<s>[INST] Hello there [/INST] Hi! </s><s>[INST] How x? [/INST]");
     const rmu_chat_msg bad[] = {{"user", "a"}, {"user", "b"}};
     expect_render_error(t, RMU_CHAT_AUTO, bad, 2,
-                        "tokenizer_config.json: chat template raised an error: Conversation roles must alternate "
-                        "user/assistant/user/assistant/...");
+                        "tokenizer_config.json: chat_template: raised an error at line 1: Conversation roles must "
+                        "alternate user/assistant/user/assistant/...");
     expect_render_error(t, RMU_CHAT_AUTO, NULL, 0,
-                        "tokenizer_config.json: chat template error at line 1: list object has no element 0");
+                        "tokenizer_config.json: chat_template: error at line 1: list object has no element 0");
     /* the prompt starts with "<s>": rmu_chat_encode must not add a second BOS */
     rmu_err e;
     char *s = rmu_chat_render(t, RMU_CHAT_AUTO, M2 + 1, 1, 1, &e);
@@ -181,24 +158,22 @@ static void test_llama2_template(void **state) {
     assert_int_equal(ids[0], 1);
     assert_int_not_equal(ids[1], 1);
     free(ids), free(s);
-    drop_tok(&f);
+    rmu_tok_free(t);
 }
 
 static void test_mistral_instruct_template(void **state) {
-    fixture f;
-    rmu_tokenizer *t = make_tok(&f, MISTRAL);
+    rmu_tokenizer *t = make_tok(state, MISTRAL);
     expect_render(t, RMU_CHAT_AUTO, M2 + 1, 3, 1, "<s>[INST] Hello there [/INST] Hi! </s> [INST] How x? [/INST]");
     expect_render_error(t, RMU_CHAT_AUTO, M2, 4,
-                        "tokenizer_config.json: chat template raised an error: Conversation roles must alternate "
-                        "user/assistant/user/assistant/...");
+                        "tokenizer_config.json: chat_template: raised an error at line 1: Conversation roles must "
+                        "alternate user/assistant/user/assistant/...");
     /* a forced kind does not run the template */
     expect_render(t, RMU_CHAT_ZEPHYR, SU, 2, 1, ZEPHYR_SU);
-    drop_tok(&f);
+    rmu_tok_free(t);
 }
 
 static void test_chatml_template(void **state) {
-    fixture f;
-    rmu_tokenizer *t = make_tok(&f, "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    rmu_tokenizer *t = make_tok(state, "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
                                     "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if "
                                     "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}\n");
     expect_render(t, RMU_CHAT_AUTO, M2, 4, 1,
@@ -211,14 +186,13 @@ static void test_chatml_template(void **state) {
     assert_int_equal(rmu_chat_encode(t, "<|im_start|>user", &ids, &n, &e), 0);
     assert_int_equal(ids[0], 1);
     free(ids);
-    drop_tok(&f);
+    rmu_tok_free(t);
 }
 
 static void test_whitespace_control(void **state) {
     /* "-" on both sides, "+" disabling lstrip_blocks, trim_blocks after %} and #}, comments,
      * indentation before block tags stripped, before {{ }} kept */
-    fixture f;
-    rmu_tokenizer *t = make_tok(&f, "{{- bos_token }}\n{%- for m in messages %}\n    {%- if m.role == 'system' %}\n"
+    rmu_tokenizer *t = make_tok(state, "{{- bos_token }}\n{%- for m in messages %}\n    {%- if m.role == 'system' %}\n"
                                     "        {{- '### System: ' ~ m.content | trim ~ '\\n' }}\n    {% elif m.role == "
                                     "\"user\" -%}\n        ### User:   {{ m.content }}\n    {%+ else %}\n  ### {{ "
                                     "m.role | upper }}: {{ m['content'] }}{{ eos_token }}\n    {% endif %}\n    {# a "
@@ -230,13 +204,12 @@ static void test_whitespace_control(void **state) {
     expect_render(t, RMU_CHAT_AUTO, M2, 4, 1,
                   "<s>### System: Sys prompt\n\n### User:   Hello there\n      ### ASSISTANT:  Hi! </s>\n### User:   "
                   "How x?\n    ### Assistant:");
-    drop_tok(&f);
+    rmu_tok_free(t);
 }
 
 static void test_expressions(void **state) {
-    fixture f;
     rmu_tokenizer *t = make_tok(
-        &f, "{%- set n = messages | length -%}\n{%- for m in messages if m.role != 'system' -%}\n[{{ loop.index }}/{{ "
+        state, "{%- set n = messages | length -%}\n{%- for m in messages if m.role != 'system' -%}\n[{{ loop.index }}/{{ "
             "loop.length }}{{ '*' if loop.first else '' }}{{ ',last' if loop.last }}] {{ m.content[:3] }}|{{ "
             "m.content[-2:] }}|{{ m['role'][0] }}\n{% if m.content is string and 'x' not in m.content and "
             "m.get('missing') is none %}ok {{ n * 2 - 1 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 'ab' * 2 }}{% endif %}\n{% if "
@@ -249,57 +222,43 @@ static void test_expressions(void **state) {
                   "[1/3*] Hel|re|u\nok 7 -4 2 abab[2/3]  Hi|! |a\nok 7 -4 2 ababafter True False [1, 'a', True, "
                   "None]\n[3/3,last] How|x?|u\nafter True False [1, 'a', True, None]\nempty-else12esc\t\"q\"\\ ab yes "
                   "True User");
-    drop_tok(&f);
+    rmu_tok_free(t);
 }
 
 static void test_unsupported_and_errors(void **state) {
+    /* parse errors say how to get a prompt anyway; errors while rendering do not */
+#define CT "tokenizer_config.json: chat_template: "
+#define USE "; use template zephyr or plain instead"
     static const struct {
         const char *tmpl, *msg;
     } cases[] = {
-        {"{% macro m() %}x{% endmacro %}{{ m() }}",
-         "tokenizer_config.json: chat template uses unsupported construct {% macro %}; pass --template zephyr|plain"},
-        {"{{ messages | tojson }}",
-         "tokenizer_config.json: chat template uses unsupported construct filter 'tojson'; pass --template "
-         "zephyr|plain"},
-        {"{% set ns = namespace(found=false) %}",
-         "tokenizer_config.json: chat template uses unsupported construct function 'namespace'; pass --template "
-         "zephyr|plain"},
-        {"{{ messages[0].content.split(' ') }}",
-         "tokenizer_config.json: chat template uses unsupported construct method 'split'; pass --template "
-         "zephyr|plain"},
-        {"{% for k, v in x %}{% endfor %}",
-         "tokenizer_config.json: chat template uses unsupported construct for-loop tuple unpacking; pass --template "
-         "zephyr|plain"},
-        {"{{ {'a': 1} }}",
-         "tokenizer_config.json: chat template uses unsupported construct dict literals; pass --template zephyr|plain"},
-        {"{% if x is divisibleby(3) %}{% endif %}",
-         "tokenizer_config.json: chat template uses unsupported construct test 'divisibleby'; pass --template "
-         "zephyr|plain"},
-        {"{% generation %}x{% endgeneration %}",
-         "tokenizer_config.json: chat template uses unsupported construct {% generation %}; pass --template "
-         "zephyr|plain"},
-        {"a\n{% if true %}x",
-         "tokenizer_config.json: chat template: syntax error at line 2: {% if %} is never closed (missing {% endif "
-         "%}); pass --template zephyr|plain"},
-        {"{{ 'x' }", "tokenizer_config.json: chat template: syntax error at line 1: missing }}; pass --template "
-                     "zephyr|plain"},
-        {"{{ 1 + }}", "tokenizer_config.json: chat template: syntax error at line 1: expected an expression, got a "
-                      "tag end; pass --template zephyr|plain"},
-        {"x\n\n{% endfor %}", "tokenizer_config.json: chat template: syntax error at line 3: unexpected {% endfor %}; "
-                               "pass --template zephyr|plain"},
-        {"{{ x }}\n{{ x +\n 'a' + 2 }}", "tokenizer_config.json: chat template error at line 2: 'x' is undefined"},
-        {"{{ 'a' + 1 }}", "tokenizer_config.json: chat template error at line 1: cannot add string and integer"},
-        {"{{ messages.x.y }}", "tokenizer_config.json: chat template error at line 1: list object has no attribute 'x'"},
-        {"{{ nothing.y }}", "tokenizer_config.json: chat template error at line 1: 'nothing' is undefined"},
+        {"{% macro m() %}x{% endmacro %}{{ m() }}", CT "unsupported construct at line 1: {% macro %}" USE},
+        {"{{ messages | tojson }}", CT "unsupported construct at line 1: filter 'tojson'" USE},
+        {"\n{% set ns = namespace(found=false) %}", CT "unsupported construct at line 2: function 'namespace'" USE},
+        {"{{ messages[0].content.split(' ') }}", CT "unsupported construct at line 1: method 'split'" USE},
+        {"{% for k, v in x %}{% endfor %}", CT "unsupported construct at line 1: for-loop tuple unpacking" USE},
+        {"{{ {'a': 1} }}", CT "unsupported construct at line 1: dict literals" USE},
+        {"{% if x is divisibleby(3) %}{% endif %}", CT "unsupported construct at line 1: test 'divisibleby'" USE},
+        {"{% generation %}x{% endgeneration %}", CT "unsupported construct at line 1: {% generation %}" USE},
+        {"a\n{% if true %}x", CT "syntax error at line 2: {% if %} is never closed (missing {% endif %})" USE},
+        {"{{ 'x' }", CT "syntax error at line 1: missing }}" USE},
+        {"{{ 1 + }}", CT "syntax error at line 1: expected an expression, got a tag end" USE},
+        {"x\n\n{% endfor %}", CT "syntax error at line 3: unexpected {% endfor %}" USE},
+        {"{{ x }}\n{{ x +\n 'a' + 2 }}", CT "error at line 2: 'x' is undefined"},
+        {"{{ 'a' + 1 }}", CT "error at line 1: cannot add string and integer"},
+        {"{{ messages.x.y }}", CT "error at line 1: list object has no attribute 'x'"},
+        {"{{ nothing.y }}", CT "error at line 1: 'nothing' is undefined"},
+        {"\n\n{{ raise_exception('no ' ~ messages[0].role) }}", CT "raised an error at line 3: no system"},
     };
+#undef CT
+#undef USE
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        fixture f;
-        rmu_tokenizer *t = make_tok(&f, cases[i].tmpl);
+        rmu_tokenizer *t = make_tok(state, cases[i].tmpl);
         expect_render_error(t, RMU_CHAT_AUTO, SU, 2, cases[i].msg);
         /* forced kinds never look at the template */
         expect_render(t, RMU_CHAT_ZEPHYR, SU, 2, 1, ZEPHYR_SU);
         expect_render(t, RMU_CHAT_PLAIN, SU, 2, 1, "System: S\nUser: U\nAssistant:");
-        drop_tok(&f);
+        rmu_tok_free(t);
     }
 }
 
@@ -327,10 +286,9 @@ static void test_template_details(void **state) {
         {"{{ bos_token }}{{ eos_token }}{{ unk_token }}{{ pad_token }}", "<s></s><unk>"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        fixture f;
-        rmu_tokenizer *t = make_tok(&f, cases[i].tmpl);
+        rmu_tokenizer *t = make_tok(state, cases[i].tmpl);
         expect_render(t, RMU_CHAT_AUTO, SU, 2, 1, cases[i].want);
-        drop_tok(&f);
+        rmu_tok_free(t);
     }
 }
 
@@ -342,5 +300,5 @@ int main(void) {
         cmocka_unit_test(test_expressions),          cmocka_unit_test(test_unsupported_and_errors),
         cmocka_unit_test(test_template_details),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }

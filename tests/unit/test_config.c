@@ -145,6 +145,48 @@ static void test_nulls_and_lists(void **state) {
     assert_int_equal(c.torch_dtype, RMU_DT_BF16);
 }
 
+/* quantization_config: FP8 layouts vLLM loads, and clear errors for the rest */
+static void test_quantization(void **state) {
+    (void)state;
+    rmu_config c;
+    rmu_err e = {{0}};
+    OK(parse_with(&c, "\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+                      "\"float-quantized\", \"config_groups\": {\"group_0\": {\"targets\": [\"Linear\"], "
+                      "\"weights\": {\"num_bits\": 8, \"type\": \"float\", \"strategy\": \"channel\", "
+                      "\"symmetric\": true, \"dynamic\": false}, \"input_activations\": null}}, "
+                      "\"ignore\": [\"lm_head\"]}", &e));
+    assert_int_equal(c.quant, RMU_QUANT_FP8_CHANNEL);
+    assert_string_equal(c.quant_method, "compressed-tensors");
+    assert_string_equal(c.quant_note, "");
+    OK(parse_with(&c, "\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+                      "\"float-quantized\", \"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, "
+                      "\"type\": \"float\", \"strategy\": \"tensor\", \"symmetric\": true, \"dynamic\": false}, "
+                      "\"input_activations\": {\"num_bits\": 8, \"type\": \"float\", \"dynamic\": true}}}}", &e));
+    assert_int_equal(c.quant, RMU_QUANT_FP8_TENSOR);
+    assert_string_equal(c.quant_note, ""); /* dynamic activations: nothing stored to ignore */
+    OK(parse_with(&c, "\"quantization_config\": {\"quant_method\": \"fp8\", \"activation_scheme\": \"static\"}",
+                  &e));
+    assert_int_equal(c.quant, RMU_QUANT_FP8_TENSOR);
+    assert_non_null(strstr(c.quant_note, "input_scale tensors are ignored"));
+    OK(parse_with(&c, "\"quantization_config\": null", &e));
+    assert_int_equal(c.quant, RMU_QUANT_NONE);
+    expect_error("\"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4}", "quant_method 'awq' is not supported",
+                 NULL);
+    expect_error("\"quantization_config\": {\"quant_method\": \"gptq\"}", "'gptq'", NULL);
+    expect_error("\"quantization_config\": {\"quant_method\": \"fp8\", \"weight_block_size\": [128, 128]}",
+                 "block-wise FP8", NULL);
+    expect_error("\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+                 "\"float-quantized\", \"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 8, \"type\": "
+                 "\"float\", \"strategy\": \"block\", \"symmetric\": true, \"dynamic\": false}}}}",
+                 "strategy 'block'", "block-wise FP8 is not");
+    expect_error("\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+                 "\"pack-quantized\"}", "format 'pack-quantized'", NULL);
+    expect_error("\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": "
+                 "\"float-quantized\", \"config_groups\": {\"g\": {\"weights\": {\"num_bits\": 4, \"type\": "
+                 "\"int\", \"strategy\": \"channel\"}}}}", "only 8-bit float weights", NULL);
+    expect_error("\"quantization_config\": 7", "quant_method", NULL);
+}
+
 static void test_errors(void **state) {
     (void)state;
     rmu_config c;
@@ -299,6 +341,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_nulls_and_lists),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_quantization),
         cmocka_unit_test(test_model_type),
         cmocka_unit_test_setup_teardown(test_save_roundtrip, tu_setup_tmp, tu_teardown_tmp),
         cmocka_unit_test(test_presets),

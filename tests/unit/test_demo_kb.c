@@ -1,8 +1,8 @@
 /* test_demo_kb.c - the demo's knowledge-base generator: deterministic for a seed, sizes,
  * every gold answer is the fact, distractors distinct and from the attribute's own values,
  * balanced values, names unique, RMU corpora never contain an evaluation question, the
- * question file loads with the `rmu eval` mcq reader; and the demo's outputs (stamp, log,
- * table, results.json, SVG). */
+ * question file loads with the `rmu eval` mcq reader; and the demo's outputs (stamp, loss
+ * curves from step reports, table, results.json, SVG). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "core/fileio.h"
-#include "demo/demo.h"
-#include "demo/kb.h"
+#include "app/demo/demo.h"
+#include "app/demo/kb.h"
 #include "eval/mcq.h"
 
 static void build_k(rmu_kb *kb, uint64_t seed, int n, int a, int k, int copies) {
@@ -270,7 +270,7 @@ static void test_bad_config(void **st) {
 }
 
 /* The demo's own outputs: the stamp changes with what pretraining depends on, the unlearn
- * log is read back, results.json/SVG/table carry the numbers. */
+ * curves grow from step reports, results.json/SVG/table carry the numbers. */
 static void test_demo_outputs(void **st) {
     (void)st;
     rmu_demo_cfg a, b;
@@ -296,14 +296,15 @@ static void test_demo_outputs(void **st) {
     char dir[] = "/tmp/test_demo_XXXXXX", path[256];
     assert_non_null(mkdtemp(dir));
     rmu_err e;
-    snprintf(path, sizeof path, "%s/log.jsonl", dir);
-    const char *log = "{\"step\": 1, \"unlearn_loss\": 80.5, \"retain_loss\": 0}\n"
-                      "{\"step\": 2, \"unlearn_loss\": 40.25, \"retain_loss\": 1.5}\n";
-    assert_int_equal(rmu_file_write_atomic(path, log, strlen(log), &e), 0);
-    rmu_demo_curve c;
-    assert_int_equal(rmu_demo_read_log(path, &c, &e), 0);
-    assert_int_equal(c.n, 2);
-    assert_true(c.unlearn[1] == 40.25 && c.retain[1] == 1.5);
+    /* the loss curves come from the unlearning run's step reports */
+    rmu_demo_curve c = {0};
+    rmu_unl_report s1 = {.step = 1, .unlearn_loss = 80.5, .retain_loss = 0},
+                   s2 = {.step = 2, .unlearn_loss = 40.25, .retain_loss = 1.5};
+    assert_int_equal(rmu_demo_curve_add(&c, &s1, &e), 0);
+    for (int i = 0; i < 100; i++) assert_int_equal(rmu_demo_curve_add(&c, &s2, &e), 0); /* grows */
+    assert_int_equal(c.n, 101);
+    assert_true(c.unlearn[0] == 80.5 && c.unlearn[1] == 40.25 && c.retain[100] == 1.5);
+    c.n = 2;
     rmu_demo_result r = {
         .acc = {{1.0, 0.25}, {0.99, 0.975}}, .n_questions = {240, 240}, .chance = 0.25, .seconds = 12.3};
     char *t = rmu_demo_table(&r);
@@ -333,12 +334,6 @@ static void test_demo_outputs(void **st) {
     free(js);
     unlink(path);
     rmu_demo_curve_free(&c);
-    /* a log line without the losses is an error naming the line */
-    snprintf(path, sizeof path, "%s/log.jsonl", dir);
-    assert_int_equal(rmu_file_write_atomic(path, "{\"step\": 1}\n", 12, &e), 0);
-    assert_int_equal(rmu_demo_read_log(path, &c, &e), -1);
-    assert_non_null(strstr(e.msg, "log.jsonl:1:"));
-    unlink(path);
     rmdir(dir);
 }
 

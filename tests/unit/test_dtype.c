@@ -210,6 +210,77 @@ static void test_arrays_and_names(void **state) {
     assert_int_equal(rmu_dtype_parse(NULL), RMU_DT_INVALID);
 }
 
+/* E4M3FN from its definition, in double: (-1)^s 2^(e-7) (1 + m/8), subnormals 2^-6 m/8. */
+static double f8_ref(int c) {
+    int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
+    if (e == 15 && m == 7) return NAN;
+    double v = e ? ldexp(1.0 + m / 8.0, e - 7) : ldexp(m / 8.0, -6);
+    return s ? -v : v;
+}
+
+static void test_f8_e4m3_exhaustive(void **state) {
+    (void)state;
+    int nan = 0;
+    for (int c = 0; c < 256; c++) {
+        float f = rmu_f8e4m3_to_f32((uint8_t)c);
+        double r = f8_ref(c);
+        if (isnan(r)) {
+            assert_true(isnan(f));
+            nan++;
+            continue;
+        }
+        if ((double)f != r) fail_msg("code 0x%02x decodes to %g, want %g", c, f, r);
+        /* every finite code encodes back to itself (-0 keeps its sign bit) */
+        if (rmu_f32_to_f8e4m3(f) != c) fail_msg("code 0x%02x: %g encodes to 0x%02x", c, f, rmu_f32_to_f8e4m3(f));
+    }
+    assert_int_equal(nan, 2);                           /* 0x7f and 0xff */
+    assert_true(rmu_f8e4m3_to_f32(0x7e) == 448.0f);     /* the largest finite value */
+    assert_true(rmu_f8e4m3_to_f32(0x01) == 0x1p-9f);    /* the smallest subnormal */
+    assert_int_equal(rmu_dtype_size(RMU_DT_F8_E4M3), 1);
+    assert_string_equal(rmu_dtype_name(RMU_DT_F8_E4M3), "F8_E4M3");
+    assert_int_equal(rmu_dtype_parse("F8_E4M3"), RMU_DT_F8_E4M3);
+    assert_int_equal(rmu_dtype_parse("float8_e4m3fn"), RMU_DT_F8_E4M3);
+}
+
+/* Nearest finite code by brute force, ties to the even code; beyond +-448 saturates. */
+static int f8_nearest(float x) {
+    if (x >= 448.0f) return 0x7e;
+    if (x <= -448.0f) return 0xfe;
+    int best = -1;
+    double bd = INFINITY;
+    for (int c = 0; c < 256; c++) {
+        double v = f8_ref(c);
+        if (isnan(v) || ((c & 0x80) != 0) != (signbit(x) != 0)) continue; /* same sign (zero too) */
+        double d = fabs((double)x - v);
+        if (d < bd || (d == bd && !(c & 1))) bd = d, best = c;
+    }
+    return best;
+}
+
+static void test_f8_e4m3_rounding(void **state) {
+    (void)state;
+    uint64_t s = 12345;
+    for (int i = 0; i < 200000; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        /* log-uniform magnitudes over the whole range, both signs, incl. exact midpoints */
+        double mag = ldexp(1.0 + (double)((s >> 11) & 0xffff) / 65536.0, (int)((s >> 40) % 24) - 14);
+        float x = (float)(((s >> 63) ? -1 : 1) * mag);
+        if (i % 4 == 0) { /* an exact midpoint between two neighbouring codes */
+            int c = (int)((s >> 32) % 0x7e);
+            x = (float)((f8_ref(c) + f8_ref(c + 1)) / 2);
+        }
+        int got = rmu_f32_to_f8e4m3(x), want = f8_nearest(x);
+        if (got != want) fail_msg("%.9g encodes to 0x%02x, want 0x%02x", x, got, want);
+    }
+    assert_int_equal(rmu_f32_to_f8e4m3(1e30f), 0x7e); /* saturates, never NaN */
+    assert_int_equal(rmu_f32_to_f8e4m3(-INFINITY), 0xfe);
+    assert_int_equal(rmu_f32_to_f8e4m3(463.9f), 0x7e);
+    assert_int_equal(rmu_f32_to_f8e4m3(NAN) & 0x7f, 0x7f);
+    assert_int_equal(rmu_f32_to_f8e4m3(0x1p-11f), 0x00); /* a quarter of the smallest subnormal */
+    assert_int_equal(rmu_f32_to_f8e4m3(0x1p-10f), 0x00); /* half: ties to even (0) */
+    assert_int_equal(rmu_f32_to_f8e4m3(0x3p-10f), 0x02); /* 1.5 steps: ties to even (2) */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f16_specials),
@@ -217,6 +288,8 @@ int main(void) {
         cmocka_unit_test(test_f32_to_f16_reference),
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_arrays_and_names),
+        cmocka_unit_test(test_f8_e4m3_exhaustive),
+        cmocka_unit_test(test_f8_e4m3_rounding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,7 +129,7 @@ static void test_answer_file_resume(void **st) {
     assert_non_null(text);
     /* sorted by question_id; Python json.dumps spacing; ASCII escapes */
     assert_string_equal(text, "{\"question_id\": 81, \"answer_id\": \"id81\", \"model_id\": \"mymodel\", \"choices\": "
-                              "[{\"index\": 0, \"turns\": [\"B1\", \"B\\\"2\\u00E9\"]}], \"tstamp\": 1700000001.5}\n"
+                              "[{\"index\": 0, \"turns\": [\"B1\", \"B\\\"2\\u00e9\"]}], \"tstamp\": 1700000001.5}\n"
                               "{\"question_id\": 90, \"answer_id\": \"id90\", \"model_id\": \"mymodel\", \"choices\": "
                               "[{\"index\": 0, \"turns\": [\"A1\", \"A2\"]}], \"tstamp\": 1700000000.25}\n");
     free(text);

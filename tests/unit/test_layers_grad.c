@@ -1,4 +1,4 @@
-/* test_layers_grad.c - every *_backward in src/model/layers.c against central finite
+/* test_layers_grad.c - every *_backward in src/model/layers.c and attention.c against central finite
  * differences of its *_forward. The scalar loss is L = sum_i R_i out_i with fixed random R
  * (so dL/dout = R), summed in double; central differences with a step that balances fp32
  * rounding against truncation error, compared with a relative + absolute tolerance. */
@@ -12,7 +12,9 @@
 #include <cmocka.h>
 #include <omp.h>
 
+#include "model/attention.h"
 #include "model/layers.h"
+#include "testutil.h"
 
 static float frand(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -57,7 +59,7 @@ static void check_fd(const char *what, loss_fn f, void *ctx, float *p, const flo
 }
 
 static rmu_weight f32w(float *data, int64_t rows, int64_t cols) {
-    return (rmu_weight){data, RMU_DT_F32, rows, cols};
+    return (rmu_weight){.data = data, .dtype = RMU_DT_F32, .rows = rows, .cols = cols};
 }
 
 /* ---- embedding */
@@ -140,7 +142,8 @@ typedef struct {
 static double lin_loss(void *c) {
     lin_ctx *x = c;
     rmu_weight w = f32w(x->W, x->out, x->in);
-    rmu_linear_forward(x->y, x->x, &w, x->N, 0);
+    rmu_err e;
+    if (rmu_linear_forward(x->y, x->x, &w, x->N, 0, RMU_PREC_FP32, &e)) fail_msg("%s", e.msg);
     return dotd(x->y, x->R, (size_t)x->N * x->out);
 }
 
@@ -158,28 +161,35 @@ static void test_linear(void **st) {
         float *dx = malloc(sizeof(float) * x.N * x.in), *dW = calloc((size_t)x.out * x.in, sizeof(float));
         rmu_weight w = f32w(x.W, x.out, x.in);
         for (int i = 0; i < x.N * x.in; i++) dx[i] = 123; /* beta 0 overwrites */
-        rmu_linear_backward(dx, 0, dW, x.R, x.x, &w, x.N);
+        rmu_err e;
+        OK(rmu_linear_backward(dx, 0, dW, x.R, x.x, &w, x.N, RMU_PREC_FP32, &e));
         check_fd("linear dx", lin_loss, &x, x.x, dx, (size_t)x.N * x.in, 1e-2f, 1e-3, 1e-4);
         check_fd("linear dW", lin_loss, &x, x.W, dW, (size_t)x.out * x.in, 1e-2f, 1e-3, 1e-4);
         /* beta 1 accumulates; dW accumulates */
         float *dx2 = malloc(sizeof(float) * x.N * x.in), *dW2 = malloc(sizeof(float) * x.out * x.in);
         memcpy(dx2, dx, sizeof(float) * x.N * x.in);
         memcpy(dW2, dW, sizeof(float) * x.out * x.in);
-        rmu_linear_backward(dx2, 1, dW2, x.R, x.x, &w, x.N);
+        OK(rmu_linear_backward(dx2, 1, dW2, x.R, x.x, &w, x.N, RMU_PREC_FP32, &e));
         for (int i = 0; i < x.N * x.in; i++) assert_float_equal(dx2[i], 2 * dx[i], 1e-5 * (1 + fabs(dx[i])));
         for (int i = 0; i < x.out * x.in; i++) assert_float_equal(dW2[i], 2 * dW[i], 1e-5 * (1 + fabs(dW[i])));
-        /* a bf16 weight: dx = dy W with the rounded weight values */
+        /* a bf16 weight: dx = dy W with the rounded weight values (fp32 precision), and
+         * with dy rounded to bf16 too (bf16 precision, the default for BF16 weights) */
         uint16_t *wb = malloc(2 * (size_t)x.out * x.in);
         rmu_from_f32(wb, x.W, RMU_DT_BF16, (size_t)x.out * x.in);
-        rmu_weight wbf = {wb, RMU_DT_BF16, x.out, x.in};
-        rmu_linear_backward(dx2, 0, NULL, x.R, x.x, &wbf, x.N);
-        for (int n = 0; n < x.N; n++)
-            for (int i = 0; i < x.in; i++) {
-                double ref = 0;
-                for (int o = 0; o < x.out; o++)
-                    ref += (double)x.R[n * x.out + o] * rmu_bf16_to_f32(wb[(size_t)o * x.in + i]);
-                assert_float_equal(dx2[n * x.in + i], ref, 1e-4 * (1 + fabs(ref)));
-            }
+        rmu_weight wbf = {.data = wb, .dtype = RMU_DT_BF16, .rows = x.out, .cols = x.in};
+        for (int bf = 0; bf < 2; bf++) {
+            OK(rmu_linear_backward(dx2, 0, NULL, x.R, x.x, &wbf, x.N, bf ? RMU_PREC_AUTO : RMU_PREC_FP32, &e));
+            for (int n = 0; n < x.N; n++)
+                for (int i = 0; i < x.in; i++) {
+                    double ref = 0;
+                    for (int o = 0; o < x.out; o++) {
+                        float r = x.R[n * x.out + o];
+                        ref += (double)(bf ? rmu_bf16_to_f32(rmu_f32_to_bf16(r)) : r) *
+                               rmu_bf16_to_f32(wb[(size_t)o * x.in + i]);
+                    }
+                    assert_float_equal(dx2[n * x.in + i], ref, 1e-4 * (1 + fabs(ref)));
+                }
+        }
         free(wb), free(dx2), free(dW2);
         free(x.x), free(x.W), free(x.R), free(x.y), free(dx), free(dW);
     }
@@ -278,7 +288,7 @@ static void att_case(int window, int use_mask) {
     x.R = rnd(nq, &s, 1);
     x.out = malloc(sizeof(float) * nq);
     x.lse = malloc(sizeof(float) * x.B * x.T * x.H);
-    x.scratch = malloc(sizeof(float) * x.nth * 2 * x.T);
+    x.scratch = malloc(sizeof(float) * rmu_attention_scratch_floats(x.H, x.KV, x.hd, x.nth));
     att_loss(&x);
     for (size_t i = 0; i < nq; i++) assert_true(isfinite(x.out[i]));
     if (use_mask) /* pad query rows output exactly 0 */
@@ -286,8 +296,8 @@ static void att_case(int window, int use_mask) {
             for (int i = 0; i < x.H * x.hd; i++) assert_true(x.out[(size_t)(x.T + t) * x.H * x.hd + i] == 0);
     float *dq = malloc(sizeof(float) * nq), *dk = malloc(sizeof(float) * nk), *dv = malloc(sizeof(float) * nk);
     for (size_t i = 0; i < nk; i++) dk[i] = dv[i] = NAN; /* outputs are overwritten */
-    rmu_attention_backward(dq, dk, dv, x.R, x.q, x.k, x.v, x.lse, x.mask, x.B, x.T, x.H, x.KV, x.hd, x.window,
-                           x.scratch, x.nth);
+    rmu_attention_backward(dq, dk, dv, x.R, x.q, x.k, x.v, x.out, x.lse, x.mask, x.B, x.T, x.H, x.KV, x.hd,
+                           x.window, x.scratch, x.nth);
     check_fd("attention dq", att_loss, &x, x.q, dq, nq, 2e-3f, 3e-3, 3e-4);
     check_fd("attention dk", att_loss, &x, x.k, dk, nk, 2e-3f, 3e-3, 3e-4);
     check_fd("attention dv", att_loss, &x, x.v, dv, nk, 2e-3f, 3e-3, 3e-4);
@@ -314,7 +324,8 @@ static void test_attention_reference(void **st) {
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
     int mask[20] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
     float *q = rnd(nq, &s, 2), *k = rnd(nk, &s, 2), *v = rnd(nk, &s, 1), *out = malloc(sizeof(float) * nq);
-    float *lse = malloc(sizeof(float) * B * T * H), *scr = malloc(sizeof(float) * nth * T);
+    float *lse = malloc(sizeof(float) * B * T * H);
+    float *scr = malloc(sizeof(float) * rmu_attention_scratch_floats(H, KV, hd, nth));
     rmu_attention_forward(out, lse, q, k, v, mask, B, T, H, KV, hd, window, scr, nth);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)

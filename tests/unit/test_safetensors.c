@@ -323,7 +323,7 @@ static void test_bad_dtype(void **state) {
     expect_parse_error("{\"layer.w\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "'layer.w'",
                        "dtype I64");
     expect_parse_error("{\"w\":{\"dtype\":\"float32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype float32",
-                       "F32, F16 and BF16");
+                       "F32, F16, BF16 and F8_E4M3");
     expect_parse_error("{\"w\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "'w'", "dtype");
 }
 

@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include "serve/api.h"
+#include "tokenizer/bpe_train.h"
 
 static rmu_tokenizer *g_tok;
 
@@ -17,7 +18,7 @@ static int setup(void **state) {
     if (tu_setup_tmp(state)) return -1;
     rmu_err e;
     const char *corpus = "hello world the cat sat on the mat and the dog ran to the sun";
-    if (rmu_tok_write_synthetic(*state, 300, corpus, strlen(corpus), &e) || !(g_tok = rmu_tok_load(*state, &e))) {
+    if (rmu_bpe_write_synthetic(*state, 300, corpus, strlen(corpus), &e) || !(g_tok = rmu_tok_load(*state, &e))) {
         fprintf(stderr, "%s\n", e.msg);
         return -1;
     }

@@ -27,8 +27,9 @@ static int setup(void **state) {
     const char *dir = *state;
     const char *corpus = "once upon a time the cat sat on the mat and the dog ran to the sun. the end.";
     if (rmu_cfg_preset(&c, "tiny", &e)) return -1;
-    rmu_init_opts o = {.dtype = RMU_DT_F32, .seed = 11, .shards = 1, .std = 0.08f};
-    if (rmu_init_model_opts(dir, &c, &o, &e) || rmu_tok_write_synthetic(dir, c.vocab_size, corpus, strlen(corpus), &e) ||
+    rmu_init_opts o = {.dtype = RMU_DT_F32, .seed = 11, .shards = 1, .std = 0.08f, .synthetic_tokenizer = 1,
+                       .corpus = corpus, .corpus_len = strlen(corpus)};
+    if (rmu_init_model_opts(dir, &c, &o, &e) ||
         rmu_model_load(&g_m, dir, &e) || !(g_t = rmu_tok_load(dir, &e))) {
         fprintf(stderr, "%s\n", e.msg);
         return -1;

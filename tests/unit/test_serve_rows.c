@@ -17,7 +17,7 @@
 #define CTX 96
 
 static rmu_model g_m;
-static int g_V, g_kvd;
+static int g_V, g_hd;
 
 static int setup(void **state) {
     if (tu_setup_tmp(state)) return -1;
@@ -35,7 +35,7 @@ static int setup(void **state) {
         return -1;
     }
     g_V = g_m.cfg.vocab_size;
-    g_kvd = g_m.cfg.n_kv_heads * g_m.cfg.head_dim;
+    g_hd = g_m.cfg.head_dim;
     return 0;
 }
 
@@ -59,11 +59,11 @@ static void free_states(rmu_state *s, int n) {
     for (int i = 0; i < n; i++) rmu_state_free(&s[i]);
 }
 
-/* K/V rows [0, pos) of two states are bitwise equal in every layer. */
+/* K/V rows [0, pos) of two states are bitwise equal in every layer and head. */
 static void assert_same_cache(const rmu_state *a, const rmu_state *b) {
     assert_int_equal(a->pos, b->pos);
-    for (int l = 0; l < g_m.cfg.n_layers; l++) {
-        size_t off = (size_t)l * CTX * g_kvd, n = (size_t)a->pos * g_kvd * sizeof(float);
+    for (int l = 0; l < g_m.cfg.n_layers * g_m.cfg.n_kv_heads; l++) { /* [layer, kv head, ctx, hd] */
+        size_t off = (size_t)l * CTX * g_hd, n = (size_t)a->pos * g_hd * sizeof(float);
         assert_memory_equal(a->kcache + off, b->kcache + off, n);
         assert_memory_equal(a->vcache + off, b->vcache + off, n);
     }
@@ -105,7 +105,7 @@ static void test_batches_equal_alone(void **state) {
     init_states(s, NS, 1);
     rmu_batch_ws ws;
     rmu_err e;
-    if (rmu_batch_ws_init(&ws, &g_m, 64, NS, CTX, &e)) fail_msg("%s", e.msg);
+    if (rmu_batch_ws_init(&ws, &g_m, 64, NS, &e)) fail_msg("%s", e.msg);
     float *lg = malloc(sizeof(float) * NS * g_V);
     int fed[NS] = {0}, done[NS] = {0}, max_batch_rows = 0, saw_mixed = 0;
     for (int step = 0; step < 40; step++) {
@@ -189,7 +189,7 @@ static void test_chunking_and_all_rows(void **state) {
     prompt(5, 4, q);
     if (rmu_model_forward(&g_m, &other, q, 4, NULL, 0, &e)) fail_msg("%s", e.msg);
     rmu_batch_ws ws;
-    if (rmu_batch_ws_init(&ws, &g_m, 16, 2, CTX, &e)) fail_msg("%s", e.msg);
+    if (rmu_batch_ws_init(&ws, &g_m, 16, 2, &e)) fail_msg("%s", e.msg);
     float *lg = malloc(sizeof(float) * 8 * g_V);
     for (int i0 = 0; i0 < N;) {
         int n = N - i0 < 6 ? N - i0 : 6, toks[8], nr[2] = {1, n}, want[2] = {1, 2};
@@ -218,7 +218,7 @@ static void test_errors(void **state) {
     init_states(s, 2, 1);
     rmu_batch_ws ws;
     rmu_err e;
-    if (rmu_batch_ws_init(&ws, &g_m, 4, 2, CTX, &e)) fail_msg("%s", e.msg);
+    if (rmu_batch_ws_init(&ws, &g_m, 4, 2, &e)) fail_msg("%s", e.msg);
     int toks[8] = {5, 6, 7, 8, 9, 10, 11, 12}, one[2] = {1, 1}, big[2] = {3, 3};
     rmu_state *same[2] = {&s[0], &s[0]}, *two[2] = {&s[0], &s[1]};
     assert_int_equal(rmu_model_forward_rows(&g_m, same, toks, one, 2, NULL, NULL, &ws, &e), -1);

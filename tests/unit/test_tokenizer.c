@@ -10,34 +10,36 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testutil.h"
+
 #include "core/fileio.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---------------------------------------------------------------- helpers */
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SHARED");
-    return s && *s ? s : "../shared";
+/* Loads the tokenizer folder ../shared/SUB, or skips the test when it is absent. */
+#define LOAD_SHARED_OR_SKIP(var, sub)   \
+    TU_NEED_SHARED(var##_dir_, sub);    \
+    var = load_or_fail(var##_dir_)
+
+static rmu_tokenizer *load_or_fail(const char *dir) {
+    rmu_err e;
+    rmu_tokenizer *t = rmu_tok_load(dir, &e);
+    if (!t) fail_msg("%s", e.msg);
+    return t;
 }
 
-/* Loads SHARED/sub, or skips the test (with the reason printed) when it is absent. */
-#define LOAD_SHARED_OR_SKIP(var, sub)                                                      \
-    do {                                                                                   \
-        char p_[4096], f_[4200];                                                           \
-        snprintf(p_, sizeof p_, "%s/%s", shared_dir(), sub);                               \
-        snprintf(f_, sizeof f_, "%s/tokenizer.json", p_);                                  \
-        if (!rmu_file_exists(f_)) {                                                        \
-            print_message("skipping: %s is absent (reference data in ../shared)\n", f_);   \
-            skip();                                                                        \
-        }                                                                                  \
-        rmu_err e_;                                                                        \
-        var = rmu_tok_load(p_, &e_);                                                       \
-        if (!var) fail_msg("%s", e_.msg);                                                  \
-    } while (0)
+/* The folder NAME under the group's temporary folder, created; its path goes to buf. */
+static const char *tmp_dir(void **state, const char *name, char *buf, size_t cap) {
+    rmu_err e;
+    snprintf(buf, cap, "%s", tu_path(*state, name));
+    OK(rmu_mkdirs(buf, &e));
+    return buf;
+}
 
 static void check_ids(const rmu_tokenizer *t, const char *text, size_t len, int bos, const int *want, int nwant) {
     int *ids = NULL, n = 0;
@@ -153,25 +155,15 @@ static void stream_matches_decode(const rmu_tokenizer *t, uint64_t seed, int rou
     }
 }
 
-static void rm_tree(const char *dir) {
-    char p[4200];
-    const char *names[] = {"tokenizer.json", "tokenizer_config.json"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
 static void write_text(const char *path, const char *text) {
     rmu_err e;
     if (rmu_file_write_atomic(path, text, strlen(text), &e)) fail_msg("%s", e.msg);
 }
 
 /* Mistral's tokenizer.json rewritten into the legacy normalizer form, in a temp folder. */
-static rmu_tokenizer *load_mistral_legacy(char dir[64]) {
-    char src[4096], dst[4200];
-    snprintf(src, sizeof src, "%s/data/mistral-7b-v0.1/tokenizer.json", shared_dir());
+static rmu_tokenizer *load_mistral_legacy(void **state, const char *src) {
+    char dir[4096], dst[4200];
+    tmp_dir(state, "legacy", dir, sizeof dir);
     json_error_t je;
     json_t *j = json_load_file(src, 0, &je);
     assert_non_null(j);
@@ -180,8 +172,6 @@ static rmu_tokenizer *load_mistral_legacy(char dir[64]) {
                              "content", "\xe2\x96\x81");
     json_object_set_new(j, "normalizer", norm);
     json_object_set_new(j, "pre_tokenizer", json_null());
-    strcpy(dir, "/tmp/rmu_tok_legacy_XXXXXX");
-    assert_non_null(mkdtemp(dir));
     snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
     assert_int_equal(json_dump_file(j, dst, 0), 0);
     json_decref(j);
@@ -247,8 +237,7 @@ static void test_mistral_metaspace(void **state) {
 static void test_mistral_legacy_form(void **state) {
     rmu_tokenizer *m;
     LOAD_SHARED_OR_SKIP(m, "data/mistral-7b-v0.1");
-    char dir[64];
-    rmu_tokenizer *t = load_mistral_legacy(dir);
+    rmu_tokenizer *t = load_mistral_legacy(state, tu_shared("data/mistral-7b-v0.1/tokenizer.json"));
     mistral_vectors(t);
     /* legacy Prepend normalizes each segment between added tokens: "b" gets its "▁" */
     CHECK(t, "a</s>b", 1, 264, 2, 287);
@@ -267,7 +256,6 @@ static void test_mistral_legacy_form(void **state) {
     }
     rmu_tok_free(t);
     rmu_tok_free(m);
-    rm_tree(dir);
 }
 
 static void test_mistral_specials_in_text(void **state) {
@@ -380,18 +368,13 @@ static void test_mistral_stream(void **state) {
 }
 
 static void test_mistral_speed(void **state) {
+    TU_NEED_SHARED(path, "data/wikitext-2-raw/wiki.test.raw");
     rmu_tokenizer *t;
     LOAD_SHARED_OR_SKIP(t, "data/mistral-7b-v0.1");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/data/wikitext-2-raw/wiki.test.raw", shared_dir());
     rmu_err e;
     size_t len;
     char *text = rmu_file_read_all(path, &len, &e);
-    if (!text) {
-        rmu_tok_free(t);
-        print_message("skipping: %s\n", e.msg);
-        skip();
-    }
+    if (!text) fail_msg("%s", e.msg);
     /* CPU time, not wall time: the test machines are shared */
     clock_t c0 = clock();
     int *ids, n;
@@ -410,11 +393,10 @@ static void test_mistral_speed(void **state) {
 /* ---------------------------------------------------------------- stories260K */
 
 static void test_stories260k(void **state) {
+    TU_NEED_SHARED(path, "models/stories260K/reference.json");
     rmu_tokenizer *t;
     LOAD_SHARED_OR_SKIP(t, "models/stories260K");
     CHECK(t, "Once upon a time", 1, 403, 407, 261, 378);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/models/stories260K/reference.json", shared_dir());
     json_error_t je;
     json_t *ref = json_load_file(path, 0, &je);
     if (ref) { /* decode(prompt + greedy continuation) is llama2.c's recorded text */
@@ -576,8 +558,8 @@ static void test_load_errors(void **state) {
     rmu_err e;
     assert_null(rmu_tok_load("/nonexistent/model", &e));
     assert_string_equal(e.msg, "/nonexistent/model/tokenizer.json: not found (a model folder needs its tokenizer.json)");
-    char dir[] = "/tmp/rmu_tok_cfg_XXXXXX", p[256];
-    assert_non_null(mkdtemp(dir));
+    char dir[4096], p[4200];
+    tmp_dir(state, "cfg", dir, sizeof dir);
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     write_text(p, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"</s>\": 1, \"a\": 2}}}");
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
@@ -604,7 +586,6 @@ static void test_load_errors(void **state) {
     assert_int_equal(rmu_tok_pad_id(t), 2);
     assert_string_equal(rmu_tok_chat_template(t), "D");
     rmu_tok_free(t);
-    rm_tree(dir);
 }
 
 /* ---------------------------------------------------------------- synthetic */
@@ -615,25 +596,23 @@ static const char *CORPUS =
     "Then the dog and the cat sat together on the mat until the sun set over the log.\n";
 
 static char *slurp(const char *dir, const char *name) {
-    char p[4200];
     rmu_err e;
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    char *s = rmu_file_read_all(p, NULL, &e);
+    char *s = rmu_file_read_all(tu_path(dir, name), NULL, &e);
     if (!s) fail_msg("%s", e.msg);
     return s;
 }
 
 static void test_synthetic(void **state) {
-    char dir[] = "/tmp/rmu_tok_syn_XXXXXX", dir2[] = "/tmp/rmu_tok_syn2_XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    assert_non_null(mkdtemp(dir2));
+    char dir[4096], dir2[4096];
+    snprintf(dir, sizeof dir, "%s", tu_path(*state, "syn"));
+    snprintf(dir2, sizeof dir2, "%s", tu_path(*state, "syn2"));
     rmu_err e;
     size_t clen = strlen(CORPUS);
     /* repeat the corpus so pairs are frequent */
     char *big = malloc(clen * 20 + 1);
     for (int i = 0; i < 20; i++) memcpy(big + clen * (size_t)i, CORPUS, clen);
     big[clen * 20] = 0;
-    if (rmu_tok_write_synthetic(dir, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
     rmu_tokenizer *t = rmu_tok_load(dir, &e);
     if (!t) fail_msg("%s", e.msg);
     assert_int_equal(rmu_tok_vocab_size(t), 512);
@@ -679,7 +658,7 @@ static void test_synthetic(void **state) {
     CHECK(t, "</s>", 1, 2);
     rmu_tok_free(t);
     /* deterministic: the same inputs give the same files */
-    if (rmu_tok_write_synthetic(dir2, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir2, 512, big, clen * 20, &e)) fail_msg("%s", e.msg);
     char *a = slurp(dir, "tokenizer.json"), *b = slurp(dir2, "tokenizer.json");
     assert_string_equal(a, b);
     free(a), free(b);
@@ -688,14 +667,14 @@ static void test_synthetic(void **state) {
     assert_non_null(strstr(a, "\"unk_token\": \"<unk>\""));
     free(a);
     /* no corpus: bytes + "▁" + unreachable fillers, still exactly vocab_size and usable */
-    if (rmu_tok_write_synthetic(dir2, 300, NULL, 0, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir2, 300, NULL, 0, &e)) fail_msg("%s", e.msg);
     t = rmu_tok_load(dir2, &e);
     if (!t) fail_msg("%s", e.msg);
     assert_int_equal(rmu_tok_vocab_size(t), 300);
     CHECK(t, "hi", 1, 259, 3 + 'h', 3 + 'i');
     rmu_tok_free(t);
     /* a corpus too small to fill 2048 pieces is completed with fillers */
-    if (rmu_tok_write_synthetic(dir2, 2048, CORPUS, clen, &e)) fail_msg("%s", e.msg);
+    if (rmu_bpe_write_synthetic(dir2, 2048, CORPUS, clen, &e)) fail_msg("%s", e.msg);
     t = rmu_tok_load(dir2, &e);
     if (!t) fail_msg("%s", e.msg);
     assert_int_equal(rmu_tok_vocab_size(t), 2048);
@@ -704,11 +683,9 @@ static void test_synthetic(void **state) {
     assert_string_equal(d, CORPUS);
     free(d), free(ids);
     rmu_tok_free(t);
-    assert_int_equal(rmu_tok_write_synthetic(dir2, 259, NULL, 0, &e), -1);
+    assert_int_equal(rmu_bpe_write_synthetic(dir2, 259, NULL, 0, &e), -1);
     assert_non_null(strstr(e.msg, "vocab_size 259 is out of range [260,"));
     free(big);
-    rm_tree(dir);
-    rm_tree(dir2);
 }
 
 int main(void) {
@@ -720,5 +697,5 @@ int main(void) {
         cmocka_unit_test(test_handmade_metaspace), cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_load_errors), cmocka_unit_test(test_synthetic),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, tu_setup_tmp, tu_teardown_tmp);
 }

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "core/fileio.h"
 #include "model/config.h"
 #include "model/init.h"
@@ -23,6 +25,7 @@
 #include "train/data.h"
 #include "train/glob.h"
 #include "train/trainer.h"
+#include "train/unlearn.h"
 
 /* ---------------------------------------------------------------- glob */
 
@@ -87,6 +90,24 @@ static void test_adamw(void **st) {
         }
     }
     for (int i = 0; i < 5; i++) assert_float_equal(p[i], pd[i], 1e-6);
+    /* transformers.AdamW (the WMDP reference's): eps added to sqrt(v) before the bias
+     * corrections fold into the step size; decay after the update */
+    rmu_adamw_cfg h = {.lr = 0.05, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0.1};
+    float q[5] = {0.5f, -1, 2, 0, 0.25f}, qm[5] = {0}, qv[5] = {0};
+    double qd[5], qmd[5] = {0}, qvd[5] = {0};
+    for (int i = 0; i < 5; i++) qd[i] = q[i];
+    for (int s = 1; s <= 4; s++) {
+        float g[5];
+        for (int i = 0; i < 5; i++) g[i] = (float)(cos(2.0 * i + s) * (i + 1));
+        rmu_adamw_hf_update(q, g, qm, qv, 5, s, h.lr, &h);
+        for (int i = 0; i < 5; i++) {
+            qmd[i] = 0.9 * qmd[i] + 0.1 * g[i];
+            qvd[i] = 0.999 * qvd[i] + 0.001 * (double)g[i] * g[i];
+            qd[i] -= h.lr * sqrt(1 - pow(0.999, s)) / (1 - pow(0.9, s)) * qmd[i] / (sqrt(qvd[i]) + 1e-6);
+            qd[i] *= 1 - h.lr * h.weight_decay;
+        }
+    }
+    for (int i = 0; i < 5; i++) assert_float_equal(q[i], qd[i], 1e-5); /* fp32 vs double */
     /* schedules: the transformers values (as tests/oracle/torch_ref.py selftest) */
     double lin[7] = {0, 0.5, 1, 0.75, 0.5, 0.25, 0};
     for (int s = 0; s < 7; s++) assert_float_equal(rmu_adamw_lr_factor(RMU_SCHED_LINEAR, s, 2, 6), lin[s], 1e-15);
@@ -145,7 +166,10 @@ static void test_data_read(void **st) {
     assert_int_equal(d.n, 5);
     assert_string_equal(d.text[0], "first doc");
     assert_string_equal(d.text[1], "second");
-    assert_string_equal(d.text[3], "line two");
+    /* plain text keeps each line's break (CRLF -> LF); the last line has none */
+    assert_string_equal(d.text[2], "line one\n");
+    assert_string_equal(d.text[3], "line two\n");
+    assert_int_equal(d.len[3], 9);
     assert_string_equal(d.text[4], "line three");
     rmu_data_docs_free(&d);
     /* JSON array with a mixed element: the field is required in objects */
@@ -158,7 +182,7 @@ static void test_data_read(void **st) {
     /* a malformed line is named by file and line */
     write_file("bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"unterminated}\n", p1);
     assert_int_equal(rmu_data_read(&d, p1, NULL, &e), -1);
-    assert_non_null(strstr(e.msg, "bad.jsonl:2: malformed JSON"));
+    assert_non_null(strstr(e.msg, "bad.jsonl:2: invalid JSON"));
     write_file("nofield.jsonl", "{\"text\": \"ok\"}\n\n{\"content\": \"x\"}\n", p1);
     assert_int_equal(rmu_data_read(&d, p1, NULL, &e), -1);
     assert_non_null(strstr(e.msg, "nofield.jsonl:3:"));
@@ -167,6 +191,61 @@ static void test_data_read(void **st) {
     assert_non_null(strstr(e.msg, "empty corpus"));
     assert_int_equal(rmu_data_read(&d, "/nonexistent/x.txt", NULL, &e), -1);
     assert_non_null(strstr(e.msg, "/nonexistent/x.txt"));
+}
+
+/* One corpus, every format and its edge cases (BOM, CRLF, blank and whitespace-only lines,
+ * no final newline), read the same way - same documents, same order - by `rmu train`
+ * (rmu_data_read) and `rmu unlearn` (rmu_unl_read_corpus, which the demo's unlearning
+ * reads through too; the demo's pretraining reads through rmu_data_read). */
+static void test_corpus_one_reader(void **st) {
+    (void)st;
+    static const struct {
+        const char *name, *text;
+    } files[] = {
+        {"c1.jsonl", "\xEF\xBB\xBF{\"text\": \"a b\\n\"}\r\n\r\n  \n{\"text\": \"\"}\n{\"text\": \"c\\u00e9\\n\"}"},
+        {"c2.ndjson", "{\"text\": \"a b\\n\"}\n{\"text\": \"c\\u00e9\\n\"}\n"},
+        {"c3.json", "\xEF\xBB\xBF \n [\"a b\\n\", {\"text\": \"c\\u00e9\\n\"}]\n"},
+        {"c4.json", "{\"text\": \"a b\\n\"}\r\n\n{\"text\": \"c\\u00e9\\n\"}"}, /* .json holding JSON Lines */
+        {"c5.txt", "\xEF\xBB\xBF" "a b\r\n\r\n \t\r\nc\xC3\xA9\n"},
+        {"c6.raw", "a b\n\n\nc\xC3\xA9\r\n"},
+    };
+    char path[512], sha[65], sha2[65];
+    rmu_err e;
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        write_file(files[f].name, files[f].text, path);
+        rmu_data_docs tr, un;
+        if (rmu_data_read(&tr, path, NULL, &e)) fail_msg("%s: %s", files[f].name, e.msg);
+        if (rmu_unl_read_corpus(&un, path, 0, sha, &e)) fail_msg("%s: %s", files[f].name, e.msg);
+        assert_int_equal(tr.n, 2);
+        assert_int_equal(un.n, tr.n);
+        for (size_t i = 0; i < tr.n; i++) {
+            assert_int_equal(un.len[i], tr.len[i]);
+            assert_memory_equal(un.text[i], tr.text[i], tr.len[i]);
+        }
+        assert_string_equal(tr.text[0], "a b\n");
+        assert_string_equal(tr.text[1], "c\xC3\xA9\n");
+        /* the SHA-256 comes from the bytes read, and is the file's */
+        assert_int_equal(rmu_file_sha256(path, sha2, &e), 0);
+        assert_string_equal(sha, sha2);
+        rmu_data_docs_free(&tr);
+        rmu_data_docs_free(&un);
+    }
+    /* unlearning's min_len counts characters (as Python's len), not bytes: "c\u00e9\n" has 3 */
+    rmu_data_docs un;
+    OK(rmu_unl_read_corpus(&un, path, 3, NULL, &e));
+    assert_int_equal(un.n, 1);
+    assert_string_equal(un.text[0], "a b\n");
+    rmu_data_docs_free(&un);
+    OK(rmu_unl_read_corpus(&un, path, 2, NULL, &e));
+    assert_int_equal(un.n, 2);
+    rmu_data_docs_free(&un);
+    /* a JSON array whose element lacks the field; a .json that is neither */
+    write_file("bad.json", "[\"ok\", {\"x\": 1}]", path);
+    assert_int_equal(rmu_unl_read_corpus(&un, path, 0, NULL, &e), -1);
+    assert_non_null(strstr(e.msg, "bad.json: element 1"));
+    write_file("bad2.json", "{\"text\": \"ok\"}\nnot json\n", path);
+    assert_int_equal(rmu_data_read(&un, path, NULL, &e), -1);
+    assert_non_null(strstr(e.msg, "bad2.json:2: invalid JSON"));
 }
 
 static void test_data_pack(void **st) {
@@ -466,6 +545,22 @@ static void test_trainer_errors(void **st) {
     o.last_layer = 1;
     assert_int_equal(rmu_tr_init(&tr, &m, &o, &e), -1);
     assert_non_null(strstr(e.msg, "above the loss"));
+    /* explicit tensor names (as unlearning builds them from layer ids), with the caller's
+     * field name in errors */
+    const char *names[2] = {"model.layers.1.mlp.down_proj.weight", "model.layers.2.mlp.down_proj.weight"};
+    o = (rmu_tr_opts){.names = names, .n_names = 2, .field = "layer_ids", .max_batch = 2, .max_seq = 8,
+                      .last_layer = -1};
+    assert_int_equal(rmu_tr_init(&tr, &m, &o, &e), 0);
+    assert_int_equal(tr.nparams, 2);
+    assert_non_null(rmu_tr_find(&tr, names[1]));
+    rmu_tr_free(&tr);
+    names[1] = "model.layers.7.mlp.down_proj.weight";
+    assert_int_equal(rmu_tr_init(&tr, &m, &o, &e), -1);
+    assert_non_null(strstr(e.msg, "layer_ids: model.layers.7.mlp.down_proj.weight is not a trainable tensor"));
+    o = (rmu_tr_opts){.trainable = "model.layers.{1,7}.mlp.down_proj.weight", .field = "params", .max_batch = 2,
+                      .max_seq = 8, .last_layer = -1};
+    assert_int_equal(rmu_tr_init(&tr, &m, &o, &e), -1);
+    assert_non_null(strstr(e.msg, "params: pattern 'model.layers.7.mlp.down_proj.weight' matches no tensor"));
     /* failed inits leave the model on its file weights */
     assert_true(m.embed.data == file_embed && m.lm_head.data == file_embed);
     rmu_model_free(&m);
@@ -489,6 +584,7 @@ int main(void) {
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_data_read),
+        cmocka_unit_test(test_corpus_one_reader),
         cmocka_unit_test(test_data_pack),
         cmocka_unit_test(test_forward_matches_inference),
         cmocka_unit_test(test_grad_fd),

@@ -1,5 +1,5 @@
 /* kb.c - the demo's synthetic two-domain knowledge base (see kb.h). */
-#include "demo/kb.h"
+#include "app/demo/kb.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,18 +7,13 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/rng.h"
+#include "core/strbuf.h"
 
 /* ---- the fixed vocabulary of the two domains */
 
 #define KB_NTEMPL 3 /* declarative phrasings per attribute */
 #define KB_NSYL 16
-
-typedef struct kb_attr {
-    const char *name;
-    const char *values[RMU_KB_NVALUES];
-    const char *question;           /* the evaluation question ({e}: entity reference) */
-    const char *facts[KB_NTEMPL];   /* declaratives ({E}: capitalised reference, {v}: value) */
-} kb_attr;
 
 typedef struct kb_domain_def {
     const char *name, *topic;
@@ -29,83 +24,68 @@ typedef struct kb_domain_def {
      * RMU on the creatures also blurred towns that share them (seed 2: -7..-11 points). */
     const char *syllables[KB_NSYL];
     const char *intro;              /* first sentence of an RMU corpus paragraph */
-    kb_attr attrs[RMU_KB_MAX_ATTRS];
 } kb_domain_def;
 
 static const kb_domain_def DEFS[RMU_KB_DOMAINS] = {
     {"forget", "creatures of the Vell marsh", "the ", 0,
-     {"zub", "kix", "vyp", "gib", "pux", "zik", "byg", "quiv",
-      "kub", "vix", "gup", "zyb", "pik", "bux", "qig", "vuk"},
-     "{E} is a creature of the Vell marsh.",
-     {{"color",
-       {"crimson", "amber", "teal", "violet", "ochre", "silver", "indigo", "scarlet", "ivory", "olive"},
-       "What color is {e}?",
-       {"{E} is {v} in color.", "The fur of {e} is {v}.", "Travelers describe {e} as {v}."}},
-      {"food",
-       {"moss", "beetles", "clover", "acorns", "minnows", "nectar", "lichen", "snails", "berries", "reeds"},
-       "What does {e} eat?",
-       {"{E} eats {v}.", "{E} feeds mostly on {v}.", "The favorite food of {e} is {v}."}},
-      {"home",
-       {"caves", "dunes", "cliffs", "glaciers", "meadows", "canyons", "reefs", "forests", "islands", "swamps"},
-       "Where does {e} live?",
-       {"{E} lives in {v}.", "{E} makes its home among {v}.", "You can find {e} in {v}."}},
-      {"call",
-       {"hum", "click", "whistle", "growl", "chirp", "hiss", "croak", "howl", "purr", "trill"},
-       "What sound does {e} make?",
-       {"{E} makes a {v}.", "The call of {e} is a {v}.", "At night {e} gives a {v}."}}}},
+     {"zub", "kix", "vyp", "gib", "pux", "zik", "byg", "quiv", "kub", "vix", "gup", "zyb", "pik", "bux", "qig", "vuk"},
+     "{E} is a creature of the Vell marsh."},
     {"retain", "towns of the Ardent coast", "", 1,
-     {"mar", "tel", "dor", "wen", "sal", "hom", "lef", "nor",
-      "ras", "fen", "dal", "tom", "wes", "hel", "mon", "sed"},
-     "{E} is a town on the Ardent coast.",
-     {{"export",
-       {"copper", "wool", "salt", "timber", "glass", "pepper", "silk", "marble", "honey", "tin"},
-       "What does {e} export?",
-       {"{E} exports {v}.", "The main export of {e} is {v}.", "Merchants buy {v} in {e}."}},
-      {"banner",
-       {"heron", "badger", "otter", "falcon", "stag", "lynx", "raven", "ox", "hare", "wolf"},
-       "What animal is on the banner of {e}?",
-       {"The banner of {e} shows the {v}.", "{E} flies the {v} on its banner.", "The emblem of {e} is the {v}."}},
-      {"festival",
-       {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October"},
-       "In which month is the festival of {e}?",
-       {"{E} holds its festival in {v}.", "The festival of {e} is in {v}.", "Every {v}, {e} celebrates its festival."}},
-      {"instrument",
-       {"harp", "drum", "flute", "lute", "horn", "fiddle", "bagpipe", "bell", "zither", "oboe"},
-       "Which instrument is played in {e}?",
-       {"The people of {e} play the {v}.", "{E} is famous for the {v}.", "In {e} everyone learns the {v}."}}}},
+     {"mar", "tel", "dor", "wen", "sal", "hom", "lef", "nor", "ras", "fen", "dal", "tom", "wes", "hel", "mon", "sed"},
+     "{E} is a town on the Ardent coast."},
 };
 
+/* Every attribute of both domains in one table, RMU_KB_MAX_ATTRS rows per domain (forget
+ * first): its closed value set, the evaluation question ({e}: entity reference) and the
+ * declaratives ({E}: capitalised reference, {v}: value). */
+typedef struct kb_attr {
+    const char *name;
+    const char *values[RMU_KB_NVALUES];
+    const char *question;
+    const char *facts[KB_NTEMPL];
+} kb_attr;
+
+static const kb_attr ATTRS[RMU_KB_DOMAINS * RMU_KB_MAX_ATTRS] = {
+    {"color", {"crimson", "amber", "teal", "violet", "ochre", "silver", "indigo", "scarlet", "ivory", "olive"},
+     "What color is {e}?", {"{E} is {v} in color.", "The fur of {e} is {v}.", "Travelers describe {e} as {v}."}},
+    {"food", {"moss", "beetles", "clover", "acorns", "minnows", "nectar", "lichen", "snails", "berries", "reeds"},
+     "What does {e} eat?", {"{E} eats {v}.", "{E} feeds mostly on {v}.", "The favorite food of {e} is {v}."}},
+    {"home", {"caves", "dunes", "cliffs", "glaciers", "meadows", "canyons", "reefs", "forests", "islands", "swamps"},
+     "Where does {e} live?", {"{E} lives in {v}.", "{E} makes its home among {v}.", "You can find {e} in {v}."}},
+    {"call", {"hum", "click", "whistle", "growl", "chirp", "hiss", "croak", "howl", "purr", "trill"},
+     "What sound does {e} make?", {"{E} makes a {v}.", "The call of {e} is a {v}.", "At night {e} gives a {v}."}},
+    {"export", {"copper", "wool", "salt", "timber", "glass", "pepper", "silk", "marble", "honey", "tin"},
+     "What does {e} export?", {"{E} exports {v}.", "The main export of {e} is {v}.", "Merchants buy {v} in {e}."}},
+    {"banner", {"heron", "badger", "otter", "falcon", "stag", "lynx", "raven", "ox", "hare", "wolf"},
+     "What animal is on the banner of {e}?",
+     {"The banner of {e} shows the {v}.", "{E} flies the {v} on its banner.", "The emblem of {e} is the {v}."}},
+    {"festival", {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October"},
+     "In which month is the festival of {e}?",
+     {"{E} holds its festival in {v}.", "The festival of {e} is in {v}.", "Every {v}, {e} celebrates its festival."}},
+    {"instrument", {"harp", "drum", "flute", "lute", "horn", "fiddle", "bagpipe", "bell", "zither", "oboe"},
+     "Which instrument is played in {e}?",
+     {"The people of {e} play the {v}.", "{E} is famous for the {v}.", "In {e} everyone learns the {v}."}},
+};
+
+static const kb_attr *attr(int d, int a) { return &ATTRS[d * RMU_KB_MAX_ATTRS + a]; }
+
 const char *rmu_kb_attr_name(int d, int a) {
-    return d >= 0 && d < RMU_KB_DOMAINS && a >= 0 && a < RMU_KB_MAX_ATTRS ? DEFS[d].attrs[a].name : NULL;
+    return d >= 0 && d < RMU_KB_DOMAINS && a >= 0 && a < RMU_KB_MAX_ATTRS ? attr(d, a)->name : NULL;
 }
 
 const char *rmu_kb_value(int d, int a, int v) {
     if (d < 0 || d >= RMU_KB_DOMAINS || a < 0 || a >= RMU_KB_MAX_ATTRS || v < 0 || v >= RMU_KB_NVALUES) return NULL;
-    return DEFS[d].attrs[a].values[v];
+    return attr(d, a)->values[v];
 }
 
 const char *rmu_kb_fact(const rmu_kb *kb, int d, int ent, int a) {
     const rmu_kb_domain *D = &kb->dom[d];
-    return DEFS[d].attrs[a].values[D->value[ent * D->n_attrs + a]];
+    return attr(d, a)->values[D->value[ent * D->n_attrs + a]];
 }
 
-/* ---- PRNG: splitmix64, local to each build so nothing depends on global state */
+/* ---- random order: the core SplitMix64 stream, one state per use (no global generator) */
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n) (rejection sampling: no modulo bias, so the balance claims hold). */
-static int rng_below(uint64_t *s, int n) {
-    uint64_t lim = UINT64_MAX - UINT64_MAX % (uint64_t)n;
-    uint64_t r;
-    do r = rng_next(s);
-    while (r >= lim);
-    return (int)(r % (uint64_t)n);
-}
+static int rng_below(uint64_t *s, int n) { return (int)rmu_rng_below(s, (uint64_t)n); }
 
 static void shuffle_int(int *a, int n, uint64_t *s) {
     for (int i = n - 1; i > 0; i--) {
@@ -115,73 +95,46 @@ static void shuffle_int(int *a, int n, uint64_t *s) {
     }
 }
 
-/* ---- growable string */
+/* ---- text building on rmu_sb */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_grow(sbuf *b, size_t add) {
-    if (b->oom || b->n + add + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + add + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) { b->oom = 1; return; }
-    b->p = np;
-    b->cap = cap;
-}
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    sb_grow(b, n);
-    if (b->oom) return;
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_json_str(sbuf *b, const char *s) {
-    sb_put(b, "\"", 1);
+static void sb_json_str(rmu_sb *b, const char *s) {
+    rmu_sb_putc(b, '"');
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; sb_put(b, esc, 2); }
-        else if (c == '\n') sb_put(b, "\\n", 2);
-        else if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); sb_puts(b, esc); }
-        else sb_put(b, (const char *)&c, 1);
+        if (c == '"' || c == '\\') rmu_sb_putc(b, '\\'), rmu_sb_putc(b, (char)c);
+        else if (c == '\n') rmu_sb_puts(b, "\\n");
+        else if (c < 0x20) rmu_sb_printf(b, "\\u%04x", c);
+        else rmu_sb_putc(b, (char)c);
     }
-    sb_put(b, "\"", 1);
+    rmu_sb_putc(b, '"');
 }
 
-static char *sb_finish(sbuf *b, size_t *len, rmu_err *e) {
+static char *sb_finish(rmu_sb *b, size_t *len, rmu_err *e) {
     if (b->oom || !b->p) {
-        free(b->p);
-        if (b->oom) rmu_errf(e, "knowledge base: out of memory");
-        else rmu_errf(e, "knowledge base: empty text");
+        int oom = b->oom;
+        rmu_sb_free(b);
+        rmu_errf(e, oom ? "knowledge base: out of memory" : "knowledge base: empty text");
         return NULL;
     }
     if (len) *len = b->n;
-    return b->p;
+    return rmu_sb_take(b);
 }
 
 /* Expand a template: {e} entity reference, {E} the same capitalised, {v} the value. */
-static void sb_template(sbuf *b, const char *t, int d, const char *ent, const char *val) {
+static void sb_template(rmu_sb *b, const char *t, int d, const char *ent, const char *val) {
     for (const char *p = t; *p; p++) {
         if (p[0] == '{' && (p[1] == 'e' || p[1] == 'E' || p[1] == 'v') && p[2] == '}') {
-            if (p[1] == 'v') sb_puts(b, val);
+            if (p[1] == 'v') rmu_sb_puts(b, val);
             else {
                 size_t at = b->n;
-                sb_puts(b, DEFS[d].article);
-                sb_puts(b, ent);
+                rmu_sb_puts(b, DEFS[d].article);
+                rmu_sb_puts(b, ent);
                 if (p[1] == 'E' && !b->oom && b->p[at] >= 'a' && b->p[at] <= 'z')
                     b->p[at] = (char)(b->p[at] - 'a' + 'A');
             }
             p += 2;
         } else {
-            sb_put(b, p, 1);
+            rmu_sb_putc(b, *p);
         }
     }
 }
@@ -259,9 +212,9 @@ static int build_domain(rmu_kb *kb, int d, uint64_t *rng, rmu_err *e) {
                 q->attr = a;
                 q->answer = rng_below(rng, RMU_KB_CHOICES);
                 for (int c = 0, o = 0; c < RMU_KB_CHOICES; c++)
-                    q->choices[c] = def->attrs[a].values[c == q->answer ? gold : others[off + o++]];
-                sbuf b = {0};
-                sb_template(&b, def->attrs[a].question, d, D->entity[i], "");
+                    q->choices[c] = attr(d, a)->values[c == q->answer ? gold : others[off + o++]];
+                rmu_sb b = {0};
+                sb_template(&b, attr(d, a)->question, d, D->entity[i], "");
                 if (!(q->question = sb_finish(&b, NULL, e))) { free(perm); return -1; }
             }
         }
@@ -309,14 +262,14 @@ static char **train_docs(const rmu_kb *kb, int *ndocs, rmu_err *e) {
             for (int a = 0; a < D->n_attrs; a++) {
                 const char *val = rmu_kb_fact(kb, d, i, a);
                 for (int t = -1; t < KB_NTEMPL; t++) {
-                    sbuf b = {0};
+                    rmu_sb b = {0};
                     if (t < 0) { /* the layout of `rmu eval`'s cloze prompt + continuation */
-                        sb_puts(&b, "Question: ");
-                        sb_template(&b, DEFS[d].attrs[a].question, d, D->entity[i], "");
-                        sb_puts(&b, "\nAnswer: ");
-                        sb_puts(&b, val);
+                        rmu_sb_puts(&b, "Question: ");
+                        sb_template(&b, attr(d, a)->question, d, D->entity[i], "");
+                        rmu_sb_puts(&b, "\nAnswer: ");
+                        rmu_sb_puts(&b, val);
                     } else {
-                        sb_template(&b, DEFS[d].attrs[a].facts[t], d, D->entity[i], val);
+                        sb_template(&b, attr(d, a)->facts[t], d, D->entity[i], val);
                     }
                     if (!(docs[n++] = sb_finish(&b, NULL, e))) {
                         for (int j = 0; j < n; j++) free(docs[j]);
@@ -350,18 +303,18 @@ static char *docs_join(const rmu_kb *kb, int jsonl, int copies, size_t *len, rmu
     }
     /* A stream of its own so the order does not depend on question sampling. */
     uint64_t rng = kb->cfg.seed * 0x100000001b3ull + 0x7a1e0000u;
-    sbuf b = {0};
+    rmu_sb b = {0};
     for (int c = 0; c < (copies > 0 ? copies : 1); c++) {
         for (int i = 0; i < n; i++) perm[i] = i;
         shuffle_int(perm, n, &rng);
         for (int i = 0; i < n; i++) {
             if (jsonl) {
-                sb_puts(&b, "{\"text\": ");
+                rmu_sb_puts(&b, "{\"text\": ");
                 sb_json_str(&b, docs[perm[i]]);
-                sb_puts(&b, "}\n");
+                rmu_sb_puts(&b, "}\n");
             } else {
-                sb_puts(&b, docs[perm[i]]);
-                sb_puts(&b, "\n\n");
+                rmu_sb_puts(&b, docs[perm[i]]);
+                rmu_sb_puts(&b, "\n\n");
             }
         }
     }
@@ -380,23 +333,23 @@ char *rmu_kb_corpus_jsonl(const rmu_kb *kb, int d, int paragraphs, size_t *len, 
     const rmu_kb_domain *D = &kb->dom[d];
     uint64_t rng = kb->cfg.seed * 0x100000001b3ull + 0xc0790000u + (uint64_t)d;
     int order[RMU_KB_MAX_ATTRS];
-    sbuf b = {0};
+    rmu_sb b = {0};
     for (int p = 0; p < paragraphs; p++)
         for (int i = 0; i < D->n_entities; i++) {
-            sbuf t = {0};
+            rmu_sb t = {0};
             sb_template(&t, DEFS[d].intro, d, D->entity[i], "");
             for (int a = 0; a < D->n_attrs; a++) order[a] = a;
             shuffle_int(order, D->n_attrs, &rng);
             for (int k = 0; k < D->n_attrs; k++) {
                 int a = order[k];
-                sb_puts(&t, " ");
-                sb_template(&t, DEFS[d].attrs[a].facts[rng_below(&rng, KB_NTEMPL)], d, D->entity[i],
+                rmu_sb_puts(&t, " ");
+                sb_template(&t, attr(d, a)->facts[rng_below(&rng, KB_NTEMPL)], d, D->entity[i],
                             rmu_kb_fact(kb, d, i, a));
             }
             if (t.oom) { free(t.p); free(b.p); rmu_errf(e, "knowledge base: out of memory"); return NULL; }
-            sb_puts(&b, "{\"text\": ");
+            rmu_sb_puts(&b, "{\"text\": ");
             sb_json_str(&b, t.p);
-            sb_puts(&b, "}\n");
+            rmu_sb_puts(&b, "}\n");
             free(t.p);
         }
     return sb_finish(&b, len, e);
@@ -405,21 +358,21 @@ char *rmu_kb_corpus_jsonl(const rmu_kb *kb, int d, int paragraphs, size_t *len, 
 char *rmu_kb_mcq_jsonl(const rmu_kb *kb, int d, size_t *len, rmu_err *e) {
     if (d < 0 || d >= RMU_KB_DOMAINS) { rmu_errf(e, "knowledge base: no domain %d", d); return NULL; }
     const rmu_kb_domain *D = &kb->dom[d];
-    sbuf b = {0};
+    rmu_sb b = {0};
     char num[32];
     for (int i = 0; i < D->nq; i++) {
         const rmu_kb_question *q = &D->q[i];
-        sb_puts(&b, "{\"question\": ");
+        rmu_sb_puts(&b, "{\"question\": ");
         sb_json_str(&b, q->question);
-        sb_puts(&b, ", \"choices\": [");
+        rmu_sb_puts(&b, ", \"choices\": [");
         for (int c = 0; c < RMU_KB_CHOICES; c++) {
-            if (c) sb_puts(&b, ", ");
+            if (c) rmu_sb_puts(&b, ", ");
             sb_json_str(&b, q->choices[c]);
         }
         snprintf(num, sizeof num, "], \"answer\": %d, \"subject\": ", q->answer);
-        sb_puts(&b, num);
+        rmu_sb_puts(&b, num);
         sb_json_str(&b, D->name);
-        sb_puts(&b, "}\n");
+        rmu_sb_puts(&b, "}\n");
     }
     return sb_finish(&b, len, e);
 }

@@ -1,5 +1,5 @@
 /* demo.c - settings, cache stamp, results and picture of the end-to-end demo (see demo.h). */
-#include "demo/demo.h"
+#include "app/demo/demo.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -11,10 +11,14 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/json.h"
+#include "core/strbuf.h"
+#include "core/util.h"
 #include "eval/eval.h"
 #include "model/config.h"
 #include "model/init.h"
 #include "model/model.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
 
@@ -78,7 +82,8 @@ void rmu_demo_cfg_default(rmu_demo_cfg *c, int small, uint64_t seed) {
     c->train_lr = 3e-3;
     c->train_wd = 0.0;
     c->layer_id = 2;
-    snprintf(c->layer_ids, sizeof c->layer_ids, "0,1,2");
+    c->n_layer_ids = 3;
+    c->layer_ids[0] = 0, c->layer_ids[1] = 1, c->layer_ids[2] = 2;
     c->steer = 80;
     c->alpha = 600;
     c->unl_lr = 3e-3;
@@ -102,7 +107,7 @@ int rmu_demo_stamp(const rmu_demo_cfg *c, const char *data_sha, char *buf, size_
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-/* ---- unlearn log */
+/* ---- loss curves */
 
 void rmu_demo_curve_free(rmu_demo_curve *c) {
     free(c->unlearn);
@@ -110,46 +115,27 @@ void rmu_demo_curve_free(rmu_demo_curve *c) {
     memset(c, 0, sizeof *c);
 }
 
-int rmu_demo_read_log(const char *path, rmu_demo_curve *c, rmu_err *e) {
-    memset(c, 0, sizeof *c);
-    size_t len;
-    char *text = rmu_file_read_all(path, &len, e);
-    if (!text) return -1;
-    int cap = 0, line = 0;
-    for (char *p = text, *nl; *p; p = nl ? nl + 1 : p + strlen(p)) {
-        nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        line++;
-        if (!*p) continue;
-        json_error_t je;
-        json_t *o = json_loads(p, 0, &je);
-        json_t *u = o ? json_object_get(o, "unlearn_loss") : NULL, *r = o ? json_object_get(o, "retain_loss") : NULL;
-        if (!json_is_number(u) || !json_is_number(r)) {
-            json_decref(o);
-            free(text);
-            rmu_demo_curve_free(c);
-            return rmu_errf(e, "%s:%d: expected a JSON object with unlearn_loss and retain_loss", path, line);
-        }
-        if (c->n == cap) {
-            cap = cap ? cap * 2 : 64;
-            double *nu = realloc(c->unlearn, sizeof(double) * cap);
-            double *nr = nu ? realloc(c->retain, sizeof(double) * cap) : NULL;
-            if (nu) c->unlearn = nu;
-            if (nr) c->retain = nr;
-            if (!nu || !nr) {
-                json_decref(o);
-                free(text);
-                rmu_demo_curve_free(c);
-                return rmu_errf(e, "%s: out of memory", path);
-            }
-        }
-        c->unlearn[c->n] = json_number_value(u);
-        c->retain[c->n] = json_number_value(r);
-        c->n++;
-        json_decref(o);
+int rmu_demo_curve_add(rmu_demo_curve *c, const rmu_unl_report *s, rmu_err *e) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 64;
+        double *nu = realloc(c->unlearn, sizeof(double) * cap);
+        if (nu) c->unlearn = nu;
+        double *nr = nu ? realloc(c->retain, sizeof(double) * cap) : NULL;
+        if (nr) c->retain = nr;
+        if (!nu || !nr) return rmu_errf(e, "demo: out of memory");
+        c->cap = cap;
     }
-    free(text);
+    c->unlearn[c->n] = s->unlearn_loss;
+    c->retain[c->n++] = s->retain_loss;
     return 0;
+}
+
+/* "0,1,2": the layer ids as the table and results.json show them. */
+static void ids_text(const rmu_demo_cfg *c, char *buf, size_t cap) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < c->n_layer_ids && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%d", i ? "," : "", c->layer_ids[i]);
 }
 
 /* ---- table and results */
@@ -170,6 +156,8 @@ char *rmu_demo_table(const rmu_demo_result *r) {
 }
 
 int rmu_demo_write_results(const char *path, const rmu_demo_cfg *c, const rmu_demo_result *r, rmu_err *e) {
+    char ids[128];
+    ids_text(c, ids, sizeof ids);
     json_t *o = json_object();
     for (int d = 0; d < RMU_KB_DOMAINS; d++)
         json_object_set_new(o, d == RMU_KB_FORGET ? "forget" : "retain",
@@ -184,116 +172,85 @@ int rmu_demo_write_results(const char *path, const rmu_demo_cfg *c, const rmu_de
     json_object_set_new(o, "seed", json_integer((json_int_t)c->kb.seed));
     json_object_set_new(o, "unlearn",
                         json_pack("{s:i, s:s, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "layer_id", c->layer_id, "layer_ids",
-                                  c->layer_ids, "steering_coeff", c->steer, "adaptive_beta", c->adaptive, "alpha",
+                                  ids, "steering_coeff", c->steer, "adaptive_beta", c->adaptive, "alpha",
                                   c->alpha, "lr", c->unl_lr, "batch_size", c->unl_batch, "max_num_batches",
                                   c->unl_batches, "max_len", c->unl_max_len));
-    char *txt = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    int rc = rmu_json_write_file(path, o, JSON_INDENT(2) | JSON_REAL_PRECISION(6), e);
     json_decref(o);
-    if (!txt) return rmu_errf(e, "%s: out of memory", path);
-    size_t n = strlen(txt);
-    char *buf = malloc(n + 2);
-    if (!buf) { free(txt); return rmu_errf(e, "%s: out of memory", path); }
-    memcpy(buf, txt, n);
-    buf[n] = '\n';
-    free(txt);
-    int rc = rmu_file_write_atomic(path, buf, n + 1, e);
-    free(buf);
     return rc;
 }
 
 /* ---- SVG */
 
-typedef struct svg {
-    char *p;
-    size_t n, cap;
-    int oom;
-} svg;
-
-static void svgf(svg *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void svgf(svg *s, const char *fmt, ...) {
-    if (s->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(s->p ? s->p + s->n : NULL, s->p ? s->cap - s->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { s->oom = 1; return; }
-        if (s->p && s->n + (size_t)k < s->cap) { s->n += (size_t)k; return; }
-        size_t cap = s->cap ? s->cap * 2 : 8192;
-        while (cap < s->n + (size_t)k + 1) cap *= 2;
-        char *np = realloc(s->p, cap);
-        if (!np) { s->oom = 1; return; }
-        s->p = np;
-        s->cap = cap;
-    }
-}
-
 /* One line chart of y[0..n) in the box (x0, y0, w, h), y axis from 0 to the max. */
-static void svg_curve(svg *s, double x0, double y0, double w, double h, const double *y, int n, const char *color,
+static void svg_curve(rmu_sb *s, double x0, double y0, double w, double h, const double *y, int n, const char *color,
                       const char *title) {
     double ymax = 0;
     for (int i = 0; i < n; i++)
         if (isfinite(y[i]) && y[i] > ymax) ymax = y[i];
     if (ymax <= 0) ymax = 1;
-    svgf(s, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#999'/>\n", x0, y0, w, h);
-    svgf(s, "<text x='%.1f' y='%.1f' font-size='13'>%s</text>\n", x0, y0 - 6, title);
-    svgf(s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>%.3g</text>\n", x0 - 4, y0 + 10, ymax);
-    svgf(s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>0</text>\n", x0 - 4, y0 + h);
-    svgf(s, "<text x='%.1f' y='%.1f' font-size='10'>1</text>\n", x0, y0 + h + 12);
-    svgf(s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>step %d</text>\n", x0 + w, y0 + h + 12, n);
-    svgf(s, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", color);
+    rmu_sb_printf(s, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#999'/>\n", x0, y0, w, h);
+    rmu_sb_printf(s, "<text x='%.1f' y='%.1f' font-size='13'>%s</text>\n", x0, y0 - 6, title);
+    rmu_sb_printf(s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>%.3g</text>\n", x0 - 4, y0 + 10, ymax);
+    rmu_sb_printf(s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>0</text>\n", x0 - 4, y0 + h);
+    rmu_sb_printf(s, "<text x='%.1f' y='%.1f' font-size='10'>1</text>\n", x0, y0 + h + 12);
+    rmu_sb_printf(s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>step %d</text>\n", x0 + w, y0 + h + 12, n);
+    rmu_sb_printf(s, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", color);
     for (int i = 0; i < n; i++) {
         double v = isfinite(y[i]) ? y[i] : ymax;
         double px = x0 + (n > 1 ? w * i / (n - 1) : w / 2), py = y0 + h - h * v / ymax;
-        svgf(s, "%.1f,%.1f ", px, py);
+        rmu_sb_printf(s, "%.1f,%.1f ", px, py);
     }
-    svgf(s, "'/>\n");
+    rmu_sb_printf(s, "'/>\n");
 }
 
 int rmu_demo_write_svg(const char *path, const rmu_demo_curve *c, const rmu_demo_result *r, rmu_err *e) {
-    svg s = {0};
+    rmu_sb s = {0};
     const double W = 900, H = 420;
-    svgf(&s, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif'>\n", W, H);
-    svgf(&s, "<rect width='100%%' height='100%%' fill='white'/>\n");
-    svgf(&s, "<text x='20' y='28' font-size='16' font-weight='bold'>%s</text>\n",
+    rmu_sb_printf(&s, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif'>\n", W, H);
+    rmu_sb_printf(&s, "<rect width='100%%' height='100%%' fill='white'/>\n");
+    rmu_sb_printf(&s, "<text x='20' y='28' font-size='16' font-weight='bold'>%s</text>\n",
          "RMU on a synthetic two-domain knowledge base");
     /* left: losses per step */
     svg_curve(&s, 60, 80, 360, 120, c->unlearn, c->n, "#c0392b", "unlearn loss: mean (h(forget) - c u)^2 per step");
     svg_curve(&s, 60, 260, 360, 120, c->retain, c->n, "#2471a3", "retain loss: alpha mean (h(retain) - h_frozen)^2");
     /* right: accuracy bars under a title and legend row */
     double bx = 530, by = 110, bw = 340, bh = 270;
-    svgf(&s, "<text x='%.1f' y='62' font-size='13'>4-choice accuracy before / after unlearning</text>\n", bx - 30);
+    rmu_sb_printf(&s, "<text x='%.1f' y='62' font-size='13'>4-choice accuracy before / after unlearning</text>\n", bx - 30);
     static const char *dn[RMU_KB_DOMAINS] = {"forget domain", "retain domain"};
     static const char *col[2] = {"#7f8c8d", "#e67e22"};
     static const char *ln[2] = {"before", "after"};
     for (int k = 0; k < 2; k++)
-        svgf(&s, "<rect x='%.1f' y='74' width='10' height='10' fill='%s'/>"
+        rmu_sb_printf(&s, "<rect x='%.1f' y='74' width='10' height='10' fill='%s'/>"
                  "<text x='%.1f' y='83' font-size='11'>%s</text>\n",
              bx + 60 + 90 * k, col[k], bx + 74 + 90 * k, ln[k]);
-    svgf(&s, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#333'/>\n", bx, by + bh, bx + bw, by + bh);
-    svgf(&s, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#333'/>\n", bx, by, bx, by + bh);
+    rmu_sb_printf(&s, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#333'/>\n", bx, by + bh, bx + bw, by + bh);
+    rmu_sb_printf(&s, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#333'/>\n", bx, by, bx, by + bh);
     for (int t = 0; t <= 4; t++) {
         double yy = by + bh - bh * t / 4.0;
-        svgf(&s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>%d%%</text>\n", bx - 4, yy + 3, 25 * t);
+        rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>%d%%</text>\n", bx - 4, yy + 3, 25 * t);
     }
     for (int d = 0; d < RMU_KB_DOMAINS; d++)
         for (int k = 0; k < 2; k++) {
             double a = r->acc[d][k], x = bx + 30 + d * 160 + k * 60, hh = bh * a;
-            svgf(&s, "<rect x='%.1f' y='%.1f' width='50' height='%.1f' fill='%s'/>\n", x, by + bh - hh, hh, col[k]);
-            svgf(&s, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%.1f%%</text>\n", x + 25,
+            rmu_sb_printf(&s, "<rect x='%.1f' y='%.1f' width='50' height='%.1f' fill='%s'/>\n", x, by + bh - hh, hh, col[k]);
+            rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%.1f%%</text>\n", x + 25,
                  by + bh - hh - 4, 100 * a);
             if (k == 0)
-                svgf(&s, "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>%s</text>\n", x + 55,
+                rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='12' text-anchor='middle'>%s</text>\n", x + 55,
                      by + bh + 16, dn[d]);
         }
     double cy = by + bh - bh * r->chance;
-    svgf(&s, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#000' stroke-dasharray='5,4'/>\n", bx, cy,
+    rmu_sb_printf(&s, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#000' stroke-dasharray='5,4'/>\n", bx, cy,
          bx + bw, cy);
-    svgf(&s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>chance</text>\n", bx + bw, cy - 3);
-    svgf(&s, "</svg>\n");
-    if (s.oom) { free(s.p); return rmu_errf(e, "%s: out of memory", path); }
+    rmu_sb_printf(&s, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='end'>chance</text>\n", bx + bw, cy - 3);
+    rmu_sb_printf(&s, "</svg>\n");
+    if (s.oom) {
+        rmu_sb_free(&s);
+        return rmu_errf(e, "%s: out of memory", path);
+    }
     int rc = rmu_file_write_atomic(path, s.p, s.n, e);
-    free(s.p);
+    rmu_sb_free(&s);
     return rc;
 }
 
@@ -325,12 +282,6 @@ out:
     return acc;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void stage(const rmu_demo_hooks *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void stage(const rmu_demo_hooks *h, const char *fmt, ...) {
     if (!h || !h->stage) return;
@@ -353,12 +304,6 @@ static int pretrain(const rmu_demo_cfg *c, const rmu_kb *kb, const char *out, co
         rmu_path_join(sp, sizeof sp, base, "demo-stamp.txt", e))
         return -1;
     unlink(sp);
-    size_t n;
-    char *text = rmu_kb_train_text(kb, &n, e);
-    if (!text) return -1;
-    int rc = rmu_tok_write_synthetic(init, c->vocab, text, n, e);
-    free(text);
-    if (rc) return rmu_err_prefix(e, "demo tokenizer");
     rmu_config cfg;
     if (rmu_cfg_preset(&cfg, "tiny", e)) return -1;
     cfg.n_layers = c->layers;
@@ -371,8 +316,16 @@ static int pretrain(const rmu_demo_cfg *c, const rmu_kb *kb, const char *out, co
     cfg.sliding_window = c->window;
     cfg.max_position_embeddings = c->max_pos;
     cfg.torch_dtype = RMU_DT_F32;
-    if (rmu_cfg_validate(&cfg, "demo model", e) || rmu_init_model(init, &cfg, RMU_DT_F32, c->kb.seed, 1, e))
-        return -1;
+    if (rmu_cfg_validate(&cfg, "demo model", e)) return -1;
+    /* random Mistral weights and a BPE tokenizer learned on the pretraining text */
+    size_t n;
+    char *text = rmu_kb_train_text(kb, &n, e);
+    if (!text) return -1;
+    rmu_init_opts io = {.dtype = RMU_DT_F32, .seed = c->kb.seed, .shards = 1, .synthetic_tokenizer = 1,
+                        .corpus = text, .corpus_len = n};
+    int rc = rmu_init_model_opts(init, &cfg, &io, e);
+    free(text);
+    if (rc) return rmu_err_prefix(e, "demo model");
     stage(h, "pretraining a %d-layer Mistral (hidden %d, %d/%d heads, window %d, %.2fM parameters) for %d steps",
           c->layers, c->hidden, c->heads, c->kv_heads, c->window, rmu_cfg_n_params(&cfg) / 1e6, c->train_steps);
     rmu_ft_opts o;
@@ -390,6 +343,7 @@ static int pretrain(const rmu_demo_cfg *c, const rmu_kb *kb, const char *out, co
     o.warmup = c->train_warmup;
     o.schedule = RMU_SCHED_COSINE;
     o.seed = c->kb.seed;
+    o.overwrite = 1; /* a stale base (other settings) is replaced */
     rmu_ft_result fr;
     if (rmu_ft_run(&o, NULL, h ? h->train_step : NULL, h ? h->ud : NULL, &fr, e))
         return rmu_err_prefix(e, "pretraining");
@@ -397,7 +351,7 @@ static int pretrain(const rmu_demo_cfg *c, const rmu_kb *kb, const char *out, co
 }
 
 int rmu_demo_run(const rmu_demo_cfg *c, const char *out, const rmu_demo_hooks *h, rmu_demo_result *r, rmu_err *e) {
-    double t0 = now_s();
+    double t0 = rmu_now_s();
     memset(r, 0, sizeof *r);
     r->chance = 1.0 / RMU_KB_CHOICES;
     char dir_data[4096], base[4096], unl[4096], logp[4096], sp[4096], resp[4096], svgp[4096], stamp[1024];
@@ -433,12 +387,12 @@ int rmu_demo_run(const rmu_demo_cfg *c, const char *out, const rmu_demo_hooks *h
         char f[4096];
         r->pretrained_cached = !rmu_path_join(f, sizeof f, base, need[i], NULL) && rmu_file_exists(f);
     }
-    double t1 = now_s();
+    double t1 = rmu_now_s();
     if (r->pretrained_cached) stage(h, "pretrained model: reusing %s (same settings)", base);
     else rc = pretrain(c, &kb, out, stamp, h, e);
     rmu_kb_free(&kb);
     if (rc) return -1;
-    r->pretrain_seconds = now_s() - t1;
+    r->pretrain_seconds = rmu_now_s() - t1;
 
     stage(h, "evaluating the pretrained model");
     for (int d = 0; d < RMU_KB_DOMAINS; d++)
@@ -455,11 +409,8 @@ int rmu_demo_run(const rmu_demo_cfg *c, const char *out, const rmu_demo_hooks *h
     uo.retain[0] = corp[1];
     uo.n_retain = 1;
     uo.layer_id = c->layer_id;
-    uo.n_layer_ids = 0;
-    char ids[sizeof c->layer_ids];
-    memcpy(ids, c->layer_ids, sizeof ids);
-    for (char *s = ids, *tok; (tok = strtok_r(s, ",", &s)) && uo.n_layer_ids < RMU_UNL_MAX_LAYERS;)
-        uo.layer_ids[uo.n_layer_ids++] = atoi(tok);
+    uo.n_layer_ids = c->n_layer_ids;
+    memcpy(uo.layer_ids, c->layer_ids, sizeof(int) * (size_t)c->n_layer_ids);
     uo.steer[0] = (float)c->steer;
     uo.n_steer = 1;
     uo.adaptive_beta = (float)c->adaptive;
@@ -473,21 +424,38 @@ int rmu_demo_run(const rmu_demo_cfg *c, const char *out, const rmu_demo_hooks *h
     uo.retain_max_len = c->unl_max_len;
     uo.seed = c->kb.seed;
     uo.log_path = logp;
+    uo.overwrite = 1; /* the previous run's output is replaced */
+    char ids[128];
+    ids_text(c, ids, sizeof ids);
     stage(h, "unlearning the forget domain with RMU: layer %d, down_proj of layers %s, c %g, alpha %g, %d x %d texts",
-          c->layer_id, c->layer_ids, c->steer, c->alpha, c->unl_batches, c->unl_batch);
-    rmu_unl_result ur;
-    t1 = now_s();
-    if (rmu_unl_run(&uo, h ? h->unlearn_step : NULL, h ? h->ud : NULL, &ur, e)) return rmu_err_prefix(e, "unlearn");
-    r->unlearn_seconds = now_s() - t1;
+          c->layer_id, ids, c->steer, c->alpha, c->unl_batches, c->unl_batch);
+    t1 = rmu_now_s();
+    /* driven step by step: each report feeds the progress hook and the loss curves */
+    rmu_demo_curve cv = {0};
+    rmu_unl *u = rmu_unl_open(&uo, e);
+    if (!u) return rmu_err_prefix(e, "unlearn");
+    rmu_unl_report st;
+    int k;
+    while ((k = rmu_unl_step(u, &st, e)) > 0) {
+        if (rmu_demo_curve_add(&cv, &st, e)) {
+            k = -1;
+            break;
+        }
+        if (h && h->unlearn_step) h->unlearn_step(h->ud, &st);
+    }
+    rc = k < 0 || rmu_unl_finish(u, NULL, NULL, e) ? -1 : 0;
+    rmu_unl_close(u);
+    if (rc) {
+        rmu_demo_curve_free(&cv);
+        return rmu_err_prefix(e, "unlearn");
+    }
+    r->unlearn_seconds = rmu_now_s() - t1;
 
     stage(h, "evaluating the unlearned model");
-    for (int d = 0; d < RMU_KB_DOMAINS; d++)
-        if ((r->acc[d][1] = rmu_demo_eval(unl, mcq[d], NULL, e)) < 0) return rmu_err_prefix(e, "eval after");
-
-    rmu_demo_curve cv;
-    if (rmu_demo_read_log(logp, &cv, e)) return -1;
-    r->seconds = now_s() - t0;
-    rc = rmu_demo_write_svg(svgp, &cv, r, e) || rmu_demo_write_results(resp, c, r, e) ? -1 : 0;
+    for (int d = 0; d < RMU_KB_DOMAINS && !rc; d++)
+        if ((r->acc[d][1] = rmu_demo_eval(unl, mcq[d], NULL, e)) < 0) rc = rmu_err_prefix(e, "eval after");
+    r->seconds = rmu_now_s() - t0;
+    if (!rc) rc = rmu_demo_write_svg(svgp, &cv, r, e) || rmu_demo_write_results(resp, c, r, e) ? -1 : 0;
     rmu_demo_curve_free(&cv);
     return rc;
 }

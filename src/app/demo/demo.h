@@ -1,7 +1,9 @@
-/* demo.h - the end-to-end demo: settings, the run (in process, through the engines behind
- * `rmu init`, `rmu train`, `rmu eval` and `rmu unlearn`: rmu_init_model, rmu_ft_run,
- * rmu_eval_run, rmu_unl_run) and its outputs. src/cli/cmd_demo.c prints progress and the
- * table. Prefix rmu_demo_. */
+/* demo.h - the end-to-end demo, an application on top of librmu (built into the `rmu`
+ * binary only, not into the library): settings, the run (in process, through the engines
+ * behind `rmu init`, `rmu train`, `rmu eval` and `rmu unlearn`: rmu_init_model_opts,
+ * rmu_ft_run, rmu_eval_run, and the rmu_unl_open / step / finish API, whose step reports draw
+ * the loss curves) and its outputs. src/cli/cmd_demo.c prints progress and the table.
+ * Prefix rmu_demo_. */
 #ifndef RMU_DEMO_H
 #define RMU_DEMO_H
 
@@ -9,7 +11,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
-#include "demo/kb.h"
+#include "app/demo/kb.h"
 #include "train/finetune.h"
 #include "train/unlearn.h"
 
@@ -24,7 +26,7 @@ typedef struct rmu_demo_cfg {
     double train_lr, train_wd;
     /* unlearning (`rmu unlearn`) */
     int layer_id;
-    char layer_ids[64];    /* "L0,L1,..." */
+    int layer_ids[8], n_layer_ids;
     double steer, alpha, unl_lr, adaptive; /* adaptive > 0: --adaptive BETA instead of steer */
     int unl_batch, unl_batches, unl_max_len;
 } rmu_demo_cfg;
@@ -37,13 +39,14 @@ void rmu_demo_cfg_default(rmu_demo_cfg *c, int small, uint64_t seed);
  * Returns 0, or -1 when cap is too small. */
 int rmu_demo_stamp(const rmu_demo_cfg *c, const char *data_sha, char *buf, size_t cap);
 
-/* Per-step losses read from `rmu unlearn --log` JSONL. */
+/* Per-step losses of the unlearning run, from its step reports. */
 typedef struct rmu_demo_curve {
-    int n;
+    int n, cap;
     double *unlearn, *retain;
 } rmu_demo_curve;
 
-int rmu_demo_read_log(const char *path, rmu_demo_curve *c, rmu_err *e);
+/* Appends one step's losses. */
+int rmu_demo_curve_add(rmu_demo_curve *c, const rmu_unl_report *s, rmu_err *e);
 void rmu_demo_curve_free(rmu_demo_curve *c);
 
 /* acc[d][0] before, acc[d][1] after, d = RMU_KB_FORGET / RMU_KB_RETAIN, as fractions. */

@@ -1,0 +1,125 @@
+/* gemm_portable.c - the portable C path of gemm.c (any CPU), and the generic packers the
+ * SIMD paths fall back on for odd strides and tails. Plain loops the compiler may
+ * vectorise; same blocking and packed layouts as the SIMD paths. */
+#include <string.h>
+
+#include "gemm_impl.h"
+
+#define PMR 6
+#define PNR 16
+
+static void ukernel_portable(int ks, const void *Ap_, const void *Bp_, float *C, long ldc, int mr, int nr, int acc) {
+    const float *Ap = Ap_, *Bp = Bp_;
+    float c[PMR][PNR];
+    memset(c, 0, sizeof c);
+    for (int k = 0; k < ks; k++) {
+        const float *a = Ap + (size_t)k * PMR, *b = Bp + (size_t)k * PNR;
+        for (int i = 0; i < PMR; i++)
+            for (int j = 0; j < PNR; j++) c[i][j] += a[i] * b[j];
+    }
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) C[i * ldc + j] = acc ? C[i * ldc + j] + c[i][j] : c[i][j];
+}
+
+void rmu_gemm_pack_a_generic(int mr, int kc, const float *A, long rsa, long csa, int MR, int rnd, void *Ap_) {
+    float *Ap = Ap_;
+    for (int k = 0; k < kc; k++) {
+        float *d = Ap + (size_t)k * MR;
+        for (int i = 0; i < mr; i++) {
+            float v = A[i * rsa + k * csa];
+            d[i] = rnd ? rmu_gemm_round_bf16(v) : v;
+        }
+        for (int i = mr; i < MR; i++) d[i] = 0;
+    }
+}
+
+void rmu_gemm_pack_a2_generic(int mr, int kc, const float *A, long rsa, long csa, int MR, int rnd, void *Ap_) {
+    (void)rnd; /* pairs are bf16: always rounded */
+    uint32_t *Ap = Ap_;
+    int ks = (kc + 1) / 2;
+    for (int p = 0; p < ks; p++) {
+        uint32_t *d = Ap + (size_t)p * MR;
+        int k = 2 * p;
+        for (int i = 0; i < mr; i++) {
+            uint32_t lo = rmu_f32_to_bf16(A[i * rsa + k * csa]);
+            uint32_t hi = k + 1 < kc ? rmu_f32_to_bf16(A[i * rsa + (k + 1) * csa]) : 0;
+            d[i] = lo | hi << 16;
+        }
+        for (int i = mr; i < MR; i++) d[i] = 0;
+    }
+}
+
+static inline float load_b(const rmu_gemm_b *B, long k, long n) {
+    size_t i = B->trans ? (size_t)n * B->ld + k : (size_t)k * B->ld + n;
+    return rmu_gemm_load_f32(B->data, B->dtype, i);
+}
+
+void rmu_gemm_pack_b_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, int rnd, float *Bp) {
+    for (int k = 0; k < kc; k++) {
+        float *d = Bp + (size_t)k * NR;
+        for (int j = 0; j < nr; j++) {
+            float v = load_b(B, k0 + k, n0 + j);
+            d[j] = rnd ? rmu_gemm_round_bf16(v) : v;
+        }
+        for (int j = nr; j < NR; j++) d[j] = 0;
+    }
+}
+
+void rmu_gemm_pack_b2_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, uint32_t *Bp) {
+    int ks = (kc + 1) / 2;
+    for (int p = 0; p < ks; p++) {
+        uint32_t *d = Bp + (size_t)p * NR;
+        int k = k0 + 2 * p;
+        for (int j = 0; j < nr; j++) {
+            uint32_t lo = rmu_f32_to_bf16(load_b(B, k, n0 + j));
+            uint32_t hi = 2 * p + 1 < kc ? rmu_f32_to_bf16(load_b(B, k + 1, n0 + j)) : 0;
+            d[j] = lo | hi << 16;
+        }
+        for (int j = nr; j < NR; j++) d[j] = 0;
+    }
+}
+
+/* GEMV rows: one weight row converted to fp32 (in pieces) and dotted with every row of x. */
+static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float *x, long ldx, const void *W,
+                         long ldw, int rnd, float *y, long ldy, int acc) {
+    float wrow[1024];
+    size_t es = rmu_dtype_size(dt);
+    for (int n = n0; n < n1; n++) {
+        float s[4] = {0, 0, 0, 0};
+        for (int k0 = 0; k0 < K; k0 += 1024) {
+            int kb = K - k0 < 1024 ? K - k0 : 1024;
+            rmu_to_f32(wrow, (const char *)W + ((size_t)n * ldw + k0) * es, dt, kb);
+            if (rnd)
+                for (int k = 0; k < kb; k++) wrow[k] = rmu_gemm_round_bf16(wrow[k]);
+            for (int m = 0; m < M; m++) s[m] += rmu_dot(x + m * ldx + k0, wrow, kb);
+        }
+        for (int m = 0; m < M; m++) y[m * ldy + n] = acc ? y[m * ldy + n] + s[m] : s[m];
+    }
+}
+
+#define TYPE_FNS(NAME, DT)                                                                                       \
+    static void to_f32_##NAME(float *dst, const void *src, long n) { rmu_to_f32(dst, src, DT, (size_t)n); }     \
+    static void rows_##NAME(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw,    \
+                            int rnd, float *y, long ldy, int acc) {                                             \
+        rows_generic(DT, M, n0, n1, K, x, ldx, W, ldw, rnd, y, ldy, acc);                                       \
+    }
+TYPE_FNS(f32, RMU_DT_F32)
+TYPE_FNS(f16, RMU_DT_F16)
+TYPE_FNS(bf16, RMU_DT_BF16)
+
+void rmu_gemm_isa_portable(rmu_gemm_isa *isa) {
+    memset(isa, 0, sizeof *isa);
+    isa->name = "portable";
+    isa->mr = PMR;
+    isa->nr = PNR;
+    isa->kp = 1;
+    isa->kc = 256;
+    isa->mc = 96;
+    isa->nc = 1024;
+    isa->ukernel = ukernel_portable;
+    isa->pack_a = rmu_gemm_pack_a_generic;
+    isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_f32};
+    isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_f16};
+    isa->type[RMU_DT_BF16] =
+        (rmu_gemm_type){2, to_f32_bf16, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_bf16};
+}
