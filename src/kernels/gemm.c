@@ -112,40 +112,50 @@ static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; } /* aligned_al
  * models run thousands of small products per step. */
 static int threads_for(double flops, int nthreads) { return flops > 1e6 ? nthreads : 1; }
 
-/* Few-row products with B stored [N,K] (decode): every weight row is streamed once for all
- * rows of A. A is copied (contiguous, and rounded to bf16 in BF16 precision) first when
- * needed, so the row kernels see plain fp32 rows. */
-#define ROWS_CHUNK 64
+/* Few-row forward products (B stored [N,K]: decode, small batches): the rows kernels read
+ * every weight row once for all M <= rows_max rows of A and compute each output exactly as
+ * the blocked path does (gemm_impl.h, "Order"). A is first copied when the kernels cannot
+ * read it as it is: rows not contiguous, rounding to bf16 (BF16 precision), or bf16 k-pairs
+ * (the vdpbf16ps path). */
+#define ROWS_CHUNK 64 /* weight rows per task: a multiple of the kernels' groups of 8 and 16 */
 
-static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, long rsa, long csa, int njobs,
-                const rmu_gemm_job *jobs, rmu_err *e) {
+static int gemv(const rmu_gemm_isa *isa, const rmu_gemm_isa *isa_b, int nth, int M, int K, const float *A, long rsa,
+                long csa, int njobs, const rmu_gemm_job *jobs, rmu_err *e) {
     int any_bf16 = 0, any_fp32 = 0, nchunks = 0;
     for (int j = 0; j < njobs; j++) {
         int b = is_bf16(&jobs[j].B);
         any_bf16 |= b, any_fp32 |= !b;
         nchunks += (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK;
     }
-    /* fp32 jobs read (xf, ldf), bf16 jobs (xb, K) */
-    const float *xf = A, *xb = NULL;
-    long ldf = rsa;
+    /* fp32 jobs read (xf, ldf) with isa, bf16 jobs (xb, ldb) with isa_b */
+    const void *xf = A, *xb = NULL;
+    long ldf = rsa, ldb = isa_b->kp == 2 ? (K + 1) / 2 : K;
     int copy = csa != 1 && any_fp32;
-    size_t n = (size_t)M * K;
+    size_t nf = (size_t)M * K, nb = (size_t)M * ldb;
     float *buf = NULL;
     if (copy || any_bf16) {
-        size_t bytes = sizeof(float) * n * (copy + any_bf16);
+        size_t bytes = sizeof(float) * ((copy ? nf : 0) + (any_bf16 ? nb : 0));
         buf = aligned_alloc(64, round64(bytes));
         if (!buf) return rmu_errf(e, "gemm: out of memory (%zu bytes for the rows of A)", bytes);
         float *p = buf;
         if (copy) {
             for (int m = 0; m < M; m++)
                 for (int k = 0; k < K; k++) p[(size_t)m * K + k] = A[m * rsa + k * csa];
-            xf = p, ldf = K, p += n;
+            xf = p, ldf = K, p += nf;
         }
-        if (any_bf16) {
+        if (any_bf16 && isa_b->kp == 2) { /* u32 = bf16 of k (low half), of k+1 (high; 0 past K) */
+            uint32_t *q = (uint32_t *)p;
+            for (int m = 0; m < M; m++)
+                for (int k = 0; k < K; k += 2) {
+                    uint32_t lo = rmu_f32_to_bf16(A[m * rsa + k * csa]);
+                    uint32_t hi = k + 1 < K ? rmu_f32_to_bf16(A[m * rsa + (k + 1) * csa]) : 0;
+                    q[(size_t)m * ldb + k / 2] = lo | hi << 16;
+                }
+        } else if (any_bf16) {
             for (int m = 0; m < M; m++)
                 for (int k = 0; k < K; k++) p[(size_t)m * K + k] = rmu_gemm_round_bf16(A[m * rsa + k * csa]);
-            xb = p;
         }
+        if (any_bf16) xb = p;
     }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nth) if (nth > 1)
     for (int c = 0; c < nchunks; c++) {
@@ -154,8 +164,10 @@ static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, 
         const rmu_gemm_job *jb = &jobs[j];
         int b = is_bf16(&jb->B);
         int n0 = cc * ROWS_CHUNK, n1 = imin(n0 + ROWS_CHUNK, jb->N);
-        isa->type[jb->B.dtype].rows(M, n0, n1, K, b ? xb : xf, b ? K : ldf, jb->B.data, jb->B.ld,
-                                    b && jb->B.dtype != RMU_DT_BF16, jb->C, jb->ldc, jb->beta != 0.0f);
+        (b ? isa_b : isa)
+            ->type[jb->B.dtype]
+            .rows(M, n0, n1, K, b ? xb : xf, b ? ldb : ldf, jb->B.data, jb->B.ld, b && jb->B.dtype != RMU_DT_BF16,
+                  jb->C, jb->ldc, jb->beta != 0.0f);
     }
     free(buf);
     return 0;
@@ -253,9 +265,9 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
     int bf16 = is_bf16(B);
     const rmu_gemm_isa *isa = pick_isa(d, path, bf16);
     int nth = threads_for(2.0 * M * N * K, nthreads > 0 ? nthreads : omp_get_max_threads());
-    if (M <= 4 && B->trans) {
+    if (B->trans && M <= isa->rows_max) {
         rmu_gemm_job job = {*B, N, C, ldc, beta};
-        return gemv(isa, nth, M, K, A, rsa, csa, 1, &job, e);
+        return gemv(pick_isa(d, path, 0), pick_isa(d, path, 1), nth, M, K, A, rsa, csa, 1, &job, e);
     }
     return blocked(isa, nth, M, N, K, A, rsa, csa, B, bf16, C, ldc, acc0, e);
 }
@@ -275,15 +287,15 @@ int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *j
             return rmu_errf(e, "gemm_multi: job %d: beta must be 0 or 1, got %g", j, jobs[j].beta);
         if (check_b(d, &jobs[j].B, e)) return -1;
     }
-    if (M > 4 || K == 0) {
+    /* the rows threshold of the path in use (the same for both of its tables) */
+    if (M > pick_isa(d, RMU_GEMM_BEST, 0)->rows_max || K == 0) {
         for (int j = 0; j < njobs; j++)
             if (rmu_gemm(M, jobs[j].N, K, A, lda, 1, &jobs[j].B, jobs[j].C, jobs[j].ldc, jobs[j].beta, e)) return -1;
         return 0;
     }
     if (M == 0) return 0;
-    /* the rows kernels are the same function in both tables of a path: any bf16 choice works */
-    const rmu_gemm_isa *isa = pick_isa(d, RMU_GEMM_BEST, 0);
     double flops = 0;
     for (int j = 0; j < njobs; j++) flops += 2.0 * M * jobs[j].N * K;
-    return gemv(isa, threads_for(flops, omp_get_max_threads()), M, K, A, lda, 1, njobs, jobs, e);
+    return gemv(pick_isa(d, RMU_GEMM_BEST, 0), pick_isa(d, RMU_GEMM_BEST, 1), threads_for(flops, omp_get_max_threads()),
+                M, K, A, lda, 1, njobs, jobs, e);
 }

@@ -9,6 +9,11 @@
  * (nearest even), products exact, sums in fp32 - what vdpbf16ps computes and what PyTorch
  * computes on a bf16 model. AUTO = BF16 iff B's dtype is BF16. The numbers depend on the
  * precision, not on the CPU: every path implements both, up to summation order.
+ *
+ * Row invariance: for the forward product (B stored [N,K]), row i of C is bitwise the same
+ * whatever M, the other rows of A and the thread count (for a given path, dtype and
+ * precision): each output's sum runs in a fixed order on every code path, and threads split
+ * N, never K. So a batch of sequences gives each one what it gets alone (rmu serve).
  * Prefix rmu_gemm_. */
 #ifndef RMU_GEMM_H
 #define RMU_GEMM_H
@@ -66,8 +71,9 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
 
 /* Several products sharing one input, in one threaded pass when M is small (decode's
  * Q/K/V and gate/up): for each job j, C_j[M, N_j] = beta_j*C_j + A B_j^T, where B_j must be
- * stored [N_j, K] (trans = 1). With M <= 4 each weight row is read once for all rows of A;
- * larger M runs the jobs one after another through rmu_gemm. */
+ * stored [N_j, K] (trans = 1). With few rows (M <= 8) each weight row is read once for all
+ * rows of A; larger M runs the jobs one after another through rmu_gemm. Bitwise the same as
+ * one rmu_gemm per job. */
 typedef struct rmu_gemm_job {
     rmu_gemm_b B;
     int N;

@@ -12,6 +12,7 @@
 #define AI static inline __attribute__((always_inline))
 #define MR 6
 #define NR 16
+#define KC 256 /* the slice depth: the rows kernels follow it too */
 
 /* Round fp32 lanes to the nearest-even bf16 value (kept as fp32); NaN stays a quiet NaN. */
 AI __m256 round_bf16(__m256 v) {
@@ -25,20 +26,21 @@ AI __m256 round_bf16(__m256 v) {
 
 /* ---- micro-kernel: C[6, 16] (+)= Ap[ks][6] * Bp[ks][16] */
 
-/* Named accumulators: with an array GCC keeps them in memory. */
+/* Named accumulators: with an array GCC keeps them in memory. Rows i >= R (a short last
+ * micro-panel: M = 16 is 6 + 6 + 4) are not computed at all. */
 #define ACC_DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
 #define ACC_FMA(i)                                                                                                 \
-    {                                                                                                              \
+    if (i < R) {                                                                                                   \
         __m256 ai = _mm256_broadcast_ss(a + i);                                                                    \
         c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);                                                                \
         c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);                                                                \
     }
 #define ACC_OUT(i) c[i][0] = c##i##0, c[i][1] = c##i##1;
 
-static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+AI void ukernel_r(const int R, int ks, const void *Ap, const void *Bp, float *C, long ldc, int nr, int acc) {
     const float *a = Ap, *b = Bp;
     /* C comes from L3 (each tile of C is revisited once per kc slice): start it early */
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
     }
@@ -52,8 +54,8 @@ static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, 
     }
     __m256 c[MR][2];
     ACC_OUT(0) ACC_OUT(1) ACC_OUT(2) ACC_OUT(3) ACC_OUT(4) ACC_OUT(5)
-    if (mr == MR && nr == NR) {
-        for (int i = 0; i < MR; i++) {
+    if (nr == NR) {
+        for (int i = 0; i < R; i++) {
             float *ci = C + i * ldc;
             if (acc) {
                 c[i][0] = _mm256_add_ps(c[i][0], _mm256_loadu_ps(ci));
@@ -65,12 +67,23 @@ static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, 
         return;
     }
     float t[MR][NR];
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm256_storeu_ps(t[i], c[i][0]);
         _mm256_storeu_ps(t[i] + 8, c[i][1]);
     }
-    for (int i = 0; i < mr; i++)
+    for (int i = 0; i < R; i++)
         for (int j = 0; j < nr; j++) C[i * ldc + j] = acc ? C[i * ldc + j] + t[i][j] : t[i][j];
+}
+
+static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+    switch (mr) {
+    case 6: ukernel_r(6, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 5: ukernel_r(5, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 4: ukernel_r(4, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 3: ukernel_r(3, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 2: ukernel_r(2, ks, Ap, Bp, C, ldc, nr, acc); break;
+    default: ukernel_r(1, ks, Ap, Bp, C, ldc, nr, acc); break;
+    }
 }
 
 /* ---- packers */
@@ -144,6 +157,46 @@ AI __m256 load8(rmu_dtype dt, const void *p) {
     return _mm256_cvtph_ps(h);
 }
 
+/* ---- weight rows, 8 at a time, transposed in registers */
+
+/* v[t] = [row t | row t+4] (4 floats each) -> v[j] = [rows 0..3 | rows 4..7] of float j. */
+AI void tr4x2(__m256 v[4]) {
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    v[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    v[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    v[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    v[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+
+AI __m256i load2x128(const char *a, const char *b) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+
+/* v[j] = the 8 rows' element k + 4h + j as fp32 (rounded to bf16 when rnd), h = 0 or 1; r[t]
+ * points at row t (element 0). 128-bit loads of rows t and t+4 side by side, converted
+ * in-lane, then 4x4 in-lane transposes: no lane-crossing shuffle (the B packer and the rows
+ * kernels both transpose weight rows this way). */
+AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r[8], size_t k, __m256 v[4]) {
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        if (dt == RMU_DT_BF16) { /* 8 bf16 of rows t and t+4; unpacking with 0 widens in-lane */
+            __m256i raw = load2x128(r[t] + 2 * k, r[t + 4] + 2 * k);
+            __m256i z = _mm256_setzero_si256();
+            v[t] = _mm256_castsi256_ps(h ? _mm256_unpackhi_epi16(z, raw) : _mm256_unpacklo_epi16(z, raw));
+        } else if (dt == RMU_DT_F32) {
+            v[t] = _mm256_castsi256_ps(load2x128(r[t] + 4 * (k + 4 * h), r[t + 4] + 4 * (k + 4 * h)));
+        } else { /* F16: 4 halves of each row, converted together */
+            __m128i a = _mm_loadl_epi64((const __m128i *)(r[t] + 2 * (k + 4 * h)));
+            __m128i b = _mm_loadl_epi64((const __m128i *)(r[t + 4] + 2 * (k + 4 * h)));
+            v[t] = _mm256_cvtph_ps(_mm_unpacklo_epi64(a, b));
+        }
+        if (rnd) v[t] = round_bf16(v[t]);
+    }
+    tr4x2(v);
+}
+
 /* fp32 B panel [kc][16]. Stored [N,K] (weights, forward): 8x8 transposes; stored [K,N]:
  * rows converted as they are. Tails (k % 8, odd nr) take the generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
@@ -163,15 +216,13 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             for (int t = 0; t < 8; t++)
                 rp[t] = jb + t < nr ? base + ((size_t)(n0 + jb + t) * B->ld + k0) * es : (const char *)zero_row;
             for (k = 0; k < kk; k += 8) {
-                __m256 r[8];
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) {
-                    r[t] = load8(dt, rp[t] + (size_t)k * es);
-                    if (rnd) r[t] = round_bf16(r[t]);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    __m256 v[4];
+                    quad(dt, rnd, h, rp, (size_t)k, v);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) _mm256_store_ps(Bp + (size_t)(k + 4 * h + j) * NR + jb, v[j]);
                 }
-                transpose8(r);
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) _mm256_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
             }
         }
     } else if (nr == NR) {
@@ -211,87 +262,161 @@ static void to_f32_f32(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F32, 
 static void to_f32_bf16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_BF16, d, s, n); }
 static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, d, s, n); }
 
-/* ---- GEMV rows (decode): each weight row read once for the M <= 4 rows of x */
+/* ---- rows (decode, small batches): the blocked path's order without packing
+ *
+ * Eight weight rows form a group: its 8 outputs of one row of x are one ymm accumulator that
+ * takes k in order, one FMA per k with x[m][k] broadcast - what the 6x16 micro-kernel does
+ * to them. The k-th lane vector (the 8 rows' element k) comes from an in-register transpose:
+ * 128-bit loads of rows t and t+4 side by side, converted in-lane, then 4x4 in-lane
+ * transposes, no lane-crossing shuffle. Per kc slice an accumulator starts at 0 and is then
+ * added to y, as the micro-kernel adds its tile to C. */
 
-AI float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+/* The 8 rows' element k, one at a time (slice tails). */
+AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k) {
+    float t[8];
+    for (int i = 0; i < 8; i++) t[i] = rmu_gemm_load_f32(r[i], dt, k);
+    __m256 v = _mm256_loadu_ps(t);
+    return rnd ? round_bf16(v) : v;
 }
 
-/* Two accumulators per row of x (16 k per step): one FMA chain per row would be bound by
- * the FMA latency, not by memory, for M = 1. */
-AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
-                const void *W, long ldw, float *y, long ldy, int acc) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
-    for (int n = n0; n < n1; n++) {
-        const char *row = (const char *)W + (size_t)n * ldw * es;
-        __m256 s0[4], s1[4];
-        float tail[4] = {0, 0, 0, 0};
+/* Named accumulators c0..c7 for up to 8 rows of x (GCC keeps an array in memory). */
+#define RACC(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define R_DECL(m) __m256 c##m = _mm256_setzero_ps();
+#define R_FMA(m)                                                                                                   \
+    if (m < M) c##m = _mm256_fmadd_ps(_mm256_broadcast_ss(x + (m) * ldx + kk), w, c##m);
+#define R_STORE(m)                                                                                                 \
+    if (m < M) store8(y + (m) * ldy, c##m, nr, add);
+
+/* y[0..nr) = s (add 0) or y + s (add 1). */
+AI void store8(float *y, __m256 s, int nr, int add) {
+    if (nr == 8) {
+        _mm256_storeu_ps(y, add ? _mm256_add_ps(_mm256_loadu_ps(y), s) : s);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    for (int i = 0; i < nr; i++) y[i] = add ? y[i] + t[i] : t[i];
+}
+
+/* One kc slice [k0, k0+kc) of a group for M rows of x, then into y. */
+AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *const r[8], int nr, int k0, int kc,
+                    const float *x, long ldx, float *y, long ldy, int add) {
+    RACC(R_DECL)
+    int k = k0, end = k0 + kc;
+    for (; k + 8 <= end; k += 8) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 v[4];
+            quad(dt, rnd, h, r, (size_t)k, v);
 #pragma GCC unroll 4
-        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm256_setzero_ps();
-        int k = 0;
-        for (; k + 16 <= K; k += 16) {
-            __m256 w0 = load8(dt, row + (size_t)k * es), w1 = load8(dt, row + (size_t)(k + 8) * es);
-            if (rnd) w0 = round_bf16(w0), w1 = round_bf16(w1);
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) {
-                s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w0, s0[m]);
-                s1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k + 8), w1, s1[m]);
+            for (int j = 0; j < 4; j++) {
+                __m256 w = v[j];
+                int kk = k + 4 * h + j;
+                RACC(R_FMA)
             }
         }
-        for (; k + 8 <= K; k += 8) {
-            __m256 w = load8(dt, row + (size_t)k * es);
-            if (rnd) w = round_bf16(w);
+    }
+    for (; k < end; k++) {
+        __m256 w = column(dt, rnd, r, (size_t)k);
+        int kk = k;
+        RACC(R_FMA)
+    }
+    RACC(R_STORE)
+}
+
+/* Row pointers of the group at n (rows past n1 repeat the last row; their lanes are dropped). */
+AI int group_rows(const char *W, size_t rs, int n, int n1, const char *r[8]) {
+    int nr = n1 - n < 8 ? n1 - n : 8;
+    for (int t = 0; t < 8; t++) r[t] = W + (size_t)(n + (t < nr ? t : nr - 1)) * rs;
+    return nr;
+}
+
+/* One x row and one group is a single FMA chain, bound by the FMA latency (one 8-lane FMA
+ * per 4 cycles: below memory speed). So for M <= 2 two groups run side by side, the second
+ * one kc slice behind: their loads at the same k would fall into the same L1 set (weight
+ * rows are often a multiple of 4 KiB apart), a slice apart they do not. */
+AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *const ra[8], const char *const rb[8],
+                   int K, const float *x, long ldx, float *y, long ldy, int acc) {
+    int ns = (K + KC - 1) / KC;
+    for (int s = 0; s <= ns; s++) {
+        int ka = s * KC, kb = ka - KC;
+        int a = s < ns, b = s > 0;
+        if (a && b && ka + KC <= K) { /* both full slices: interleaved (two chains per x row) */
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, d0 = c0, d1 = c0;
+            for (int k = 0; k < KC; k += 8) {
+                /* one group's quad and its FMAs, then the other's: fewer live registers
+                 * than both quads at once; out-of-order execution overlaps the chains */
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    __m256 v[4];
+                    quad(dt, rnd, h, ra, (size_t)(ka + k), v);
 #pragma GCC unroll 4
-            for (int m = 0; m < M; m++) s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w, s0[m]);
-        }
-        for (; k < K; k++) {
-            float w = rmu_gemm_load_f32(row, dt, k);
-            if (rnd) w = rmu_gemm_round_bf16(w);
-            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
-        }
+                    for (int j = 0; j < 4; j++) {
+                        int kk = ka + k + 4 * h + j;
+                        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kk), v[j], c0);
+                        if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kk), v[j], c1);
+                    }
+                    quad(dt, rnd, h, rb, (size_t)(kb + k), v);
 #pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            float v = hsum8(_mm256_add_ps(s0[m], s1[m])) + tail[m];
-            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
+                    for (int j = 0; j < 4; j++) {
+                        int kl = kb + k + 4 * h + j;
+                        d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kl), v[j], d0);
+                        if (M > 1) d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kl), v[j], d1);
+                    }
+                }
+            }
+            store8(y, c0, 8, acc || s > 0);
+            store8(y + 8, d0, 8, acc || s > 1);
+            if (M > 1) {
+                store8(y + ldy, c1, 8, acc || s > 0);
+                store8(y + ldy + 8, d1, 8, acc || s > 1);
+            }
+            continue;
         }
+        if (a) group_slice(dt, M, rnd, ra, 8, ka, K - ka < KC ? K - ka : KC, x, ldx, y, ldy, acc || s > 0);
+        if (b) group_slice(dt, M, rnd, rb, 8, kb, K - kb < KC ? K - kb : KC, x, ldx, y + 8, ldy, acc || s > 1);
     }
 }
 
+AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
+                const void *W, long ldw, float *y, long ldy, int acc) {
+    const size_t rs = (size_t)ldw * (dt == RMU_DT_F32 ? 4 : 2);
+    int n = n0;
+    if (M <= 2)
+        for (; n + 16 <= n1; n += 16) {
+            const char *ra[8], *rb[8];
+            group_rows(W, rs, n, n1, ra);
+            group_rows(W, rs, n + 8, n1, rb);
+            two_groups(dt, M, rnd, ra, rb, K, x, ldx, y + n, ldy, acc);
+        }
+    for (; n < n1; n += 8) {
+        const char *r[8];
+        int nr = group_rows(W, rs, n, n1, r);
+        for (int k0 = 0; k0 < K; k0 += KC)
+            group_slice(dt, M, rnd, r, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+    }
+}
+
+#define ROWS_CASE(DT, RND, MM)                                                                                     \
+    case MM: rows_dt(DT, MM, RND, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
+#define ROWS_SWITCH(DT, RND)                                                                                       \
+    switch (M) {                                                                                                   \
+        ROWS_CASE(DT, RND, 1) ROWS_CASE(DT, RND, 2) ROWS_CASE(DT, RND, 3) ROWS_CASE(DT, RND, 4)                    \
+        ROWS_CASE(DT, RND, 5) ROWS_CASE(DT, RND, 6) ROWS_CASE(DT, RND, 7) default : ROWS_CASE(DT, RND, 8)          \
+    }
 #define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw, int rnd,    \
+    static void NAME(int M, int n0, int n1, int K, const void *xv, long ldx, const void *W, long ldw, int rnd,    \
                      float *y, long ldy, int acc) {                                                              \
-        if (rnd) {                                                                                                \
-            switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
-            }                                                                                                     \
+        const float *x = xv;                                                                                      \
+        if (rnd && DT != RMU_DT_BF16) {                                                                           \
+            ROWS_SWITCH(DT, 1)                                                                                    \
         } else {                                                                                                  \
-            switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;                            \
-            }                                                                                                     \
+            ROWS_SWITCH(DT, 0)                                                                                    \
         }                                                                                                         \
     }
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
-
-static void rows_bf16(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw, int rnd,
-                      float *y, long ldy, int acc) {
-    (void)rnd; /* bf16 values need no rounding */
-    switch (M) {
-    case 1: rows_dt(RMU_DT_BF16, 1, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    case 2: rows_dt(RMU_DT_BF16, 2, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    case 3: rows_dt(RMU_DT_BF16, 3, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    default: rows_dt(RMU_DT_BF16, 4, 0, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
-    }
-}
+ROWS_FN(rows_bf16, RMU_DT_BF16)
 
 void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     memset(isa, 0, sizeof *isa);
@@ -299,9 +424,10 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->mr = MR;
     isa->nr = NR;
     isa->kp = 1;
-    isa->kc = 256;
+    isa->kc = KC;
     isa->mc = 144;
     isa->nc = 1024;
+    isa->rows_max = 8;
     isa->ukernel = ukernel;
     isa->pack_a = pack_a;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};

@@ -7,6 +7,7 @@
 
 #define PMR 6
 #define PNR 16
+#define PKC 256 /* slice depth (the rows kernel follows it) */
 
 static void ukernel_portable(int ks, const void *Ap_, const void *Bp_, float *C, long ldc, int mr, int nr, int acc) {
     const float *Ap = Ap_, *Bp = Bp_;
@@ -79,27 +80,30 @@ void rmu_gemm_pack_b2_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int n
     }
 }
 
-/* GEMV rows: one weight row converted to fp32 (in pieces) and dotted with every row of x. */
+/* Rows (see gemm_impl.h, "Order"): per output and kc slice, a product then a sum per k in
+ * order, as ukernel_portable; a slice of the weight row is converted once for all rows of x. */
 static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float *x, long ldx, const void *W,
                          long ldw, int rnd, float *y, long ldy, int acc) {
-    float wrow[1024];
+    float w[PKC];
     size_t es = rmu_dtype_size(dt);
-    for (int n = n0; n < n1; n++) {
-        float s[4] = {0, 0, 0, 0};
-        for (int k0 = 0; k0 < K; k0 += 1024) {
-            int kb = K - k0 < 1024 ? K - k0 : 1024;
-            rmu_to_f32(wrow, (const char *)W + ((size_t)n * ldw + k0) * es, dt, kb);
+    for (int n = n0; n < n1; n++)
+        for (int k0 = 0; k0 < K; k0 += PKC) {
+            int kc = K - k0 < PKC ? K - k0 : PKC;
+            rmu_to_f32(w, (const char *)W + ((size_t)n * ldw + k0) * es, dt, kc);
             if (rnd)
-                for (int k = 0; k < kb; k++) wrow[k] = rmu_gemm_round_bf16(wrow[k]);
-            for (int m = 0; m < M; m++) s[m] += rmu_dot(x + m * ldx + k0, wrow, kb);
+                for (int k = 0; k < kc; k++) w[k] = rmu_gemm_round_bf16(w[k]);
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + m * ldx + k0;
+                float s = 0, *ym = y + m * ldy + n;
+                for (int k = 0; k < kc; k++) s += xm[k] * w[k];
+                *ym = acc || k0 ? *ym + s : s;
+            }
         }
-        for (int m = 0; m < M; m++) y[m * ldy + n] = acc ? y[m * ldy + n] + s[m] : s[m];
-    }
 }
 
 #define TYPE_FNS(NAME, DT)                                                                                       \
     static void to_f32_##NAME(float *dst, const void *src, long n) { rmu_to_f32(dst, src, DT, (size_t)n); }     \
-    static void rows_##NAME(int M, int n0, int n1, int K, const float *x, long ldx, const void *W, long ldw,    \
+    static void rows_##NAME(int M, int n0, int n1, int K, const void *x, long ldx, const void *W, long ldw,     \
                             int rnd, float *y, long ldy, int acc) {                                             \
         rows_generic(DT, M, n0, n1, K, x, ldx, W, ldw, rnd, y, ldy, acc);                                       \
     }
@@ -113,9 +117,10 @@ void rmu_gemm_isa_portable(rmu_gemm_isa *isa) {
     isa->mr = PMR;
     isa->nr = PNR;
     isa->kp = 1;
-    isa->kc = 256;
+    isa->kc = PKC;
     isa->mc = 96;
     isa->nc = 1024;
+    isa->rows_max = 8;
     isa->ukernel = ukernel_portable;
     isa->pack_a = rmu_gemm_pack_a_generic;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_f32};
