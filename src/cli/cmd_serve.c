@@ -69,7 +69,7 @@ static int parse_args(const char *cmd, int argc, char **argv, serve_args *a) {
         else if (!strcmp(f, "--parallel")) ok = INT(1, 256, &a->parallel);
         else if (!strcmp(f, "--ctx")) ok = INT(8, 1 << 20, &a->ctx);
         else if (!strcmp(f, "--max-queue")) ok = INT(1, 1 << 20, &a->max_queue);
-        else if (!strcmp(f, "--prefill-chunk")) ok = INT(2, 1 << 16, &a->prefill);
+        else if (!strcmp(f, "--prefill-chunk")) ok = INT(1, 1 << 16, &a->prefill);
         else if (!strcmp(f, "--idle-timeout")) ok = INT(1, 1 << 20, &a->idle);
         else if (!strcmp(f, "--max-body")) ok = INT(1024, 1L << 32, &a->max_body);
         else if (!strcmp(f, "--timeout")) ok = FLT(0.001, 1e9, &a->timeout);

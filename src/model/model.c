@@ -158,20 +158,6 @@ size_t rmu_model_weight_bytes(const rmu_model *m) {
     return b;
 }
 
-/* ---- forward over rows of several sequences (slots). A product's rows are computed by one of
- * two rmu_gemm paths: few rows (<= 4) stream each weight row once for all of them, more
- * rows take the blocked path. Each path gives a row a result independent of the other rows,
- * but the two paths round differently. So that a row's numbers depend neither on what else
- * is in the batch nor on how a prompt was chunked, every product here uses a fixed path per
- * kind of row: rows of a slot that feeds one token (decode) take the few-row path in groups
- * of at most ROWS_PATH_MAX; rows of a slot that feeds two or more (prefill) take the blocked
- * path, padded with zero rows up to BLOCKED_MIN. */
-#define ROWS_PATH_MAX 4
-#define BLOCKED_MIN 5
-
-/* Scratch rows needed for max_rows rows (room to pad the blocked rows). */
-static size_t scratch_rows(int max_rows) { return (size_t)max_rows + BLOCKED_MIN - 1; }
-
 /* ---- run state */
 
 int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu_err *e) {
@@ -183,7 +169,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->ctx = ctx;
     s->max_batch = max_batch;
     s->nthreads = omp_get_max_threads();
-    size_t B = scratch_rows(max_batch), C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    size_t B = max_batch, C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
     size_t kv = (size_t)c->n_layers * ctx * kvd;
     s->kcache = malloc(kv * sizeof(float));
@@ -199,7 +185,7 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, (int)hd, s->nthreads) * sizeof(float));
     s->rope_cos = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->rope_sin = malloc((size_t)ctx * (hd / 2) * sizeof(float));
-    s->pos_ids = malloc(2 * B * sizeof(int)); /* positions, then the chunk's tokens (forward_rows) */
+    s->pos_ids = malloc(B * sizeof(int));
     if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att_out || !s->hb || !s->hb2 ||
         !s->att || !s->rope_cos || !s->rope_sin || !s->pos_ids) {
         rmu_state_free(s);
@@ -272,43 +258,6 @@ static void ph_end(rmu_prof *prof, rmu_phase p, ph_mark t) {
         if (rc_) return -1;              \
     } while (0)
 
-typedef struct {
-    int R, nR;       /* rows in all; rows of 1-token slots, which come first */
-    const int *r0;   /* first row of each slot */
-} row_plan;
-
-/* ys[j][R, Ws[j]->rows] (+)= x[R, K] Ws[j]^T for nw weights sharing the input (Q/K/V,
- * gate/up: one pass over x, rmu_linear_forward_multi), with the fixed path per kind of row
- * (see above). x and the ys have scratch_rows(R) rows: the padding rows are zeroed here. */
-static int rows_multi(float *const *ys, const rmu_weight *const *Ws, int nw, float *x, const row_plan *p, float beta,
-                      rmu_prec pr, rmu_err *e) {
-    size_t K = Ws[0]->cols;
-    float *y[3];
-    for (int r = 0; r < p->nR; r += ROWS_PATH_MAX) {
-        int n = p->nR - r < ROWS_PATH_MAX ? p->nR - r : ROWS_PATH_MAX;
-        for (int j = 0; j < nw; j++) y[j] = ys[j] + (size_t)r * Ws[j]->rows;
-        if (beta != 0 ? rmu_linear_forward(y[0], x + r * K, Ws[0], n, beta, pr, e)
-                      : rmu_linear_forward_multi(y, Ws, nw, x + r * K, n, pr, e))
-            return -1;
-    }
-    int nb = p->R - p->nR;
-    if (nb == 0) return 0;
-    if (nb < BLOCKED_MIN) {
-        memset(x + (size_t)p->R * K, 0, sizeof(float) * K * (BLOCKED_MIN - nb));
-        if (beta != 0) memset(ys[0] + (size_t)p->R * Ws[0]->rows, 0, sizeof(float) * Ws[0]->rows * (BLOCKED_MIN - nb));
-        nb = BLOCKED_MIN;
-    }
-    for (int j = 0; j < nw; j++) y[j] = ys[j] + (size_t)p->nR * Ws[j]->rows;
-    if (beta != 0) return rmu_linear_forward(y[0], x + (size_t)p->nR * K, Ws[0], nb, beta, pr, e);
-    return rmu_linear_forward_multi(y, Ws, nw, x + (size_t)p->nR * K, nb, pr, e);
-}
-
-/* One weight (beta 1 fuses a residual add: y += x W^T). */
-static int rows_linear(float *y, float *x, const rmu_weight *W, const row_plan *p, float beta, rmu_prec pr,
-                       rmu_err *e) {
-    return rows_multi(&y, &W, 1, x, p, beta, pr, e);
-}
-
 /* New keys/values k/v[n, KV*hd] (RoPE applied) into the head-major cache at pos0. */
 static void cache_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0, int KV, int hd,
                         int cap) {
@@ -320,33 +269,40 @@ static void cache_store(float *kc, float *vc, const float *k, const float *v, in
         }
 }
 
-/* The rows of slots[0..nslots) (n[i] tokens each, tokens in slot order) through layers
- * 0..last_layer; leaves the residual stream in ws->x in plan order and advances each pos.
- * The single-sequence forward is the one-slot case. */
+/* ---- the forward pass: rows of one or several sequences (slots) at once. Every product
+ * runs over all rows together (one read of each weight per step, however many sequences
+ * run); RoPE, the K/V cache and attention are each slot's own. No row's numbers depend on the
+ * others or on how a sequence was split into calls: rmu_gemm's forward rows are
+ * M-invariant, attention rows are block-invariant, the rest is row by row. The
+ * single-sequence forward is the one-slot case. */
+
+/* The rows of slots[0..nslots) (n[i] tokens each, slot after slot; ws->r0 = each slot's first
+ * row) through layers 0..last_layer; leaves the residual stream in ws->x and advances each
+ * pos. */
 static int forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *n, int nslots,
-                        rmu_batch_ws *ws, int last_layer, const row_plan *p, rmu_err *e) {
+                        rmu_batch_ws *ws, int last_layer, rmu_err *e) {
     const rmu_config *c = &m->cfg;
     rmu_prec pr = m->precision;
     rmu_prof *prof = ws->prof;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    int H = c->n_heads, KV = c->n_kv_heads;
+    int H = c->n_heads, KV = c->n_kv_heads, R = 0;
     size_t kvd = (size_t)KV * hd, qd = (size_t)H * hd;
-    for (int i = 0, t = 0; i < nslots; t += n[i++])
-        for (int j = 0; j < n[i]; j++) {
-            ws->pos_ids[p->r0[i] + j] = slots[i]->pos + j;
-            ws->tok[p->r0[i] + j] = tokens[t + j];
-        }
-    PHASE(RMU_PH_EMBED, rmu_embedding_forward(ws->x, ws->tok, p->R, &m->embed));
+    for (int i = 0; i < nslots; i++) {
+        ws->r0[i] = R;
+        for (int j = 0; j < n[i]; j++) ws->pos_ids[R + j] = slots[i]->pos + j;
+        R += n[i];
+    }
+    PHASE(RMU_PH_EMBED, rmu_embedding_forward(ws->x, tokens, R, &m->embed));
     for (int l = 0; l <= last_layer; l++) {
         const rmu_layer *L = &m->layers[l];
-        /* attention block: norms and products over all rows, RoPE, cache and attention per slot */
-        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->attn_norm, p->R, C, c->rms_norm_eps));
+        /* attention block */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->attn_norm, R, C, c->rms_norm_eps));
         float *qkv[3] = {ws->q, ws->k, ws->v};
         const rmu_weight *wqkv[3] = {&L->wq, &L->wk, &L->wv};
-        PHASE_CALL(RMU_PH_QKV, rows_multi(qkv, wqkv, 3, ws->xb, p, 0, pr, e));
+        PHASE_CALL(RMU_PH_QKV, rmu_linear_forward_multi(qkv, wqkv, 3, ws->xb, R, pr, e));
         for (int i = 0; i < nslots; i++) {
             rmu_state *s = slots[i];
-            size_t r0 = p->r0[i];
+            size_t r0 = ws->r0[i];
             float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
             PHASE(RMU_PH_ROPE, rmu_rope_forward(ws->q + r0 * qd, ws->pos_ids + r0, n[i], H, hd, s->rope_cos, s->rope_sin);
                   rmu_rope_forward(ws->k + r0 * kvd, ws->pos_ids + r0, n[i], KV, hd, s->rope_cos, s->rope_sin);
@@ -355,74 +311,35 @@ static int forward_rows(const rmu_model *m, rmu_state *const *slots, const int *
                                                             n[i], s->pos, H, KV, hd, c->sliding_window, ws->att,
                                                             ws->nthreads));
         }
-        PHASE_CALL(RMU_PH_WO, rows_linear(ws->x, ws->att_out, &L->wo, p, 1, pr, e)); /* x += attn(x) Wo^T */
+        PHASE_CALL(RMU_PH_WO, rmu_linear_forward(ws->x, ws->att_out, &L->wo, R, 1, pr, e)); /* x += attn(x) Wo^T */
         /* MLP block */
-        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->mlp_norm, p->R, C, c->rms_norm_eps));
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->mlp_norm, R, C, c->rms_norm_eps));
         float *gu[2] = {ws->hb, ws->hb2};
         const rmu_weight *wgu[2] = {&L->w_gate, &L->w_up};
-        PHASE_CALL(RMU_PH_GATE_UP, rows_multi(gu, wgu, 2, ws->xb, p, 0, pr, e));
-        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(ws->hb, ws->hb, ws->hb2, (size_t)p->R * F));
-        PHASE_CALL(RMU_PH_DOWN, rows_linear(ws->x, ws->hb, &L->w_down, p, 1, pr, e)); /* x += mlp(x) */
+        PHASE_CALL(RMU_PH_GATE_UP, rmu_linear_forward_multi(gu, wgu, 2, ws->xb, R, pr, e));
+        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(ws->hb, ws->hb, ws->hb2, (size_t)R * F));
+        PHASE_CALL(RMU_PH_DOWN, rmu_linear_forward(ws->x, ws->hb, &L->w_down, R, 1, pr, e)); /* x += mlp(x) */
     }
     for (int i = 0; i < nslots; i++) slots[i]->pos += n[i];
     return 0;
 }
 
-/* Row order: rows of 1-token slots first (in slot order), then the others. */
-static void plan_rows(const int *n, int nslots, int *r0, row_plan *p) {
-    int nR = 0, R = 0;
-    for (int i = 0; i < nslots; i++) nR += n[i] == 1;
-    for (int i = 0, a = 0, b = nR; i < nslots; i++) {
-        r0[i] = n[i] == 1 ? a++ : b;
-        if (n[i] != 1) b += n[i];
-        R += n[i];
-    }
-    *p = (row_plan){R, nR, r0};
-}
-
-/* Final norm and lm_head: want[i] 0 none, 1 the slot's last row, 2 all its rows; logits
- * [rows, V] in slot order. Last rows go through the few-row path (as a decode step's) in
- * groups of up to ROWS_PATH_MAX, all-row slots through the blocked path, so a row's logits
- * do not depend on the others either. */
-static int rows_logits(const rmu_model *m, const int *n, const int *want, int nslots, const row_plan *p,
-                       rmu_batch_ws *ws, float *logits, rmu_err *e) {
+/* Final norm and LM head of the wanted rows (want[i]: 0 none, 1 slot i's last row, 2 all its
+ * rows; want NULL: every slot's last row) as one product: logits [rows, V] in slot order. */
+static int rows_logits(const rmu_model *m, const int *n, const int *want, int nslots, rmu_batch_ws *ws,
+                       float *logits, rmu_err *e) {
     const rmu_config *c = &m->cfg;
     rmu_prof *prof = ws->prof;
-    rmu_prec pr = m->precision;
-    int C = c->hidden_size, V = c->vocab_size, run = 0; /* last rows gathered in xb, not yet multiplied */
-    float *out = logits;
-    for (int i = 0; i <= nslots; i++) {
-        int w = i == nslots ? -1 : want ? want[i] : 1;
+    int C = c->hidden_size, rows = 0;
+    for (int i = 0; i < nslots; i++) {
+        int w = want ? want[i] : 1;
         if (w == 0) continue;
-        if (w == 1 || (w == 2 && n[i] == 1)) { /* a last row: joins the run (one lm_head read per 4 rows) */
-            const float *x = ws->x + ((size_t)p->r0[i] + n[i] - 1) * C;
-            PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb + (size_t)run * C, NULL, x, &m->final_norm, 1, C,
-                                                   c->rms_norm_eps));
-            if (++run < ROWS_PATH_MAX && i + 1 < nslots) continue;
-        }
-        if (run) {
-            PHASE_CALL(RMU_PH_LOGITS, rmu_linear_forward(out, ws->xb, &m->lm_head, run, 0, pr, e));
-            out += (size_t)run * V;
-            run = 0;
-        }
-        if (w != 2 || n[i] == 1) continue;
-        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x + (size_t)p->r0[i] * C, &m->final_norm, n[i], C,
-                                               c->rms_norm_eps));
-        int nb = n[i] < BLOCKED_MIN ? BLOCKED_MIN : n[i];
-        float *y = out;
-        if (nb > n[i]) {
-            if (!(y = malloc(sizeof(float) * nb * V))) return rmu_errf(e, "forward: out of memory");
-            memset(ws->xb + (size_t)n[i] * C, 0, sizeof(float) * (nb - n[i]) * C);
-        }
-        int rc;
-        PHASE(RMU_PH_LOGITS, rc = rmu_linear_forward(y, ws->xb, &m->lm_head, nb, 0, pr, e));
-        if (y != out) {
-            if (!rc) memcpy(out, y, sizeof(float) * n[i] * V);
-            free(y);
-        }
-        if (rc) return -1;
-        out += (size_t)n[i] * V;
+        int first = w == 2 ? 0 : n[i] - 1, cnt = n[i] - first;
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb + (size_t)rows * C, NULL, ws->x + ((size_t)ws->r0[i] + first) * C,
+                                               &m->final_norm, cnt, C, c->rms_norm_eps));
+        rows += cnt;
     }
+    if (rows) PHASE_CALL(RMU_PH_LOGITS, rmu_linear_forward(logits, ws->xb, &m->lm_head, rows, 0, m->precision, e));
     return 0;
 }
 
@@ -433,20 +350,11 @@ static int check_tokens(const rmu_config *c, const int *tokens, int n, const cha
     return 0;
 }
 
-/* The state's own scratch as a one-slot workspace. */
-static rmu_batch_ws state_ws(rmu_state *s) {
+/* The state's own scratch as a one-slot workspace (r0: room for the one slot's first row). */
+static rmu_batch_ws state_ws(rmu_state *s, int *r0) {
     return (rmu_batch_ws){.max_rows = s->max_batch, .max_slots = 1, .nthreads = s->nthreads, .x = s->x, .xb = s->xb,
                           .q = s->q, .k = s->k, .v = s->v, .att_out = s->att_out, .hb = s->hb, .hb2 = s->hb2,
-                          .att = s->att, .pos_ids = s->pos_ids, .tok = s->pos_ids + scratch_rows(s->max_batch),
-                          .prof = s->prof};
-}
-
-/* Chunk of a single sequence: at most max_batch tokens, never leaving a 1-token tail (a
- * lone row would take the decode path: see above). */
-static int chunk_len(int rem, int max_batch) {
-    int nb = rem < max_batch ? rem : max_batch;
-    if (rem - nb == 1) nb = nb >= 3 ? nb - 1 : nb + 1; /* nb + 1 <= 3 rows: within the padded scratch */
-    return nb;
+                          .att = s->att, .pos_ids = s->pos_ids, .r0 = r0, .prof = s->prof};
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
@@ -456,15 +364,13 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
     if (s->pos + n > s->ctx)
         return rmu_errf(e, "forward: %d tokens do not fit the context (%d cached, context %d)", n, s->pos, s->ctx);
     if (check_tokens(c, tokens, n, "forward", e)) return -1;
-    int V = c->vocab_size;
-    rmu_batch_ws ws = state_ws(s);
+    int V = c->vocab_size, r0;
+    rmu_batch_ws ws = state_ws(s, &r0);
     for (int i0 = 0, nb; i0 < n; i0 += nb) {
-        nb = chunk_len(n - i0, s->max_batch);
-        int r0, want = !logits ? 0 : all ? 2 : i0 + nb == n;
-        row_plan p;
-        plan_rows(&nb, 1, &r0, &p);
-        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, c->n_layers - 1, &p, e)) return -1;
-        if (want && rows_logits(m, &nb, &want, 1, &p, &ws, all ? logits + (size_t)i0 * V : logits, e)) return -1;
+        nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
+        int want = !logits ? 0 : all ? 2 : i0 + nb == n;
+        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, c->n_layers - 1, e)) return -1;
+        if (want && rows_logits(m, &nb, &want, 1, &ws, all ? logits + (size_t)i0 * V : logits, e)) return -1;
     }
     return 0;
 }
@@ -487,10 +393,8 @@ int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const in
     }
     if (R > ws->max_rows) return rmu_errf(e, "forward_rows: %d rows (workspace for %d)", R, ws->max_rows);
     if (check_tokens(c, tokens, R, "forward_rows", e)) return -1;
-    row_plan p;
-    plan_rows(nrows, nslots, ws->r0, &p);
-    if (forward_rows(m, slots, tokens, nrows, nslots, ws, c->n_layers - 1, &p, e)) return -1;
-    return logits ? rows_logits(m, nrows, want, nslots, &p, ws, logits, e) : 0;
+    if (forward_rows(m, slots, tokens, nrows, nslots, ws, c->n_layers - 1, e)) return -1;
+    return logits ? rows_logits(m, nrows, want, nslots, ws, logits, e) : 0;
 }
 
 int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, rmu_err *e) {
@@ -501,7 +405,7 @@ int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int ma
     ws->max_rows = max_rows;
     ws->max_slots = max_slots;
     ws->nthreads = omp_get_max_threads();
-    size_t B = scratch_rows(max_rows), C = c->hidden_size, F = c->intermediate_size;
+    size_t B = max_rows, C = c->hidden_size, F = c->intermediate_size;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     ws->x = malloc(B * C * sizeof(float));
     ws->xb = malloc(B * C * sizeof(float));
@@ -514,10 +418,9 @@ int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int ma
     ws->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, c->head_dim, ws->nthreads) *
                      sizeof(float));
     ws->pos_ids = malloc(B * sizeof(int));
-    ws->tok = malloc(B * sizeof(int));
     ws->r0 = malloc((size_t)max_slots * sizeof(int));
     if (!ws->x || !ws->xb || !ws->q || !ws->k || !ws->v || !ws->att_out || !ws->hb || !ws->hb2 || !ws->att ||
-        !ws->pos_ids || !ws->tok || !ws->r0) {
+        !ws->pos_ids || !ws->r0) {
         rmu_batch_ws_free(ws);
         return rmu_errf(e, "batch workspace: out of memory for %d rows", max_rows);
     }
@@ -526,7 +429,7 @@ int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int ma
 
 void rmu_batch_ws_free(rmu_batch_ws *ws) {
     free(ws->x); free(ws->xb); free(ws->q); free(ws->k); free(ws->v); free(ws->att_out); free(ws->hb);
-    free(ws->hb2); free(ws->att); free(ws->pos_ids); free(ws->tok); free(ws->r0);
+    free(ws->hb2); free(ws->att); free(ws->pos_ids); free(ws->r0);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -536,14 +439,11 @@ int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n,
     if (n <= 0 || n > s->ctx) return rmu_errf(e, "hidden: %d tokens do not fit the context %d", n, s->ctx);
     if (check_tokens(c, tokens, n, "hidden", e)) return -1;
     rmu_state_reset(s);
-    int C = c->hidden_size;
-    rmu_batch_ws ws = state_ws(s);
+    int C = c->hidden_size, r0;
+    rmu_batch_ws ws = state_ws(s, &r0);
     for (int i0 = 0, nb; i0 < n; i0 += nb) {
-        nb = chunk_len(n - i0, s->max_batch);
-        int r0;
-        row_plan p;
-        plan_rows(&nb, 1, &r0, &p);
-        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, layer, &p, e)) return -1;
+        nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
+        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, layer, e)) return -1;
         memcpy(out + (size_t)i0 * C, s->x, sizeof(float) * nb * C);
     }
     return 0;

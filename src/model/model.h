@@ -109,9 +109,10 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
  * slots. */
 typedef struct rmu_batch_ws {
     int max_rows, max_slots, nthreads;
-    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* [max_rows + padding, ...] */
+    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* [max_rows, ...] */
     float *att;     /* attention scratch (rmu_attention_scratch_floats) */
-    int *pos_ids, *tok, *r0;
+    int *pos_ids;   /* [max_rows] */
+    int *r0;        /* [max_slots] each slot's first row */
     rmu_prof *prof; /* NULL, or forward calls add their phase times here */
 } rmu_batch_ws;
 
@@ -124,13 +125,11 @@ void rmu_batch_ws_free(rmu_batch_ws *ws);
  * are each slot's own. Only the slots' KV caches, positions and RoPE tables are used (a
  * slot state may be made with max_batch 1). logits (may be NULL): per slot, want[i] = 0
  * nothing, 1 the last row, 2 every row (want NULL: the last row of each), [rows, V] in slot
- * order.
+ * order. Every product runs once over all rows (one read of each weight per call).
  * Batch invariance: a row's numbers depend only on its own sequence, never on the other
- * slots nor on how a sequence was split into calls, with one rule: a slot feeding exactly
- * one token is computed as a decode step (rmu_model_forward of 1 token), a slot feeding two
- * or more as a prefill; the two differ in the last bits. rmu_model_forward follows the same
- * rule (its chunks never leave a lone last token), so K/V cached by a prefill of any
- * chunking are bitwise those of one rmu_model_forward of the whole prompt. */
+ * slots, nor on how a sequence was split into calls (prefill chunks of any size, decode
+ * steps): K/V and logits are bitwise those of one rmu_model_forward of the whole sequence,
+ * so cached rows - prompts and generated tokens alike - can be reused anywhere. */
 int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *nrows,
                            int nslots, float *logits, const int *want, rmu_batch_ws *ws, rmu_err *e);
 

@@ -1,12 +1,11 @@
 /* engine.c - slots, queue and the continuous-batching scheduler (see engine.h).
  *
- * Batch invariance (rmu_model_forward_rows in model.h): a slot feeding one token per step
- * is computed as a decode step, a slot feeding two or more as a prefill. So prompts are
- * fed in chunks of at least two tokens (a one-token prompt excepted, as `rmu generate`
- * feeds it), and only rows a prefill computed are reused from a cache: a reused prefix
- * leaves at least two prompt tokens to feed, and generated tokens (fed as decode steps)
- * are never reused for a later prompt. With that, cached or copied K/V rows are bitwise
- * those a fresh run computes, and a greedy sequence is `rmu generate --temp 0`'s. */
+ * Batch invariance (rmu_model_forward_rows in model.h): a row's numbers depend only on its
+ * own sequence, not on the other rows of a step nor on how its tokens were split into steps.
+ * So prompts are fed in chunks of any size beside running decodes, and every cached row - a
+ * prompt's or a generated token's - is reusable for a later prompt that starts with the same
+ * tokens (multi-turn chat reuses the previous reply); a greedy sequence is still bitwise
+ * `rmu generate --temp 0`'s. */
 #include "serve/engine.h"
 
 #include <math.h>
@@ -54,7 +53,6 @@ struct rmu_eng_req {
 typedef struct slot {
     rmu_state st;
     int *ids;            /* tokens of the cached rows [0, st.pos) */
-    int exact;           /* leading rows computed by prefills: reusable */
     seq *s;
     unsigned long long used;
 } slot;
@@ -400,11 +398,11 @@ static void prompt_lps(rmu_eng *g, seq *s, const float *rows, int f, int n) {
     pthread_mutex_unlock(&s->req->mu);
 }
 
-/* Cached rows of slot sl usable for prompt p: a prefix computed by prefills, leaving at
- * least two prompt tokens to feed (see the top of the file). */
+/* Cached rows of slot sl usable for prompt p: the common prefix, leaving at least one prompt
+ * token to feed (its logits give the first generated token). */
 static int usable(const slot *sl, const seq *s) {
     if (s->p.prompt_logprobs) return 0; /* every prompt row's logits are needed */
-    int lim = sl->exact < s->p.n_prompt - 2 ? sl->exact : s->p.n_prompt - 2, k = 0;
+    int lim = sl->st.pos < s->p.n_prompt - 1 ? sl->st.pos : s->p.n_prompt - 1, k = 0;
     while (k < lim && sl->ids[k] == s->p.prompt[k]) k++;
     return k;
 }
@@ -434,7 +432,6 @@ static void assign(rmu_eng *g, seq *s) {
         reuse = sreuse;
     }
     sl->st.pos = reuse;
-    sl->exact = reuse;
     sl->s = s;
     sl->used = ++g->clock;
     s->slot = best;
@@ -502,16 +499,12 @@ static void step(rmu_eng *g) {
     for (int i = 0; i < P; i++) {
         seq *s = g->slots[i].s;
         if (!s || s->phase != SQ_PREFILL) continue;
-        int rem = s->p.n_prompt - s->fed, n = 1;
-        if (rem > 1) { /* chunks of two or more, never leaving one token */
-            int cap = s->p.prompt_logprobs && echo < budget ? echo : budget;
-            n = rem < cap ? rem : cap;
-            if (rem - n == 1) n--;
-            if (n < 2) continue;
-        }
+        int rem = s->p.n_prompt - s->fed, cap = s->p.prompt_logprobs && echo < budget ? echo : budget;
+        int n = rem < cap ? rem : cap;
+        if (n < 1) continue;
         memcpy(g->tok + nt, s->p.prompt + s->fed, sizeof(int) * n);
         nt += n;
-        if (rem > 1) budget -= n; /* a one-token prompt is a slot's one row, like a decode row */
+        budget -= n;
         int w = s->p.prompt_logprobs ? 2 : s->fed + n == s->p.n_prompt;
         if (w == 2) echo -= n;
         sl[ns] = &g->slots[i].st, nr[ns] = n, want[ns] = w, who[ns++] = i;
@@ -546,7 +539,6 @@ static void step(rmu_eng *g) {
         if (want[k] == 2) prompt_lps(g, s, row, s->fed, nr[k]);
         s->fed += nr[k];
         g->acc.prompt_tokens += nr[k];
-        x->exact = nr[k] >= 2 ? x->st.pos : 0;
         if (s->fed < s->p.n_prompt) continue;
         if (want[k] == 2) row += (size_t)(nr[k] - 1) * g->V;
         if (s->p.max_new == 0) finish(g, s, RMU_FINISH_LENGTH, 0, NULL);
@@ -607,8 +599,8 @@ rmu_eng *rmu_eng_create(const rmu_model *m, const rmu_tokenizer *t, const rmu_en
         rmu_errf(e, "ctx: must be at least 8, got %d", o->ctx);
         return NULL;
     }
-    if (o->prefill_chunk < 2) {
-        rmu_errf(e, "prefill_chunk: must be at least 2, got %d", o->prefill_chunk);
+    if (o->prefill_chunk < 1) {
+        rmu_errf(e, "prefill_chunk: must be at least 1, got %d", o->prefill_chunk);
         return NULL;
     }
     if (o->max_queue < 1) {

@@ -216,7 +216,7 @@ static void check_cached(int H, int KV, int hd, int window, int ctx, const int *
     float *out = malloc(sizeof(float) * ctx * qd), *out2 = malloc(sizeof(float) * ctx * qd);
     float *whole = malloc(sizeof(float) * ctx * qd);
     float *scr = malloc(sizeof(float) * rmu_attention_scratch_floats(H, KV, hd, 2));
-    double *ref = malloc(sizeof(double) * ctx * qd), lse;
+    double *ref = calloc((size_t)ctx * qd, sizeof(double)), lse; /* calloc: GCC -O1 cannot see ref_row fill it */
     shape z = {1, ctx, H, KV, hd, window, NULL};
     for (int i = 0; i < ctx; i++)
         for (int h = 0; h < H; h++) ref_row(&z, q, k, v, 0, h, i, ref + ((size_t)i * H + h) * hd, &lse, NULL, 0, 0, 0);

@@ -142,7 +142,7 @@ static void test_siblings_reuse_and_prompt_logprobs(void **state) {
     assert_int_equal(o0->n_reused, 0);
     for (int j = 1; j < 3; j++) {
         const rmu_eng_seq_out *o = rmu_eng_req_out(r, j);
-        assert_int_equal(o->n_reused, 38); /* all but the last two prompt tokens */
+        assert_int_equal(o->n_reused, 39); /* all but the last prompt token */
         assert_int_equal(o->nids, o0->nids);
         assert_memory_equal(o->ids, o0->ids, sizeof(int) * o0->nids);
         assert_int_equal(o->nlps, o->nids);
@@ -190,7 +190,7 @@ static void test_siblings_reuse_and_prompt_logprobs(void **state) {
     r = rmu_eng_submit(g, p, 1, &busy, &e);
     wait_done(r);
     rmu_eng_req_lock(r);
-    assert_int_equal(rmu_eng_req_out(r, 0)->n_reused, 38);
+    assert_int_equal(rmu_eng_req_out(r, 0)->n_reused, 39);
     rmu_eng_req_unlock(r);
     rmu_eng_req_release(r);
     free(lg);
@@ -291,15 +291,55 @@ static void test_bad_input(void **state) {
     rmu_eng_opts o = {.parallel = 0, .ctx = 128, .max_queue = 1, .prefill_chunk = 8};
     assert_null(rmu_eng_create(&g_m, g_t, &o, &e));
     assert_non_null(strstr(e.msg, "parallel"));
-    o = (rmu_eng_opts){.parallel = 1, .ctx = 128, .max_queue = 1, .prefill_chunk = 1};
+    o = (rmu_eng_opts){.parallel = 1, .ctx = 128, .max_queue = 1, .prefill_chunk = 0};
     assert_null(rmu_eng_create(&g_m, g_t, &o, &e));
     assert_non_null(strstr(e.msg, "prefill_chunk"));
+}
+
+/* A reply's cached rows (computed by decode steps) serve a later prompt that continues the
+ * conversation (prompt + reply + more), and the answer still equals rmu_gen_run's. */
+static void test_reply_reuse(void **state) {
+    (void)state;
+    int ids[80];
+    prompt(7, 30, ids);
+    rmu_eng_params p = {.prompt = ids, .n_prompt = 30, .max_new = 12, .smp = {.temp = 0, .top_p = 1}, .ignore_eos = 1,
+                        .same_prompt_as = -1};
+    rmu_eng *g = engine(2, 5, 64);
+    int busy;
+    rmu_err e;
+    rmu_eng_req *r = rmu_eng_submit(g, &p, 1, &busy, &e);
+    wait_done(r);
+    rmu_eng_req_lock(r);
+    const rmu_eng_seq_out *o = rmu_eng_req_out(r, 0);
+    assert_int_equal(o->nids, 12);
+    memcpy(ids + 30, o->ids, sizeof(int) * 12);
+    rmu_eng_req_unlock(r);
+    rmu_eng_req_release(r);
+    for (int i = 0; i < 5; i++) ids[42 + i] = 3 + 17 * i; /* the next turn */
+    rmu_eng_params q = p;
+    q.n_prompt = 47;
+    q.max_new = 15;
+    q.ignore_eos = 0; /* as rmu_gen_run */
+    r = rmu_eng_submit(g, &q, 1, &busy, &e);
+    wait_done(r);
+    rmu_gen_result want;
+    alone(&q, &want);
+    rmu_eng_req_lock(r);
+    o = rmu_eng_req_out(r, 0);
+    assert_int_equal(o->n_reused, 41); /* the prompt and the 11 fed reply tokens (the 12th was never fed) */
+    assert_int_equal(o->nids, want.n);
+    assert_memory_equal(o->ids, want.ids, sizeof(int) * want.n);
+    rmu_eng_req_unlock(r);
+    rmu_eng_req_release(r);
+    rmu_gen_result_free(&want);
+    rmu_eng_destroy(g);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_equals_gen_run),
         cmocka_unit_test(test_siblings_reuse_and_prompt_logprobs),
+        cmocka_unit_test(test_reply_reuse),
         cmocka_unit_test(test_cancel_queue_drain),
         cmocka_unit_test(test_bad_input),
     };

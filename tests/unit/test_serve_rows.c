@@ -1,7 +1,10 @@
 /* test_serve_rows.c - rmu_model_forward_rows, the batched forward of `rmu serve`: a row's
  * logits and K/V are bitwise the same computed alone (rmu_model_forward, what `rmu generate`
- * runs) and inside batches of 2..8 rows with other slots, and whatever the prefill
- * chunking. This is what makes greedy serving batch-invariant. */
+ * runs) and inside batches of 2..30 rows with other slots (products on both sides of the
+ * GEMM's few-row threshold), whatever the prefill chunking (1-token chunks included), and
+ * rows a decode step computed equal rows a prefill computes for the same tokens (so a
+ * generated reply's cache is reusable as a prompt prefix). This is what makes greedy serving
+ * batch-invariant. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,7 +110,7 @@ static void test_batches_equal_alone(void **state) {
     rmu_err e;
     if (rmu_batch_ws_init(&ws, &g_m, 64, NS, &e)) fail_msg("%s", e.msg);
     float *lg = malloc(sizeof(float) * NS * g_V);
-    int fed[NS] = {0}, done[NS] = {0}, max_batch_rows = 0, saw_mixed = 0;
+    int fed[NS] = {0}, done[NS] = {0}, max_batch_rows = 0, saw_mixed = 0, saw_few = 0, saw_many = 0;
     for (int step = 0; step < 40; step++) {
         rmu_state *sl[NS];
         int toks[64], nr[NS], who[NS], ns = 0, nt = 0, nprefill = 0;
@@ -117,9 +120,8 @@ static void test_batches_equal_alone(void **state) {
             if (step < start[k] || done[k] > STEPS) continue;
             int p[CTX];
             prompt(k, plen[k], p);
-            if (fed[k] < plen[k]) { /* prefill chunk; never a lone last token (see model.h) */
+            if (fed[k] < plen[k]) { /* prefill chunk (the last one may be a single token) */
                 int n = plen[k] - fed[k] < chunk[k] ? plen[k] - fed[k] : chunk[k];
-                if (plen[k] - fed[k] - n == 1) n++;
                 memcpy(toks + nt, p + fed[k], sizeof(int) * n);
                 nr[ns] = n;
                 nprefill += n > 1;
@@ -133,6 +135,8 @@ static void test_batches_equal_alone(void **state) {
         }
         if (ns == 0) break;
         if (ns > max_batch_rows) max_batch_rows = ns;
+        saw_few |= ns > 1 && nt <= 8; /* products on the GEMM's few-row kernels ... */
+        saw_many |= nt > 8;          /* ... and on its blocked path */
         saw_mixed |= nprefill > 0 && nprefill < ns;
         if (rmu_model_forward_rows(&g_m, sl, toks, nr, ns, lg, NULL, &ws, &e)) fail_msg("%s", e.msg);
         for (int i = 0; i < ns; i++) {
@@ -150,8 +154,18 @@ static void test_batches_equal_alone(void **state) {
     for (int k = 0; k < NS; k++) {
         assert_int_equal(done[k], STEPS + 1);
         assert_same_cache(&s[k], &refst[k]);
+        /* decode rows = prefill rows: the prompt and the fed replies in one forward */
+        int all[CTX], n = plen[k] + STEPS;
+        prompt(k, plen[k], all);
+        memcpy(all + plen[k], ids[k], sizeof(int) * STEPS);
+        rmu_state one;
+        init_states(&one, 1, 512);
+        if (rmu_model_forward(&g_m, &one, all, n, NULL, 0, &e)) fail_msg("%s", e.msg);
+        assert_same_cache(&one, &refst[k]);
+        rmu_state_free(&one);
     }
     assert_true(max_batch_rows >= 8);
+    assert_true(saw_few && saw_many);
     assert_true(saw_mixed);
     free(lg);
     free(ref);
@@ -167,7 +181,7 @@ static void test_chunking_and_all_rows(void **state) {
     enum { N = 41 };
     int p[N];
     prompt(3, N, p);
-    static const int mbs[] = {512, 2, 3, 4, 5, 8, 40};
+    static const int mbs[] = {512, 1, 2, 3, 4, 5, 8, 9, 40};
     int nmb = sizeof mbs / sizeof mbs[0];
     float *all0 = malloc(sizeof(float) * N * g_V), *all = malloc(sizeof(float) * N * g_V);
     rmu_state s0, s;
@@ -193,7 +207,6 @@ static void test_chunking_and_all_rows(void **state) {
     float *lg = malloc(sizeof(float) * 8 * g_V);
     for (int i0 = 0; i0 < N;) {
         int n = N - i0 < 6 ? N - i0 : 6, toks[8], nr[2] = {1, n}, want[2] = {1, 2};
-        if (N - i0 - n == 1) n--, nr[1] = n;
         rmu_state *sl[2] = {&other, &a};
         toks[0] = q[i0 % 4];
         memcpy(toks + 1, p + i0, sizeof(int) * n);
