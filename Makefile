@@ -14,7 +14,7 @@ SIMD_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vn
 SIMD_AVX2   = -mavx2 -mfma -mf16c
 
 LIB_SRC  = $(sort $(wildcard src/core/*.c src/io/*.c src/tokenizer/*.c src/kernels/*.c \
-                           src/model/*.c src/train/*.c src/eval/*.c src/serve/*.c))
+                           src/model/*.c src/train/*.c src/eval/*.c src/attack/*.c src/serve/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 # Applications on top of the library: linked into the rmu binary only, never into librmu.a.
 APP_SRC  = $(sort $(wildcard src/app/demo/*.c))
@@ -84,10 +84,11 @@ asan:
 	        LDLIBS="$(LDLIBS) -fsanitize=address,undefined" build-asan/rmu unit BUILD=build-asan
 
 # The AVX-512 kernels emulated with SIMDe (Debian libsimde-dev) on top of AVX2: the GEMM unit
-# test built against them runs every AVX-512 path on CPUs without AVX-512 (tests/run.sh).
+# tests (test_gemm, test_fp8_gemm) built against them run every AVX-512 path on CPUs without
+# AVX-512 (tests/run.sh).
 SIMDE_DIR = build-simde
 SIMDE_OBJ = $(patsubst %.c,$(SIMDE_DIR)/%.o,$(wildcard src/kernels/*.c) src/core/dtype.c src/core/err.c)
-simde: $(SIMDE_DIR)/tests/test_gemm
+simde: $(SIMDE_DIR)/tests/test_gemm $(SIMDE_DIR)/tests/test_fp8_gemm
 $(SIMDE_DIR)/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) $(SIMD_AVX2) -DRMU_GEMM_EMULATED -DRMU_GEMM_SIMDE -c $< -o $@
@@ -97,7 +98,7 @@ $(SIMDE_DIR)/%_avx2.o: %_avx2.c
 $(SIMDE_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -DRMU_GEMM_EMULATED -c $< -o $@
-$(SIMDE_DIR)/tests/test_gemm: tests/unit/test_gemm.c $(SIMDE_OBJ)
+$(SIMDE_DIR)/tests/test_%: tests/unit/test_%.c $(SIMDE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -Itests/unit -o $@ $^ -lm -fopenmp -lpthread -lcmocka
 

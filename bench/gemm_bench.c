@@ -8,10 +8,10 @@
  * GFLOP per CPU-second of all threads ("per core": parallel efficiency on a busy machine).
  *
  * usage: gemm_bench [--threads N] [--path best|portable|avx2|avx512|avx512bf16]
- *                   [--prec fp32|bf16|auto|all] [--dtype bf16|f16|f32] [--products fwd,dx,dw]
+ *                   [--prec fp32|bf16|auto|all] [--dtype bf16|f16|f32|F8_E4M3] [--products fwd,dx,dw]
  *                   [--m 1,4,64,512,2048] [--shapes 4096x4096,1024x4096,14336x4096,4096x14336]
  *                   [--min-time 0.5] [--peak-only] [--no-peak]
- * shapes are OUTxIN of the weight. */
+ * shapes are OUTxIN of the weight; F8_E4M3 weights get a scale per output channel. */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,9 +140,10 @@ int main(int argc, char **argv) {
         int out = shp[2 * s], in = shp[2 * s + 1];
         size_t wn = (size_t)out * in, big = (size_t)maxm * (out > in ? out : in);
         float *wf = malloc(sizeof(float) * wn), *X = malloc(sizeof(float) * big), *Y = malloc(sizeof(float) * big);
-        float *G = malloc(sizeof(float) * wn);
+        float *G = malloc(sizeof(float) * wn), *sc = malloc(sizeof(float) * out);
         void *W = malloc(rmu_dtype_size(dt) * wn);
-        if (!wf || !X || !Y || !G || !W) return fprintf(stderr, "gemm_bench: out of memory\n"), 1;
+        if (!wf || !X || !Y || !G || !W || !sc) return fprintf(stderr, "gemm_bench: out of memory\n"), 1;
+        for (int r = 0; r < out; r++) sc[r] = 0.01f; /* F8 only: W's stored rows are its out rows */
         fill(wf, wn, 1);
         rmu_from_f32(W, wf, dt, wn);
         fill(X, big, 2);
@@ -160,13 +161,13 @@ int main(int argc, char **argv) {
                         double t0 = threads == 1 ? cpu_now() : rmu_now_s(), c0 = proc_now();
                         int rc;
                         if (pr == 0) {
-                            rmu_gemm_b b = {W, dt, 1, in, plist[pi]};
+                            rmu_gemm_b b = {W, dt, 1, in, plist[pi], sc, out};
                             rc = rmu_gemm_ex(path, threads, M, out, in, X, in, 1, &b, Y, out, 0, &e);
                         } else if (pr == 1) {
-                            rmu_gemm_b b = {W, dt, 0, in, plist[pi]};
+                            rmu_gemm_b b = {W, dt, 0, in, plist[pi], sc, out};
                             rc = rmu_gemm_ex(path, threads, M, in, out, Y, out, 1, &b, X, in, 0, &e);
                         } else {
-                            rmu_gemm_b b = {X, RMU_DT_F32, 0, in, plist[pi]};
+                            rmu_gemm_b b = {X, RMU_DT_F32, 0, in, plist[pi], NULL, 0};
                             rc = rmu_gemm_ex(path, threads, out, in, M, Y, 1, out, &b, G, in, 1, &e);
                         }
                         if (rc) return fprintf(stderr, "gemm_bench: %s\n", e.msg), 1;
@@ -182,7 +183,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        free(wf), free(X), free(Y), free(G), free(W);
+        free(wf), free(X), free(Y), free(G), free(W), free(sc);
     }
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "model/model.h"       /* rmu_model_, rmu_state_: load, forward with KV cache */
 #include "model/sampler.h"     /* rmu_sampler_ */
 #include "model/generate.h"    /* rmu_gen_: the generation loop */
+#include "model/quantize.h"    /* rmu_quant_: FP8 weight quantization (compressed-tensors) */
 #include "kernels/gemm.h"      /* rmu_gemm */
 #include "tokenizer/tokenizer.h" /* rmu_tok_: tokenizer.json */
 #include "tokenizer/chat.h"    /* rmu_chat_: chat templates */

@@ -40,6 +40,10 @@ int cli_float(const char *cmd, const char *flag, const char *val, double lo, dou
     return 0;
 }
 
+void cli_model_note(const char *cmd, const rmu_config *c) {
+    if (c->quant_note[0]) fprintf(stderr, "rmu %s: note: %s\n", cmd, c->quant_note);
+}
+
 int cli_precision(const char *cmd, const char *val, rmu_prec *out) {
     const char *flag = "--precision";
     if (!val && (val = getenv("RMU_PRECISION")) && *val) flag = "RMU_PRECISION";

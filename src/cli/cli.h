@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "kernels/gemm.h"
+#include "model/config.h"
 
 /* Each command: returns the process exit status (0 ok, 1 runtime error, 2 usage error). */
 int rmu_cmd_generate(int argc, char **argv);
@@ -18,12 +19,14 @@ int rmu_cmd_init(int argc, char **argv);
 int rmu_cmd_logits(int argc, char **argv);
 int rmu_cmd_train(int argc, char **argv);
 int rmu_cmd_unlearn(int argc, char **argv);
+int rmu_cmd_attack(int argc, char **argv);          /* rmu attack relearn|ablate */
 int rmu_cmd_eval(int argc, char **argv);
 int rmu_cmd_mtbench(int argc, char **argv);
 int rmu_cmd_mtbench_judge(int argc, char **argv); /* rmu mtbench judge */
 int rmu_cmd_mtbench_show(int argc, char **argv);  /* rmu mtbench show */
 int rmu_cmd_demo(int argc, char **argv);
 int rmu_cmd_export(int argc, char **argv);
+int rmu_cmd_quantize(int argc, char **argv);
 int rmu_cmd_serve(int argc, char **argv);
 
 /* Print "rmu CMD: message" on stderr and return status. */
@@ -40,6 +43,10 @@ const char *cli_value(const char *cmd, int argc, char **argv, int *i);
  * val NULL for the default - the environment variable RMU_PRECISION when set, else auto.
  * A bad value prints a usage error and returns -1. */
 int cli_precision(const char *cmd, const char *val, rmu_prec *out);
+
+/* After loading a model: what the loader ignores of its quantization_config (FP8 static
+ * input scales: weight-only), as "rmu CMD: note: ..." on stderr; nothing when nothing. */
+void cli_model_note(const char *cmd, const rmu_config *c);
 
 /* Parse "1 2 3" (spaces/commas) into a malloc'd id array. */
 int cli_parse_ids(const char *cmd, const char *flag, const char *s, int **ids, int *n);

@@ -85,6 +85,7 @@ int rmu_cmd_bench(int argc, char **argv) {
     rmu_state s;
     rmu_err e;
     if (rmu_model_load(&m, dir, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    cli_model_note(cmd, &m.cfg);
     rmu_model_set_precision(&m, prec);
     int ctx = (int)(plen + glen + 1);
     int V = m.cfg.vocab_size;

@@ -14,8 +14,10 @@ static const char *USAGE =
     "usage: rmu demo [--out demo-out] [--small] [--seed S] [--quiet]\n"
     "Generates a knowledge base of invented facts in two domains (creatures of the Vell marsh:\n"
     "forget; towns of the Ardent coast: retain), pretrains a small Mistral on it (cached in\n"
-    "OUT/base), removes the forget domain with RMU and prints 4-choice accuracy before and after.\n"
-    "Writes OUT/results.json and OUT/unlearn.svg. --small: the reduced run used by `make test`.\n";
+    "OUT/base), removes the forget domain with RMU, attacks the result (relearning on 10 forget\n"
+    "texts: OUT/relearned; directional ablation: OUT/ablated) and prints 4-choice accuracy before,\n"
+    "after and under each attack. Writes OUT/results.json and OUT/unlearn.svg. --small: the reduced\n"
+    "run used by `make test`.\n";
 
 typedef struct {
     int quiet, tty;
@@ -57,6 +59,16 @@ static void on_unlearn(void *ud, const rmu_unl_report *s) {
     fflush(stderr);
 }
 
+static void on_relearn(void *ud, const rmu_ft_status *s) {
+    ui *u = ud;
+    if (u->quiet || !u->tty) return; /* the evaluation points are printed as stages */
+    char b[32];
+    bar(b, 20, (double)s->step / s->total);
+    fprintf(stderr, "\r  relearn  [%s] step %ld/%ld  loss %.4f\033[K", b, s->step, s->total, s->loss);
+    if (s->step == s->total) fputs("\r\033[K", stderr);
+    fflush(stderr);
+}
+
 int rmu_cmd_demo(int argc, char **argv) {
     const char *cmd = "demo", *out = "demo-out", *v;
     int small = 0;
@@ -82,18 +94,18 @@ int rmu_cmd_demo(int argc, char **argv) {
     u.tty = isatty(2);
     rmu_demo_cfg c;
     rmu_demo_cfg_default(&c, small, (uint64_t)seed);
-    rmu_demo_hooks h = {on_stage, on_train, on_unlearn, &u};
+    rmu_demo_hooks h = {on_stage, on_train, on_unlearn, on_relearn, &u};
     rmu_demo_result r;
     rmu_err e;
     if (rmu_demo_run(&c, out, &h, &r, &e)) return cli_fail(cmd, 1, "%s", e.msg);
     char *table = rmu_demo_table(&r);
     if (!table) return cli_fail(cmd, 1, "out of memory");
-    printf("\nRMU on invented facts (%s run, seed %ld): 4-choice accuracy\n\n%s\n", small ? "small" : "full", seed,
-           table);
+    printf("\nRMU on invented facts (%s run, seed %ld): 4-choice accuracy before and after RMU, and under two "
+           "attacks on the unlearned model\n\n%s\n", small ? "small" : "full", seed, table);
     free(table);
     if (r.pretrained_cached) printf("pretrained model reused from %s/base; ", out);
     else printf("pretraining %.1f s; ", r.pretrain_seconds);
-    printf("unlearning %.1f s; total %.1f s\nwrote %s/results.json and %s/unlearn.svg\n", r.unlearn_seconds, r.seconds,
-           out, out);
+    printf("unlearning %.1f s; relearning %.1f s; ablation %.1f s; total %.1f s\nwrote %s/results.json and "
+           "%s/unlearn.svg\n", r.unlearn_seconds, r.relearn.seconds, r.ablate.seconds, r.seconds, out, out);
     return 0;
 }

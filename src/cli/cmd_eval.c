@@ -272,6 +272,7 @@ int rmu_cmd_eval(int argc, char **argv) {
         rmu_eval_plan_free(&plan);
         return cli_fail(cmd, 1, "%s", e.msg);
     }
+    cli_model_note(cmd, &model.cfg);
     rmu_model_set_precision(&model, a.prec);
     rmu_tokenizer *tok = rmu_tok_load(a.model, &e);
     if (!tok) {

@@ -53,15 +53,13 @@ typedef struct {
 /* ---------------------------------------------------------------- tensors */
 
 /* ==== The one place a stored weight becomes float32 (every output type is encoded from
- * that). F32/F16/BF16 today. FP8 (being added to the model loader): accept the dtype in
- * weight_readable and dequantize the row in weight_row_f32 through the model's weight
- * conversion (its block scales included); no other line of the export changes. */
-static int weight_readable(rmu_dtype t) { return t == RMU_DT_F32 || t == RMU_DT_F16 || t == RMU_DT_BF16; }
-
-static void weight_row_f32(const rmu_weight *w, int64_t row, float *dst) {
-    size_t es = rmu_dtype_size(w->dtype);
-    rmu_to_f32(dst, (const uint8_t *)w->data + (size_t)row * (size_t)w->cols * es, w->dtype, (size_t)w->cols);
+ * that): F32/F16/BF16, and FP8 dequantized (code x its row's or tensor's scale) by the
+ * model's weight conversion. */
+static int weight_readable(rmu_dtype t) {
+    return t == RMU_DT_F32 || t == RMU_DT_F16 || t == RMU_DT_BF16 || t == RMU_DT_F8_E4M3;
 }
+
+static void weight_row_f32(const rmu_weight *w, int64_t row, float *dst) { rmu_weight_row_f32(w, row, dst); }
 /* ==== */
 
 static void add_x(xtensor *x, int *n, const rmu_weight *w, int rope, const char *hf, const char *fmt, int layer) {
@@ -98,7 +96,7 @@ static int build_tensors(const rmu_model *m, const out_type *ot, xtensor **out, 
     for (int i = 0; i < k; i++) {
         xtensor *t = &x[i];
         if (!weight_readable(t->w->dtype)) {
-            rmu_errf(e, "%s: %s has dtype %s; export reads F32, F16 and BF16 weights", m->dir, t->hf,
+            rmu_errf(e, "%s: %s has dtype %s; export reads F32, F16, BF16 and FP8 weights", m->dir, t->hf,
                      rmu_dtype_name(t->w->dtype) ? rmu_dtype_name(t->w->dtype) : "(unknown)");
             free(x);
             return -1;
@@ -428,6 +426,7 @@ int rmu_cmd_export(int argc, char **argv) {
     }
     rmu_model m;
     if (rmu_model_load(&m, dir, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    cli_model_note(cmd, &m.cfg);
     rmu_tokenizer *t = rmu_tok_load(dir, &e);
     if (!t) {
         rmu_model_free(&m);

@@ -106,6 +106,7 @@ static int session_open(const char *cmd, session *s, const gen_args *a) {
     rmu_err e;
     memset(s, 0, sizeof *s);
     if (rmu_model_load(&s->model, a->model, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    cli_model_note(cmd, &s->model.cfg);
     rmu_model_set_precision(&s->model, a->prec);
     if (!(s->tok = rmu_tok_load(a->model, &e))) {
         rmu_model_free(&s->model);

@@ -5,6 +5,29 @@
 #include "cli.h"
 #include "model/model.h"
 
+/* "weights      FP8 E4M3, channel scales (compressed-tensors), lm_head/embeddings BF16":
+ * what is FP8 and what is not. */
+static void print_fp8(const rmu_model *m) {
+    const rmu_config *c = &m->cfg;
+    int nf8 = 0, nlin = 7 * c->n_layers;
+    rmu_dtype other = RMU_DT_INVALID;
+    for (int l = 0; l < c->n_layers; l++) {
+        const rmu_layer *L = &m->layers[l];
+        const rmu_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 7; k++) {
+            if (ws[k]->dtype == RMU_DT_F8_E4M3) nf8++;
+            else other = ws[k]->dtype;
+        }
+    }
+    printf("\nweights      FP8 E4M3, %s scales (%s)", c->quant == RMU_QUANT_FP8_CHANNEL ? "channel" : "tensor",
+           c->quant_method);
+    if (nf8 < nlin) printf(", %d of %d linear weights %s", nlin - nf8, nlin, rmu_dtype_name(other));
+    const char *hd = rmu_dtype_name(m->lm_head.dtype), *ed = rmu_dtype_name(m->embed.dtype);
+    if (c->tie_word_embeddings || m->lm_head.dtype == m->embed.dtype) printf(", lm_head/embeddings %s", ed);
+    else printf(", lm_head %s, embeddings %s", hd, ed);
+    if (c->quant_note[0]) printf("\nnote         %s", c->quant_note);
+}
+
 int rmu_cmd_info(int argc, char **argv) {
     const char *cmd = "info", *dir = NULL, *v;
     long ctx = 4096;
@@ -27,12 +50,12 @@ int rmu_cmd_info(int argc, char **argv) {
     const rmu_config *c = &m.cfg;
     long long np = rmu_cfg_n_params(c);
     size_t wb = rmu_model_weight_bytes(&m);
-    /* dtype histogram by parameter count */
-    long long by[4] = {0};
+    /* dtype histogram by element count (FP8 scales included) */
+    long long by[RMU_DT_F8_E4M3 + 1] = {0};
     for (int i = 0; i < m.st.ntensors; i++) {
         long long k = 1;
         for (int d = 0; d < m.st.tensors[i].ndim; d++) k *= m.st.tensors[i].shape[d];
-        by[m.st.tensors[i].dtype] += k;
+        if ((int)m.st.tensors[i].dtype <= RMU_DT_F8_E4M3) by[m.st.tensors[i].dtype] += k;
     }
     double kv = 2.0 * c->n_layers * ctx * c->n_kv_heads * c->head_dim * sizeof(float);
     printf("model        %s\n", dir);
@@ -45,8 +68,9 @@ int rmu_cmd_info(int argc, char **argv) {
     printf("lm_head      %s\n", c->tie_word_embeddings ? "tied to embed_tokens" : "separate");
     printf("parameters   %lld (%.3f B)\n", np, np / 1e9);
     printf("dtypes      ");
-    for (int t = 1; t < 4; t++)
+    for (int t = 1; t <= RMU_DT_F8_E4M3; t++)
         if (by[t]) printf(" %s:%lld", rmu_dtype_name((rmu_dtype)t), by[t]);
+    if (c->quant != RMU_QUANT_NONE) print_fp8(&m);
     printf("\nfiles        %d safetensors file%s%s\n", m.st.nfiles, m.st.nfiles == 1 ? "" : "s",
            m.st.sharded ? " (sharded index)" : "");
     printf("memory       weights %.2f GiB (mmapped) + KV cache %.2f GiB at ctx %ld (fp32) = %.2f GiB\n",

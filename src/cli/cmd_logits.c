@@ -52,6 +52,7 @@ int rmu_cmd_logits(int argc, char **argv) {
     rmu_state s;
     rmu_err e;
     if (rmu_model_load(&m, dir, &e)) { free(ids); return cli_fail(cmd, 1, "%s", e.msg); }
+    cli_model_note(cmd, &m.cfg);
     rmu_model_set_precision(&m, prec);
     size_t V = m.cfg.vocab_size, C = m.cfg.hidden_size;
     float *lg = malloc(sizeof(float) * V * n), *hid = NULL;

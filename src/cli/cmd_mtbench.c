@@ -121,6 +121,7 @@ int rmu_cmd_mtbench(int argc, char **argv) {
             cli_fail(cmd, 1, "%s", e.msg);
             goto out;
         }
+        cli_model_note(cmd, &model.cfg);
         have_model = 1;
         if (!(tok = rmu_tok_load(a.model, &e))) {
             cli_fail(cmd, 1, "%s", e.msg);

@@ -36,7 +36,7 @@ static const cli_field FIELDS[] = {
     {"field", "--field"},      {"trainable", "--trainable"}, {"log_path", "--log"},
     {"seq_len", "--seq-len"},  {"batch_size", "--batch-size"}, {"resume", "--resume"},
     {"overwrite", "--overwrite"}, {"batch_json", "--batch-json"}, {"dump_grads", "--dump-grads"},
-    {NULL, NULL}};
+    {"out_dtype", "--dtype"},  {NULL, NULL}};
 
 typedef struct {
     int quiet, tty;

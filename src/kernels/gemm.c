@@ -119,22 +119,30 @@ static int threads_for(double flops, int nthreads) { return flops > 1e6 ? nthrea
  * (the vdpbf16ps path). */
 #define ROWS_CHUNK 64 /* weight rows per task: a multiple of the kernels' groups of 8 and 16 */
 
+/* How a rows job reads A: fp32 as it is (FP32 precision), rounded to bf16 (BF16 precision on
+ * a kp = 1 table, and always for F8, whose products run on the fp32 table), or as bf16
+ * k-pairs (BF16 precision on the vdpbf16ps table). */
+enum { X_F32, X_RND, X_PAIRS };
+static int x_form(const rmu_gemm_isa *isa_b, const rmu_gemm_b *B) {
+    if (!is_bf16(B)) return X_F32;
+    return isa_b->kp == 2 && B->dtype != RMU_DT_F8_E4M3 ? X_PAIRS : X_RND;
+}
+
 static int gemv(const rmu_gemm_isa *isa, const rmu_gemm_isa *isa_b, int nth, int M, int K, const float *A, long rsa,
                 long csa, int njobs, const rmu_gemm_job *jobs, rmu_err *e) {
-    int any_bf16 = 0, any_fp32 = 0, nchunks = 0;
+    int any[3] = {0, 0, 0}, nchunks = 0;
     for (int j = 0; j < njobs; j++) {
-        int b = is_bf16(&jobs[j].B);
-        any_bf16 |= b, any_fp32 |= !b;
+        any[x_form(isa_b, &jobs[j].B)] = 1;
         nchunks += (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK;
     }
-    /* fp32 jobs read (xf, ldf) with isa, bf16 jobs (xb, ldb) with isa_b */
-    const void *xf = A, *xb = NULL;
-    long ldf = rsa, ldb = isa_b->kp == 2 ? (K + 1) / 2 : K;
-    int copy = csa != 1 && any_fp32;
-    size_t nf = (size_t)M * K, nb = (size_t)M * ldb;
+    /* X_F32 jobs read (xf, ldf), X_RND (xr, K), X_PAIRS (xp, ldp) */
+    const void *xf = A, *xr = NULL, *xp = NULL;
+    long ldf = rsa, ldp = (K + 1) / 2;
+    int copy = csa != 1 && any[X_F32];
+    size_t nf = (size_t)M * K, np = (size_t)M * ldp;
     float *buf = NULL;
-    if (copy || any_bf16) {
-        size_t bytes = sizeof(float) * ((copy ? nf : 0) + (any_bf16 ? nb : 0));
+    if (copy || any[X_RND] || any[X_PAIRS]) {
+        size_t bytes = sizeof(float) * ((copy ? nf : 0) + (any[X_RND] ? nf : 0) + (any[X_PAIRS] ? np : 0));
         buf = aligned_alloc(64, round64(bytes));
         if (!buf) return rmu_errf(e, "gemm: out of memory (%zu bytes for the rows of A)", bytes);
         float *p = buf;
@@ -143,31 +151,33 @@ static int gemv(const rmu_gemm_isa *isa, const rmu_gemm_isa *isa_b, int nth, int
                 for (int k = 0; k < K; k++) p[(size_t)m * K + k] = A[m * rsa + k * csa];
             xf = p, ldf = K, p += nf;
         }
-        if (any_bf16 && isa_b->kp == 2) { /* u32 = bf16 of k (low half), of k+1 (high; 0 past K) */
+        if (any[X_RND]) {
+            for (int m = 0; m < M; m++)
+                for (int k = 0; k < K; k++) p[(size_t)m * K + k] = rmu_gemm_round_bf16(A[m * rsa + k * csa]);
+            xr = p, p += nf;
+        }
+        if (any[X_PAIRS]) { /* u32 = bf16 of k (low half), of k+1 (high; 0 past K) */
             uint32_t *q = (uint32_t *)p;
             for (int m = 0; m < M; m++)
                 for (int k = 0; k < K; k += 2) {
                     uint32_t lo = rmu_f32_to_bf16(A[m * rsa + k * csa]);
                     uint32_t hi = k + 1 < K ? rmu_f32_to_bf16(A[m * rsa + (k + 1) * csa]) : 0;
-                    q[(size_t)m * ldb + k / 2] = lo | hi << 16;
+                    q[(size_t)m * ldp + k / 2] = lo | hi << 16;
                 }
-        } else if (any_bf16) {
-            for (int m = 0; m < M; m++)
-                for (int k = 0; k < K; k++) p[(size_t)m * K + k] = rmu_gemm_round_bf16(A[m * rsa + k * csa]);
+            xp = p;
         }
-        if (any_bf16) xb = p;
     }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nth) if (nth > 1)
     for (int c = 0; c < nchunks; c++) {
         int j = 0, cc = c;
         while (cc >= (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK) cc -= (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK, j++;
         const rmu_gemm_job *jb = &jobs[j];
-        int b = is_bf16(&jb->B);
+        int f = x_form(isa_b, &jb->B), f8 = jb->B.dtype == RMU_DT_F8_E4M3;
         int n0 = cc * ROWS_CHUNK, n1 = imin(n0 + ROWS_CHUNK, jb->N);
-        (b ? isa_b : isa)
-            ->type[jb->B.dtype]
-            .rows(M, n0, n1, K, b ? xb : xf, b ? ldb : ldf, jb->B.data, jb->B.ld, b && jb->B.dtype != RMU_DT_BF16,
-                  jb->C, jb->ldc, jb->beta != 0.0f);
+        const rmu_gemm_isa *t = f == X_F32 || f8 ? isa : isa_b;
+        t->type[jb->B.dtype].rows(M, n0, n1, K, f == X_F32 ? xf : f == X_RND ? xr : xp,
+                                  f == X_F32 ? ldf : f == X_RND ? K : ldp, &jb->B,
+                                  f != X_F32 && jb->B.dtype != RMU_DT_BF16 && !f8, jb->C, jb->ldc, jb->beta != 0.0f);
     }
     free(buf);
     return 0;
@@ -241,9 +251,14 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
     return 0;
 }
 
-static int check_b(const gemm_dispatch *d, const rmu_gemm_b *B, rmu_err *e) {
+/* B's dtype is known; an F8 B has one scale or one per stored row (N when trans, else K). */
+static int check_b(const gemm_dispatch *d, const rmu_gemm_b *B, int N, int K, rmu_err *e) {
     if ((int)B->dtype <= 0 || (int)B->dtype >= RMU_GEMM_NDT || !d->isa[RMU_GEMM_PORTABLE].type[B->dtype].size)
         return rmu_errf(e, "gemm: unsupported weight dtype %d", (int)B->dtype);
+    long rows = B->trans ? N : K;
+    if (B->dtype == RMU_DT_F8_E4M3 && (!B->scale || (B->nscale != 1 && B->nscale != rows)))
+        return rmu_errf(e, "gemm: an F8_E4M3 weight needs 1 or %ld fp32 scales, got %ld%s", rows, B->nscale,
+                        B->scale ? "" : " (no scale array)");
     return 0;
 }
 
@@ -254,7 +269,7 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
     if (beta != 0.0f && beta != 1.0f) return rmu_errf(e, "gemm: beta must be 0 or 1, got %g", beta);
     if ((int)path < 0 || path >= RMU_GEMM_NPATHS || !rmu_gemm_path_available(path))
         return rmu_errf(e, "gemm: kernel path %s is not available on this CPU", rmu_gemm_path_name(path));
-    if (check_b(d, B, e)) return -1;
+    if (check_b(d, B, N, K, e)) return -1;
     if (M == 0 || N == 0) return 0;
     int acc0 = beta != 0.0f;
     if (K == 0) {
@@ -263,7 +278,8 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
         return 0;
     }
     int bf16 = is_bf16(B);
-    const rmu_gemm_isa *isa = pick_isa(d, path, bf16);
+    /* F8: the fp32 micro-kernel also in bf16 precision (gemm.h) */
+    const rmu_gemm_isa *isa = pick_isa(d, path, bf16 && B->dtype != RMU_DT_F8_E4M3);
     int nth = threads_for(2.0 * M * N * K, nthreads > 0 ? nthreads : omp_get_max_threads());
     if (B->trans && M <= isa->rows_max) {
         rmu_gemm_job job = {*B, N, C, ldc, beta};
@@ -285,7 +301,7 @@ int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *j
         if (jobs[j].N < 0) return rmu_errf(e, "gemm_multi: job %d: negative N", j);
         if (jobs[j].beta != 0.0f && jobs[j].beta != 1.0f)
             return rmu_errf(e, "gemm_multi: job %d: beta must be 0 or 1, got %g", j, jobs[j].beta);
-        if (check_b(d, &jobs[j].B, e)) return -1;
+        if (check_b(d, &jobs[j].B, jobs[j].N, K, e)) return -1;
     }
     /* the rows threshold of the path in use (the same for both of its tables) */
     if (M > pick_isa(d, RMU_GEMM_BEST, 0)->rows_max || K == 0) {

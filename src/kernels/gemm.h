@@ -1,8 +1,8 @@
 /* gemm.h - the one matrix product every layer uses, forward and backward:
  *   C[M,N] = beta*C + A[M,K] * op(B)
- * A is fp32 with arbitrary row/column strides (so A^T needs no copy); B is F32, BF16 or F16
- * stored either as [N,K] rows (trans = 1: a linear layer's weight, y = x W^T) or as [K,N]
- * (trans = 0). Threads: OpenMP. Kernels: AVX-512 (fp32 FMA, and vdpbf16ps where the CPU has
+ * A is fp32 with arbitrary row/column strides (so A^T needs no copy); B is F32, BF16, F16 or
+ * F8_E4M3 with fp32 scales, stored either as [N,K] rows (trans = 1: a linear layer's weight,
+ * y = x W^T) or as [K,N] (trans = 0). Threads: OpenMP. Kernels: AVX-512 (fp32 FMA, and vdpbf16ps where the CPU has
  * AVX512-BF16), AVX2+FMA or portable C, chosen once per process (see rmu_gemm_path).
  *
  * Precision (rmu_prec): FP32 = exact fp32 products and sums; BF16 = A and B rounded to bf16
@@ -14,6 +14,16 @@
  * whatever M, the other rows of A and the thread count (for a given path, dtype and
  * precision): each output's sum runs in a fixed order on every code path, and threads split
  * N, never K. So a batch of sequences gives each one what it gets alone (rmu serve).
+ *
+ * F8_E4M3 (FP8 weight-only quantization): element (r, c) of the stored matrix is
+ * e4m3(code) * scale[r] (one scale per stored row: per output channel when trans = 1) or
+ * e4m3(code) * scale[0] (one per tensor). The codes are converted inside the kernels, so a
+ * few-row product reads one byte per weight; every path multiplies each element by its scale
+ * in fp32 as it converts it (GEMM while packing B, the rows kernels in registers), so F8 rows
+ * are row-invariant too. AUTO precision is FP32 for F8; in BF16 precision A is rounded to
+ * bf16 and the FP8 values (exact in bf16) and the fp32 scale are used as they are, so F8
+ * products always run on the fp32 micro-kernels (never the bf16-pair one, which would round
+ * code x scale).
  * Prefix rmu_gemm_. */
 #ifndef RMU_GEMM_H
 #define RMU_GEMM_H
@@ -39,6 +49,10 @@ typedef struct rmu_gemm_b {
     int trans;     /* 1: B stored [N,K] (ld = row stride); 0: stored [K,N] */
     long ld;       /* row stride in elements */
     rmu_prec prec; /* of the product (0 = AUTO) */
+    /* F8_E4M3 only: fp32 scale of each stored row (nscale = N when trans, K otherwise) or of
+     * the whole matrix (nscale = 1); ignored for other dtypes */
+    const float *scale;
+    long nscale;
 } rmu_gemm_b;
 
 /* beta must be 0 (overwrite) or 1 (accumulate). Returns 0, or -1 with e filled (bad

@@ -4,6 +4,7 @@
  * bf16 in BF16 precision) while packing, and the GEMV row kernels. gemm_avx512.c has the
  * same structure at twice the width. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -149,9 +150,24 @@ static void pack_a(int mr, int kc, const float *A, long rsa, long csa, int MRx, 
     if (k < kc) rmu_gemm_pack_a_generic(mr, kc - k, A + k * csa, rsa, csa, MR, rnd, Ap + (size_t)k * MR);
 }
 
-/* 8 elements of dtype dt at p as fp32. */
+/* FP8 codes (sign-extended to 16-bit lanes) -> the fp16 patterns of e4m3(code) * 2^-8
+ * (gemm_impl.h): sign to bit 15, magnitude to bits 13..7. The NaN codes come out as
+ * +-1.875 * 2^-8 here; f8_nan8 gives them the NaN exponent. */
+AI __m128i f8_half8(__m128i s16) { return _mm_and_si128(_mm_slli_epi16(s16, 7), _mm_set1_epi16((short)0xbfff)); }
+AI __m128i f8_nan8(__m128i h) {
+    __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x3f80)), _mm_set1_epi16(0x3f80));
+    return _mm_or_si128(h, _mm_and_si128(nan, _mm_set1_epi16(0x7c00)));
+}
+/* 8 FP8 codes (bytes) as fp32 times 2^-8, NaN codes included. */
+AI __m256 f8_to_ps(__m128i codes) { return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(codes)))); }
+
+/* Bytes per element of the dtypes this file reads. */
+#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
+
+/* 8 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm256_loadu_ps(p);
+    if (dt == RMU_DT_F8_E4M3) return f8_to_ps(_mm_loadl_epi64(p));
     __m128i h = _mm_loadu_si128(p);
     if (dt == RMU_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
@@ -177,8 +193,10 @@ AI __m256i load2x128(const char *a, const char *b) {
 /* v[j] = the 8 rows' element k + 4h + j as fp32 (rounded to bf16 when rnd), h = 0 or 1; r[t]
  * points at row t (element 0). 128-bit loads of rows t and t+4 side by side, converted
  * in-lane, then 4x4 in-lane transposes: no lane-crossing shuffle (the B packer and the rows
- * kernels both transpose weight rows this way). */
-AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r[8], size_t k, __m256 v[4]) {
+ * kernels both transpose weight rows this way). F8: times sv, the rows' scales x 2^8 (one
+ * fp32 product per element, so the packer and the rows kernels get the same values). */
+AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r[8], size_t k, __m256 sv,
+             __m256 v[4]) {
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         if (dt == RMU_DT_BF16) { /* 8 bf16 of rows t and t+4; unpacking with 0 widens in-lane */
@@ -187,6 +205,11 @@ AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r
             v[t] = _mm256_castsi256_ps(h ? _mm256_unpackhi_epi16(z, raw) : _mm256_unpacklo_epi16(z, raw));
         } else if (dt == RMU_DT_F32) {
             v[t] = _mm256_castsi256_ps(load2x128(r[t] + 4 * (k + 4 * h), r[t + 4] + 4 * (k + 4 * h)));
+        } else if (dt == RMU_DT_F8_E4M3) { /* 4 codes of rows t and t+4 */
+            int a, b;
+            memcpy(&a, r[t] + k + 4 * h, 4);
+            memcpy(&b, r[t + 4] + k + 4 * h, 4);
+            v[t] = f8_to_ps(_mm_setr_epi32(a, b, 0, 0));
         } else { /* F16: 4 halves of each row, converted together */
             __m128i a = _mm_loadl_epi64((const __m128i *)(r[t] + 2 * (k + 4 * h)));
             __m128i b = _mm_loadl_epi64((const __m128i *)(r[t + 4] + 2 * (k + 4 * h)));
@@ -195,12 +218,17 @@ AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r
         if (rnd) v[t] = round_bf16(v[t]);
     }
     tr4x2(v);
+    if (dt == RMU_DT_F8_E4M3)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) v[j] = _mm256_mul_ps(v[j], sv);
 }
 
 /* fp32 B panel [kc][16]. Stored [N,K] (weights, forward): 8x8 transposes; stored [K,N]:
- * rows converted as they are. Tails (k % 8, odd nr) take the generic packer. */
+ * rows converted as they are. F8: times the stored row's scale (per column of the
+ * transposed block, per row otherwise). Tails (k % 8, odd nr) take the generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const size_t es = ESIZE(dt);
+    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
@@ -212,14 +240,18 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
         int kk = kc * es <= sizeof zero_row ? kc / 8 * 8 : 0;
         for (int jb = 0; jb < NR && kk; jb += 8) {
             const char *rp[8];
+            float sc[8] = {0};
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++)
+            for (int t = 0; t < 8; t++) {
                 rp[t] = jb + t < nr ? base + ((size_t)(n0 + jb + t) * B->ld + k0) * es : (const char *)zero_row;
+                if (f8 && jb + t < nr) sc[t] = rmu_gemm_f8_scale(B, n0 + jb + t) * RMU_GEMM_F8_UNIT;
+            }
+            const __m256 sv = _mm256_loadu_ps(sc);
             for (k = 0; k < kk; k += 8) {
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     __m256 v[4];
-                    quad(dt, rnd, h, rp, (size_t)k, v);
+                    quad(dt, rnd, h, rp, (size_t)k, sv, v);
 #pragma GCC unroll 4
                     for (int j = 0; j < 4; j++) _mm256_store_ps(Bp + (size_t)(k + 4 * h + j) * NR + jb, v[j]);
                 }
@@ -230,6 +262,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
             __m256 v0 = load8(dt, row), v1 = load8(dt, row + 8 * es);
             if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
+            if (f8) {
+                __m256 sv = _mm256_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
+                v0 = _mm256_mul_ps(v0, sv), v1 = _mm256_mul_ps(v1, sv);
+            }
             _mm256_store_ps(Bp + (size_t)k * NR, v0);
             _mm256_store_ps(Bp + (size_t)k * NR + 8, v1);
         }
@@ -249,11 +285,15 @@ static void pack_b_f16(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int 
     (void)NRx;
     pack_b_dt(RMU_DT_F16, B, k0, kc, n0, nr, rnd, Bp);
 }
+static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
+    (void)NRx, (void)rnd; /* FP8 values are exact in bf16; the scale is applied in fp32 */
+    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
+}
 
 /* ---- row conversion */
 
 AI void to_f32_dt(const rmu_dtype dt, float *dst, const void *src, long n) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const size_t es = ESIZE(dt);
     long i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(dt, (const char *)src + i * es));
     if (i < n) rmu_to_f32(dst + i, (const char *)src + i * es, dt, (size_t)(n - i));
@@ -261,6 +301,7 @@ AI void to_f32_dt(const rmu_dtype dt, float *dst, const void *src, long n) {
 static void to_f32_f32(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F32, d, s, n); }
 static void to_f32_bf16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_BF16, d, s, n); }
 static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, d, s, n); }
+static void to_f32_f8(float *d, const void *s, long n) { rmu_to_f32(d, s, RMU_DT_F8_E4M3, (size_t)n); }
 
 /* ---- rows (decode, small batches): the blocked path's order without packing
  *
@@ -271,11 +312,13 @@ static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, 
  * transposes, no lane-crossing shuffle. Per kc slice an accumulator starts at 0 and is then
  * added to y, as the micro-kernel adds its tile to C. */
 
-/* The 8 rows' element k, one at a time (slice tails). */
-AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k) {
+/* The 8 rows' element k, one at a time (slice tails; F8 times the scale, sv / 2^8 exactly,
+ * as the generic packer has it). */
+AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k, __m256 sv) {
     float t[8];
     for (int i = 0; i < 8; i++) t[i] = rmu_gemm_load_f32(r[i], dt, k);
     __m256 v = _mm256_loadu_ps(t);
+    if (dt == RMU_DT_F8_E4M3) return _mm256_mul_ps(v, _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / RMU_GEMM_F8_UNIT)));
     return rnd ? round_bf16(v) : v;
 }
 
@@ -299,15 +342,15 @@ AI void store8(float *y, __m256 s, int nr, int add) {
 }
 
 /* One kc slice [k0, k0+kc) of a group for M rows of x, then into y. */
-AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *const r[8], int nr, int k0, int kc,
-                    const float *x, long ldx, float *y, long ldy, int add) {
+AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *const r[8], __m256 sv, int nr, int k0,
+                    int kc, const float *x, long ldx, float *y, long ldy, int add) {
     RACC(R_DECL)
     int k = k0, end = k0 + kc;
     for (; k + 8 <= end; k += 8) {
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256 v[4];
-            quad(dt, rnd, h, r, (size_t)k, v);
+            quad(dt, rnd, h, r, (size_t)k, sv, v);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 __m256 w = v[j];
@@ -317,17 +360,24 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *
         }
     }
     for (; k < end; k++) {
-        __m256 w = column(dt, rnd, r, (size_t)k);
+        __m256 w = column(dt, rnd, r, (size_t)k, sv);
         int kk = k;
         RACC(R_FMA)
     }
     RACC(R_STORE)
 }
 
-/* Row pointers of the group at n (rows past n1 repeat the last row; their lanes are dropped). */
-AI int group_rows(const char *W, size_t rs, int n, int n1, const char *r[8]) {
+/* Row pointers of the group at n (rows past n1 repeat the last row; their lanes are dropped)
+ * and, for F8, their scales x 2^8. */
+AI int group_rows(const rmu_dtype dt, const rmu_gemm_b *B, size_t rs, int n, int n1, const char *r[8], __m256 *sv) {
     int nr = n1 - n < 8 ? n1 - n : 8;
-    for (int t = 0; t < 8; t++) r[t] = W + (size_t)(n + (t < nr ? t : nr - 1)) * rs;
+    float sc[8] = {0};
+    for (int t = 0; t < 8; t++) {
+        int i = n + (t < nr ? t : nr - 1);
+        r[t] = (const char *)B->data + (size_t)i * rs;
+        if (dt == RMU_DT_F8_E4M3) sc[t] = rmu_gemm_f8_scale(B, i) * RMU_GEMM_F8_UNIT;
+    }
+    *sv = _mm256_loadu_ps(sc);
     return nr;
 }
 
@@ -336,7 +386,7 @@ AI int group_rows(const char *W, size_t rs, int n, int n1, const char *r[8]) {
  * one kc slice behind: their loads at the same k would fall into the same L1 set (weight
  * rows are often a multiple of 4 KiB apart), a slice apart they do not. */
 AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *const ra[8], const char *const rb[8],
-                   int K, const float *x, long ldx, float *y, long ldy, int acc) {
+                   __m256 sa, __m256 sb, int K, const float *x, long ldx, float *y, long ldy, int acc) {
     int ns = (K + KC - 1) / KC;
     for (int s = 0; s <= ns; s++) {
         int ka = s * KC, kb = ka - KC;
@@ -349,14 +399,14 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
 #pragma GCC unroll 2
                 for (int h = 0; h < 2; h++) {
                     __m256 v[4];
-                    quad(dt, rnd, h, ra, (size_t)(ka + k), v);
+                    quad(dt, rnd, h, ra, (size_t)(ka + k), sa, v);
 #pragma GCC unroll 4
                     for (int j = 0; j < 4; j++) {
                         int kk = ka + k + 4 * h + j;
                         c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kk), v[j], c0);
                         if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kk), v[j], c1);
                     }
-                    quad(dt, rnd, h, rb, (size_t)(kb + k), v);
+                    quad(dt, rnd, h, rb, (size_t)(kb + k), sb, v);
 #pragma GCC unroll 4
                     for (int j = 0; j < 4; j++) {
                         int kl = kb + k + 4 * h + j;
@@ -373,42 +423,44 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
             }
             continue;
         }
-        if (a) group_slice(dt, M, rnd, ra, 8, ka, K - ka < KC ? K - ka : KC, x, ldx, y, ldy, acc || s > 0);
-        if (b) group_slice(dt, M, rnd, rb, 8, kb, K - kb < KC ? K - kb : KC, x, ldx, y + 8, ldy, acc || s > 1);
+        if (a) group_slice(dt, M, rnd, ra, sa, 8, ka, K - ka < KC ? K - ka : KC, x, ldx, y, ldy, acc || s > 0);
+        if (b) group_slice(dt, M, rnd, rb, sb, 8, kb, K - kb < KC ? K - kb : KC, x, ldx, y + 8, ldy, acc || s > 1);
     }
 }
 
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
-                const void *W, long ldw, float *y, long ldy, int acc) {
-    const size_t rs = (size_t)ldw * (dt == RMU_DT_F32 ? 4 : 2);
+                const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    const size_t rs = (size_t)B->ld * ESIZE(dt);
     int n = n0;
     if (M <= 2)
         for (; n + 16 <= n1; n += 16) {
             const char *ra[8], *rb[8];
-            group_rows(W, rs, n, n1, ra);
-            group_rows(W, rs, n + 8, n1, rb);
-            two_groups(dt, M, rnd, ra, rb, K, x, ldx, y + n, ldy, acc);
+            __m256 sa, sb;
+            group_rows(dt, B, rs, n, n1, ra, &sa);
+            group_rows(dt, B, rs, n + 8, n1, rb, &sb);
+            two_groups(dt, M, rnd, ra, rb, sa, sb, K, x, ldx, y + n, ldy, acc);
         }
     for (; n < n1; n += 8) {
         const char *r[8];
-        int nr = group_rows(W, rs, n, n1, r);
+        __m256 sv;
+        int nr = group_rows(dt, B, rs, n, n1, r, &sv);
         for (int k0 = 0; k0 < K; k0 += KC)
-            group_slice(dt, M, rnd, r, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+            group_slice(dt, M, rnd, r, sv, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
     }
 }
 
 #define ROWS_CASE(DT, RND, MM)                                                                                     \
-    case MM: rows_dt(DT, MM, RND, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
+    case MM: rows_dt(DT, MM, RND, n0, n1, K, x, ldx, B, y, ldy, acc); break;
 #define ROWS_SWITCH(DT, RND)                                                                                       \
     switch (M) {                                                                                                   \
         ROWS_CASE(DT, RND, 1) ROWS_CASE(DT, RND, 2) ROWS_CASE(DT, RND, 3) ROWS_CASE(DT, RND, 4)                    \
         ROWS_CASE(DT, RND, 5) ROWS_CASE(DT, RND, 6) ROWS_CASE(DT, RND, 7) default : ROWS_CASE(DT, RND, 8)          \
     }
 #define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const void *xv, long ldx, const void *W, long ldw, int rnd,    \
+    static void NAME(int M, int n0, int n1, int K, const void *xv, long ldx, const rmu_gemm_b *B, int rnd,      \
                      float *y, long ldy, int acc) {                                                              \
         const float *x = xv;                                                                                      \
-        if (rnd && DT != RMU_DT_BF16) {                                                                           \
+        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
             ROWS_SWITCH(DT, 1)                                                                                    \
         } else {                                                                                                  \
             ROWS_SWITCH(DT, 0)                                                                                    \
@@ -417,6 +469,7 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
 ROWS_FN(rows_bf16, RMU_DT_BF16)
+ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
 
 void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     memset(isa, 0, sizeof *isa);
@@ -433,4 +486,5 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};
     isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, rmu_gemm_pack_b2_generic, rows_f16};
     isa->type[RMU_DT_BF16] = (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, rmu_gemm_pack_b2_generic, rows_bf16};
+    isa->type[RMU_DT_F8_E4M3] = (rmu_gemm_type){1, to_f32_f8, pack_b_f8, rmu_gemm_pack_b2_generic, rows_f8};
 }

@@ -7,6 +7,7 @@
  * Built a second time against SIMDe (-DRMU_GEMM_SIMDE, `make simde`) so that the unit
  * tests run these kernels on CPUs without AVX-512; hence only intrinsics SIMDe 0.7.4 has
  * (bf16 rounding with integer ops, no _mm512_cvtne2ps_pbh) and __m512bh made by memcpy. */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -261,22 +262,44 @@ static void pack_a_bf16(int mr, int kc, const float *A, long rsa, long csa, int 
     if (k < kc) rmu_gemm_pack_a2_generic(mr, kc - k, A + k * csa, rsa, csa, MR, 1, Ap + (size_t)(k / 2) * MR);
 }
 
-/* 16 elements of dtype dt at p as fp32. */
+/* 16 FP8 codes -> the fp16 patterns of e4m3(code) * 2^-8 (gemm_impl.h; as gemm_avx2.c):
+ * sign-extended codes shifted so the sign lands in bit 15 and the magnitude in bits 13..7.
+ * NaN codes come out as +-1.875 * 2^-8; f8_nan16 gives them the NaN exponent. */
+AI __m256i f8_half16(__m128i codes) {
+    return _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(codes), 7), _mm256_set1_epi16((short)0xbfff));
+}
+AI __m256i f8_nan16(__m256i h) {
+    __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x3f80)), _mm256_set1_epi16(0x3f80));
+    return _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7c00)));
+}
+/* 16 FP8 codes as fp32 times 2^-8, NaN codes included. */
+AI __m512 f8_to_ps(__m128i codes) { return _mm512_cvtph_ps(f8_nan16(f8_half16(codes))); }
+
+/* Bytes per element of the dtypes this file reads. */
+#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
+
+/* 16 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m512 load16(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm512_loadu_ps(p);
+    if (dt == RMU_DT_F8_E4M3) return f8_to_ps(_mm_loadu_si128(p));
     __m256i h = _mm256_loadu_si256(p);
     if (dt == RMU_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
 }
 
-/* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are. */
+/* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are.
+ * F8: times the stored row's scale (per column of a transposed block, per row otherwise). */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    const size_t es = dt == RMU_DT_F32 ? 4 : 2;
+    const size_t es = ESIZE(dt);
+    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
+        float sc[NR] = {0};
+        for (int j = 0; f8 && j < nr; j++) sc[j] = rmu_gemm_f8_scale(B, n0 + j) * RMU_GEMM_F8_UNIT;
         for (; k + 16 <= kc; k += 16) {
             for (int jb = 0; jb < NR; jb += 16) {
+                const __m512 sv = _mm512_loadu_ps(sc + jb);
                 __m512 r[16];
 #pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) {
@@ -286,7 +309,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
                 }
                 transpose16(r);
 #pragma GCC unroll 16
-                for (int t = 0; t < 16; t++) _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+                for (int t = 0; t < 16; t++) {
+                    if (f8) r[t] = _mm512_mul_ps(r[t], sv);
+                    _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+                }
             }
         }
     } else if (nr == NR) {
@@ -294,6 +320,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
             __m512 v0 = load16(dt, row), v1 = load16(dt, row + 16 * es);
             if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
+            if (f8) {
+                __m512 sv = _mm512_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
+                v0 = _mm512_mul_ps(v0, sv), v1 = _mm512_mul_ps(v1, sv);
+            }
             _mm512_store_ps(Bp + (size_t)k * NR, v0);
             _mm512_store_ps(Bp + (size_t)k * NR + 16, v1);
         }
@@ -367,6 +397,14 @@ PACKERS(f32, RMU_DT_F32)
 PACKERS(f16, RMU_DT_F16)
 PACKERS(bf16, RMU_DT_BF16)
 
+/* FP8: no bf16 rounding (its values are exact in bf16, the scale stays fp32); gemm.c never
+ * runs F8 on the bf16-pair kernel, so the pair packer is the generic one. */
+static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
+    (void)NRx, (void)rnd;
+    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
+}
+static void to_f32_f8(float *dst, const void *src, long n) { rmu_to_f32(dst, src, RMU_DT_F8_E4M3, (size_t)n); }
+
 /* ---- rows (decode, small batches): the blocked path's order without packing, as in
  * gemm_avx2.c at twice the width. Sixteen weight rows form a group (one zmm of outputs per row
  * of x); 128-bit loads of rows t, t+4, t+8, t+12 fill the four lanes of a zmm, then 4x4
@@ -398,8 +436,10 @@ AI __m128i pairs8(rmu_dtype dt, const char *row, size_t k) {
     return _mm_loadu_si128((const __m128i *)t);
 }
 
-/* fp32 lanes (kp = 1): v[j] = the 16 rows' element k + 4h + j. */
-AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *const r[16], size_t k, __m512 v[4]) {
+/* fp32 lanes (kp = 1): v[j] = the 16 rows' element k + 4h + j (F8: times sv, the rows'
+ * scales x 2^8, as the packer has them). */
+AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *const r[16], size_t k, __m512 sv,
+                 __m512 v[4]) {
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         if (dt == RMU_DT_BF16) {
@@ -407,6 +447,10 @@ AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *con
             v[t] = _mm512_castsi512_ps(h ? _mm512_unpackhi_epi16(z, raw) : _mm512_unpacklo_epi16(z, raw));
         } else if (dt == RMU_DT_F32) {
             v[t] = _mm512_castsi512_ps(load4x128(r, t, 4 * (k + 4 * h)));
+        } else if (dt == RMU_DT_F8_E4M3) { /* 4 codes of rows t, t+4, t+8, t+12 */
+            int c[4];
+            for (int i = 0; i < 4; i++) memcpy(&c[i], r[t + 4 * i] + k + 4 * h, 4);
+            v[t] = f8_to_ps(_mm_setr_epi32(c[0], c[1], c[2], c[3]));
         } else {
             size_t off = 2 * (k + 4 * h);
             __m128i a = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(r[t] + off)),
@@ -418,6 +462,9 @@ AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *con
         if (rnd) v[t] = round_bf16(v[t]);
     }
     tr4x4(v);
+    if (dt == RMU_DT_F8_E4M3)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) v[j] = _mm512_mul_ps(v[j], sv);
 }
 
 /* k-pairs (kp = 2): v[j] = the 16 rows' pair (k + 2j, k + 2j + 1). */
@@ -432,11 +479,14 @@ AI void quad_pairs(const rmu_dtype dt, const char *const r[16], size_t k, __m512
     tr4x4(v);
 }
 
-/* The 16 rows' element k (fp32) or pair (k, k+1 if k+1 < end, else 0), one at a time (tails). */
-AI __m512 column16(const rmu_dtype dt, const int rnd, const int pairs, const char *const r[16], size_t k, size_t end) {
+/* The 16 rows' element k (fp32) or pair (k, k+1 if k+1 < end, else 0), one at a time (tails;
+ * F8 times its row's scale, sc[i] = sv / 2^8, as the generic packer has it). */
+AI __m512 column16(const rmu_dtype dt, const int rnd, const int pairs, const char *const r[16], const float *sc,
+                   size_t k, size_t end) {
     uint32_t t[16];
     for (int i = 0; i < 16; i++) {
         float f = rmu_gemm_load_f32(r[i], dt, k);
+        if (dt == RMU_DT_F8_E4M3) f *= sc[i];
         if (pairs) {
             uint32_t hi = k + 1 < end ? rmu_f32_to_bf16(rmu_gemm_load_f32(r[i], dt, k + 1)) : 0;
             t[i] = rmu_f32_to_bf16(f) | hi << 16;
@@ -471,8 +521,9 @@ AI void store16(float *y, __m512 s, int nr, int add) {
 
 /* One kc slice [k0, k0+kc) of a group for M rows of x, then into y. pairs: x and the lanes
  * are k-pairs (vdpbf16ps), x as u32 pairs. */
-AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pairs, const char *const r[16], int nr,
-                    int k0, int kc, const void *x, long ldx, float *y, long ldy, int add) {
+AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pairs, const char *const r[16],
+                    const float *sc, __m512 sv, int nr, int k0, int kc, const void *x, long ldx, float *y, long ldy,
+                    int add) {
     const float *xf = x;
     const uint32_t *xp = x;
     RACC(R_DECL)
@@ -492,7 +543,7 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pa
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512 v[4];
-            quad_f32(dt, rnd, h, r, (size_t)k, v);
+            quad_f32(dt, rnd, h, r, (size_t)k, sv, v);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 __m512 w = v[j];
@@ -502,7 +553,7 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pa
         }
     }
     for (; k < end; k += pairs ? 2 : 1) {
-        __m512 w = column16(dt, rnd, pairs, r, (size_t)k, (size_t)end);
+        __m512 w = column16(dt, rnd, pairs, r, sc, (size_t)k, (size_t)end);
         int kk = k;
         RACC(R_OP)
     }
@@ -510,20 +561,27 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pa
 }
 
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs, int n0, int n1, int K, const void *x,
-                long ldx, const void *W, long ldw, float *y, long ldy, int acc) {
-    const size_t rs = (size_t)ldw * (dt == RMU_DT_F32 ? 4 : 2);
+                long ldx, const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    const size_t rs = (size_t)B->ld * ESIZE(dt);
     const int KCS = pairs ? KC_PAIRS : KC_F32;
     for (int n = n0; n < n1; n += 16) {
         const char *r[16];
+        float sc[16] = {0}, su[16] = {0}; /* F8: the rows' scales, and x 2^8 */
         int nr = n1 - n < 16 ? n1 - n : 16; /* rows past n1 repeat the last one; their lanes are dropped */
-        for (int t = 0; t < 16; t++) r[t] = (const char *)W + (size_t)(n + (t < nr ? t : nr - 1)) * rs;
+        for (int t = 0; t < 16; t++) {
+            int i = n + (t < nr ? t : nr - 1);
+            r[t] = (const char *)B->data + (size_t)i * rs;
+            if (dt == RMU_DT_F8_E4M3) sc[t] = rmu_gemm_f8_scale(B, i), su[t] = sc[t] * RMU_GEMM_F8_UNIT;
+        }
+        const __m512 sv = _mm512_loadu_ps(su);
         for (int k0 = 0; k0 < K; k0 += KCS)
-            group_slice(dt, M, rnd, pairs, r, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy, acc || k0 > 0);
+            group_slice(dt, M, rnd, pairs, r, sc, sv, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy,
+                        acc || k0 > 0);
     }
 }
 
 #define ROWS_CASE(DT, RND, PAIRS, MM)                                                                              \
-    case MM: rows_dt(DT, MM, RND, PAIRS, n0, n1, K, x, ldx, W, ldw, y, ldy, acc); break;
+    case MM: rows_dt(DT, MM, RND, PAIRS, n0, n1, K, x, ldx, B, y, ldy, acc); break;
 #define ROWS_SWITCH(DT, RND, PAIRS)                                                                                \
     switch (M) {                                                                                                   \
         ROWS_CASE(DT, RND, PAIRS, 1) ROWS_CASE(DT, RND, PAIRS, 2) ROWS_CASE(DT, RND, PAIRS, 3)                     \
@@ -532,23 +590,26 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs,
     }
 /* fp32 lanes (the avx512 table: FP32 precision, or BF16 precision without AVX512-BF16 -
  * rnd rounds F32/F16 weights) and k-pair lanes (the avx512bf16 table, BF16 precision). */
-#define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const void *x, long ldx, const void *W, long ldw, int rnd,     \
+#define ROWS_FN_F32(NAME, DT)                                                                                      \
+    static void NAME(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd,       \
                      float *y, long ldy, int acc) {                                                              \
-        if (rnd && DT != RMU_DT_BF16) {                                                                           \
+        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
             ROWS_SWITCH(DT, 1, 0)                                                                                 \
         } else {                                                                                                  \
             ROWS_SWITCH(DT, 0, 0)                                                                                 \
         }                                                                                                         \
-    }                                                                                                             \
-    static void NAME##_pairs(int M, int n0, int n1, int K, const void *x, long ldx, const void *W, long ldw,      \
-                             int rnd, float *y, long ldy, int acc) {                                             \
+    }
+#define ROWS_FN(NAME, DT)                                                                                          \
+    ROWS_FN_F32(NAME, DT)                                                                                          \
+    static void NAME##_pairs(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd, \
+                             float *y, long ldy, int acc) {                                                      \
         (void)rnd; /* pairs are always rounded */                                                                 \
         ROWS_SWITCH(DT, 0, 1)                                                                                     \
     }
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
 ROWS_FN(rows_bf16, RMU_DT_BF16)
+ROWS_FN_F32(rows_f8, RMU_DT_F8_E4M3) /* no pair kernel: gemm.c runs F8 on the fp32 table */
 
 void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     memset(isa, 0, sizeof *isa);
@@ -566,4 +627,5 @@ void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, pack_b2_f16, bf16 ? rows_f16_pairs : rows_f16};
     isa->type[RMU_DT_BF16] =
         (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, pack_b2_bf16, bf16 ? rows_bf16_pairs : rows_bf16};
+    isa->type[RMU_DT_F8_E4M3] = (rmu_gemm_type){1, to_f32_f8, pack_b_f8, rmu_gemm_pack_b2_generic, rows_f8};
 }

@@ -31,10 +31,14 @@
 #include "core/dtype.h"
 #include "kernels/gemm.h"
 
-#define RMU_GEMM_NDT 4 /* rows of the type table: indexed by rmu_dtype (F32, F16, BF16; 0 unused) */
+#define RMU_GEMM_NDT 5 /* rows of the type table: indexed by rmu_dtype (F32, F16, BF16, F8_E4M3; 0 unused) */
 
 /* Per element type (ggml's type traits): how B is read. A NULL entry: type unsupported.
- * rnd != 0 rounds the fp32 values to bf16 (BF16 precision with non-BF16 storage). */
+ * rnd != 0 rounds the fp32 values to bf16 (BF16 precision with non-BF16 storage); F8_E4M3
+ * ignores it (its values are exact in bf16) and applies B's scales: its packers and its rows
+ * kernels multiply each element by the scale of its stored row (in fp32, before the element
+ * meets A: the same numbers on both, so F8 rows are row-invariant too). to_f32 converts F8
+ * codes without a scale. */
 typedef struct rmu_gemm_type {
     size_t size; /* bytes per element */
     /* dst[0..n) = src[0..n) as fp32 */
@@ -43,13 +47,14 @@ typedef struct rmu_gemm_type {
     void (*pack_b)(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, int rnd, float *Bp);
     /* bf16 pair panel: -> Bp[ceil(kc/2)][NR] u32 = (B(k, n), B(k+1, n)) rounded to bf16 */
     void (*pack_b2)(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, uint32_t *Bp);
-    /* Few-row forward product (decode, small batches), W stored [N, K]: y[m, n0..n1) (+)= x[m, :] . W[n, :]
-     * for m < M <= rows_max, reading each weight row once for all M rows. Row-invariant: every
-     * output is computed exactly as the blocked path computes it (see "Order" above), so a row's
-     * result is bitwise independent of M and of the other rows. x: M rows of K fp32 (already
-     * rounded in BF16 precision), or on a kp = 2 path in BF16 precision bf16 k-pairs (u32,
-     * ceil(K/2) per row, the odd tail's upper half 0). acc 0: y = x W^T, 1: y += x W^T. */
-    void (*rows)(int M, int n0, int n1, int K, const void *x, long ldx, const void *W, long ldw, int rnd, float *y,
+    /* Few-row forward product (decode, small batches), W = B stored [N, K]: y[m, n0..n1) (+)=
+     * x[m, :] . W[n, :] for m < M <= rows_max, reading each weight row once for all M rows.
+     * Row-invariant: every output is computed exactly as the blocked path computes it (see
+     * "Order" above), so a row's result is bitwise independent of M and of the other rows. x: M
+     * rows of K fp32 (already rounded in BF16 precision), or on a kp = 2 path in BF16 precision
+     * bf16 k-pairs (u32, ceil(K/2) per row, the odd tail's upper half 0; never for F8, whose
+     * products run on the fp32 table). acc 0: y = x W^T, 1: y += x W^T. */
+    void (*rows)(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
                  long ldy, int acc);
 } rmu_gemm_type;
 
@@ -84,11 +89,24 @@ void rmu_gemm_pack_b2_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int n
 /* fp32 -> nearest-even bf16 -> fp32 (quiet NaN kept), as rmu_f32_to_bf16. */
 static inline float rmu_gemm_round_bf16(float f) { return rmu_bf16_to_f32(rmu_f32_to_bf16(f)); }
 
-/* Element i of a B row of type dt as fp32. */
+/* The 256 FP8 E4M3 codes as fp32 (0x7f and 0xff: NaN); read-only, defined in gemm_portable.c. */
+extern const float rmu_gemm_f8_lut[256];
+
+/* Element i of a B row of type dt as fp32 (F8: the code's value, without its scale). */
 static inline float rmu_gemm_load_f32(const void *p, rmu_dtype dt, size_t i) {
     if (dt == RMU_DT_F32) return ((const float *)p)[i];
     if (dt == RMU_DT_BF16) return rmu_bf16_to_f32(((const uint16_t *)p)[i]);
+    if (dt == RMU_DT_F8_E4M3) return rmu_gemm_f8_lut[((const uint8_t *)p)[i]];
     return rmu_f16_to_f32(((const uint16_t *)p)[i]);
 }
+
+/* Scale of stored row r of an F8 B (per row, or the one per-tensor scale). */
+static inline float rmu_gemm_f8_scale(const rmu_gemm_b *B, long r) { return B->scale[B->nscale == 1 ? 0 : r]; }
+
+/* The SIMD paths decode FP8 through the FP16 converter: code c (sign s, 7 magnitude bits m)
+ * as the fp16 bit pattern s << 15 | m << 7 is exactly e4m3(c) * 2^-8, subnormals included
+ * (the 4-bit exponent sits in fp16's 5-bit field, bias 15 instead of 7); 0x7f gets fp16's
+ * NaN exponent. The 2^8 is folded into the scale (RMU_GEMM_F8_UNIT), so no extra multiply. */
+#define RMU_GEMM_F8_UNIT 256.0f
 
 #endif

@@ -1,6 +1,7 @@
 /* gemm_portable.c - the portable C path of gemm.c (any CPU), and the generic packers the
  * SIMD paths fall back on for odd strides and tails. Plain loops the compiler may
  * vectorise; same blocking and packed layouts as the SIMD paths. */
+#include <math.h>
 #include <string.h>
 
 #include "gemm_impl.h"
@@ -8,6 +9,17 @@
 #define PMR 6
 #define PNR 16
 #define PKC 256 /* slice depth (the rows kernel follows it) */
+
+/* E4M3 code b as fp32, a constant expression: (8 + m) 2^e / 1024 for exponent field e > 0
+ * ((1 + m/8) 2^(e-7)), m / 512 for subnormals (m/8 2^-6); 0x7f / 0xff are NaN. */
+#define F8_MAG(b)                                                                        \
+    ((((b) >> 3) & 15) ? (float)(8 + ((b) & 7)) * (float)(1u << (((b) >> 3) & 15)) / 1024.0f \
+                       : (float)((b) & 7) / 512.0f)
+#define F8_VAL(b) (((b) & 0x7f) == 0x7f ? NAN : ((b) & 0x80) ? -F8_MAG(b) : F8_MAG(b))
+#define F8_4(b) F8_VAL(b), F8_VAL((b) + 1), F8_VAL((b) + 2), F8_VAL((b) + 3)
+#define F8_16(b) F8_4(b), F8_4((b) + 4), F8_4((b) + 8), F8_4((b) + 12)
+#define F8_64(b) F8_16(b), F8_16((b) + 16), F8_16((b) + 32), F8_16((b) + 48)
+const float rmu_gemm_f8_lut[256] = {F8_64(0), F8_64(64), F8_64(128), F8_64(192)};
 
 static void ukernel_portable(int ks, const void *Ap_, const void *Bp_, float *C, long ldc, int mr, int nr, int acc) {
     const float *Ap = Ap_, *Bp = Bp_;
@@ -50,12 +62,15 @@ void rmu_gemm_pack_a2_generic(int mr, int kc, const float *A, long rsa, long csa
     }
 }
 
+/* B(k, n) as fp32, F8 scaled. */
 static inline float load_b(const rmu_gemm_b *B, long k, long n) {
     size_t i = B->trans ? (size_t)n * B->ld + k : (size_t)k * B->ld + n;
-    return rmu_gemm_load_f32(B->data, B->dtype, i);
+    float v = rmu_gemm_load_f32(B->data, B->dtype, i);
+    return B->dtype == RMU_DT_F8_E4M3 ? v * rmu_gemm_f8_scale(B, B->trans ? n : k) : v;
 }
 
 void rmu_gemm_pack_b_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, int rnd, float *Bp) {
+    if (B->dtype == RMU_DT_F8_E4M3) rnd = 0; /* the FP8 value and its scale are used as they are */
     for (int k = 0; k < kc; k++) {
         float *d = Bp + (size_t)k * NR;
         for (int j = 0; j < nr; j++) {
@@ -81,17 +96,25 @@ void rmu_gemm_pack_b2_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int n
 }
 
 /* Rows (see gemm_impl.h, "Order"): per output and kc slice, a product then a sum per k in
- * order, as ukernel_portable; a slice of the weight row is converted once for all rows of x. */
-static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float *x, long ldx, const void *W,
-                         long ldw, int rnd, float *y, long ldy, int acc) {
+ * order, as ukernel_portable; a slice of the weight row is converted once for all rows of x
+ * (an F8 element times its row's scale, as load_b gives it to the packer). */
+static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B,
+                         int rnd, float *y, long ldy, int acc) {
     float w[PKC];
     size_t es = rmu_dtype_size(dt);
+    int f8 = dt == RMU_DT_F8_E4M3;
     for (int n = n0; n < n1; n++)
         for (int k0 = 0; k0 < K; k0 += PKC) {
             int kc = K - k0 < PKC ? K - k0 : PKC;
-            rmu_to_f32(w, (const char *)W + ((size_t)n * ldw + k0) * es, dt, kc);
-            if (rnd)
-                for (int k = 0; k < kc; k++) w[k] = rmu_gemm_round_bf16(w[k]);
+            const char *src = (const char *)B->data + ((size_t)n * B->ld + k0) * es;
+            if (f8) {
+                float sc = rmu_gemm_f8_scale(B, n);
+                for (int k = 0; k < kc; k++) w[k] = rmu_gemm_f8_lut[((const uint8_t *)src)[k]] * sc;
+            } else {
+                rmu_to_f32(w, src, dt, kc);
+                if (rnd)
+                    for (int k = 0; k < kc; k++) w[k] = rmu_gemm_round_bf16(w[k]);
+            }
             for (int m = 0; m < M; m++) {
                 const float *xm = x + m * ldx + k0;
                 float s = 0, *ym = y + m * ldy + n;
@@ -103,13 +126,14 @@ static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float
 
 #define TYPE_FNS(NAME, DT)                                                                                       \
     static void to_f32_##NAME(float *dst, const void *src, long n) { rmu_to_f32(dst, src, DT, (size_t)n); }     \
-    static void rows_##NAME(int M, int n0, int n1, int K, const void *x, long ldx, const void *W, long ldw,     \
+    static void rows_##NAME(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B,         \
                             int rnd, float *y, long ldy, int acc) {                                             \
-        rows_generic(DT, M, n0, n1, K, x, ldx, W, ldw, rnd, y, ldy, acc);                                       \
+        rows_generic(DT, M, n0, n1, K, x, ldx, B, rnd, y, ldy, acc);                                            \
     }
 TYPE_FNS(f32, RMU_DT_F32)
 TYPE_FNS(f16, RMU_DT_F16)
 TYPE_FNS(bf16, RMU_DT_BF16)
+TYPE_FNS(f8, RMU_DT_F8_E4M3)
 
 void rmu_gemm_isa_portable(rmu_gemm_isa *isa) {
     memset(isa, 0, sizeof *isa);
@@ -127,4 +151,6 @@ void rmu_gemm_isa_portable(rmu_gemm_isa *isa) {
     isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_f16};
     isa->type[RMU_DT_BF16] =
         (rmu_gemm_type){2, to_f32_bf16, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_bf16};
+    isa->type[RMU_DT_F8_E4M3] =
+        (rmu_gemm_type){1, to_f32_f8, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_f8};
 }

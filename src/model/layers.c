@@ -26,8 +26,14 @@ void rmu_rmsnorm_forward(float *out, float *rstd, const float *x, const rmu_weig
     }
 }
 
+/* W as the GEMM's B (with its FP8 scales), stored [out, in]: trans 1 reads it as [N=out, K=in]. */
+static rmu_gemm_b weight_b(const rmu_weight *W, int trans, rmu_prec prec) {
+    return (rmu_gemm_b){.data = W->data, .dtype = W->dtype, .trans = trans, .ld = (long)W->cols, .prec = prec,
+                        .scale = W->scale, .nscale = (long)W->nscale};
+}
+
 int rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta, rmu_prec prec, rmu_err *e) {
-    rmu_gemm_b b = {W->data, W->dtype, 1, (long)W->cols, prec};
+    rmu_gemm_b b = weight_b(W, 1, prec);
     return rmu_gemm(N, (int)W->rows, (int)W->cols, x, (long)W->cols, 1, &b, y, (long)W->rows, beta, e);
 }
 
@@ -37,8 +43,7 @@ int rmu_linear_forward_multi(float *const *ys, const rmu_weight *const *Ws, int 
     if (nw < 1 || nw > 8) return rmu_errf(e, "linear_forward_multi: %d layers (1..8)", nw);
     for (int j = 0; j < nw; j++) {
         if (Ws[j]->cols != Ws[0]->cols) return rmu_errf(e, "linear_forward_multi: layers with different inputs");
-        jobs[j] = (rmu_gemm_job){{Ws[j]->data, Ws[j]->dtype, 1, (long)Ws[j]->cols, prec}, (int)Ws[j]->rows, ys[j],
-                                 (long)Ws[j]->rows, 0.0f};
+        jobs[j] = (rmu_gemm_job){weight_b(Ws[j], 1, prec), (int)Ws[j]->rows, ys[j], (long)Ws[j]->rows, 0.0f};
     }
     return rmu_gemm_multi(N, (int)Ws[0]->cols, x, (long)Ws[0]->cols, jobs, nw, e);
 }
@@ -139,11 +144,11 @@ int rmu_linear_backward(float *dx, float dx_beta, float *dW, const float *dy, co
     /* resolved here: the dW product's B is x (fp32), yet follows the weight's precision */
     if (prec == RMU_PREC_AUTO) prec = W->dtype == RMU_DT_BF16 ? RMU_PREC_BF16 : RMU_PREC_FP32;
     if (dx) { /* dx[N,in] = dy[N,out] W[out,in]: W read as B stored [K=out, N=in] */
-        rmu_gemm_b b = {W->data, W->dtype, 0, (long)in, prec};
+        rmu_gemm_b b = weight_b(W, 0, prec);
         if (rmu_gemm(N, in, out, dy, out, 1, &b, dx, in, dx_beta, e)) return -1;
     }
     if (dW) { /* dW[out,in] += dy^T x: A = dy^T through strides, B = x stored [K=N, in] */
-        rmu_gemm_b b = {x, RMU_DT_F32, 0, (long)in, prec};
+        rmu_gemm_b b = {.data = x, .dtype = RMU_DT_F32, .trans = 0, .ld = (long)in, .prec = prec};
         if (rmu_gemm(out, in, N, dy, 1, out, &b, dW, in, 1.0f, e)) return -1;
     }
     return 0;

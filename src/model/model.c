@@ -53,13 +53,90 @@ static void fill_slots(rmu_model *m, slot *s) {
 #undef SLOT
 }
 
+/* "[a, b]" of a tensor's shape into buf. */
+static const char *shape_str(const rmu_st_tensor *t, char *buf, size_t cap) {
+    size_t l = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < t->ndim && l < cap; d++)
+        l += (size_t)snprintf(buf + l, cap - l, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    if (l < cap) snprintf(buf + l, cap - l, "]");
+    return buf;
+}
+
+/* The scales of FP8 weight slot s (tensor NAME.weight -> NAME.weight_scale) into
+ * m->scales + *off as fp32, checked against the configured strategy; NAME.input_scale, if
+ * any, is marked used (ignored: weight-only). */
+static int bind_fp8(rmu_model *m, const slot *s, char *used, size_t *off, rmu_err *e) {
+    const rmu_config *c = &m->cfg;
+    if (c->quant == RMU_QUANT_NONE)
+        return rmu_errf(e, "%s: tensor %s is FP8 (F8_E4M3) but config.json has no FP8 quantization_config", m->dir,
+                        s->name);
+    if (!s->rows || s->w == &m->embed)
+        return rmu_errf(e, "%s: tensor %s is FP8 (F8_E4M3); only the decoder layers' linear weights and lm_head may "
+                        "be", m->dir, s->name);
+    char sname[160], iname[160], shp[128];
+    size_t stem = strlen(s->name) - strlen("weight"); /* every slot name ends in "weight" */
+    snprintf(sname, sizeof sname, "%s_scale", s->name);
+    snprintf(iname, sizeof iname, "%.*sinput_scale", (int)stem, s->name);
+    const rmu_st_tensor *t = rmu_st_get(&m->st, sname), *in = rmu_st_get(&m->st, iname);
+    if (in) used[in - m->st.tensors] = 1;
+    if (!t) return rmu_errf(e, "%s: missing tensor %s (the scales of FP8 weight %s)", m->dir, sname, s->name);
+    used[t - m->st.tensors] = 1;
+    if (t->dtype != RMU_DT_F32 && t->dtype != RMU_DT_F16 && t->dtype != RMU_DT_BF16)
+        return rmu_errf(e, "%s: tensor %s has dtype %s; FP8 scales must be F32, F16 or BF16", m->dir, sname,
+                        rmu_dtype_name(t->dtype));
+    int chan = c->quant == RMU_QUANT_FP8_CHANNEL;
+    int ok = chan ? ((t->ndim == 2 && t->shape[0] == s->rows && t->shape[1] == 1) ||
+                     (t->ndim == 1 && t->shape[0] == s->rows))
+                  : (t->ndim == 0 || (t->ndim == 1 && t->shape[0] == 1));
+    if (!ok)
+        return rmu_errf(e, "%s: tensor %s has shape %s; quantization_config (%s scales) implies [%lld, 1]%s", m->dir,
+                        sname, shape_str(t, shp, sizeof shp), chan ? "per-channel" : "per-tensor",
+                        chan ? (long long)s->rows : 1LL, chan ? "" : " or []");
+    int64_t n = chan ? s->rows : 1;
+    float *dst = m->scales + *off;
+    rmu_to_f32(dst, t->data, t->dtype, (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]))
+            return rmu_errf(e, "%s: %s[%lld] is %g; FP8 scales must be finite", m->dir, sname, (long long)i, dst[i]);
+    s->w->scale = dst;
+    s->w->nscale = n;
+    *off += (size_t)n;
+    return 0;
+}
+
+/* Why tensor t is not part of the model, for the error message. */
+static void unexpected(const rmu_model *m, const rmu_st_tensor *t, rmu_err *e) {
+    const char *sfx[2] = {"weight_scale", "input_scale"};
+    for (int k = 0; k < 2; k++) {
+        size_t n = strlen(t->name), ls = strlen(sfx[k]);
+        if (n <= ls || strcmp(t->name + n - ls, sfx[k])) continue;
+        char wname[160];
+        snprintf(wname, sizeof wname, "%.*sweight", (int)(n - ls), t->name);
+        const rmu_st_tensor *w = rmu_st_get(&m->st, wname);
+        if (w && w->dtype != RMU_DT_F8_E4M3) {
+            rmu_errf(e, "%s: unexpected tensor %s: %s is %s, not FP8 (F8_E4M3)", m->dir, t->name, wname,
+                     rmu_dtype_name(w->dtype));
+            return;
+        }
+    }
+    rmu_errf(e, "%s: unexpected tensor %s (not part of a %s model with %d layers)", m->dir, t->name,
+             m->cfg.model_type, m->cfg.n_layers);
+}
+
 static int bind_slots(rmu_model *m, rmu_err *e) {
     int ns = n_slots(&m->cfg);
     slot *s = calloc(ns, sizeof *s);
     char *used = calloc(m->st.ntensors ? m->st.ntensors : 1, 1);
     int rc = -1;
+    size_t soff = 0;
     if (!s || !used) { rmu_errf(e, "%s: out of memory", m->dir); goto out; }
     fill_slots(m, s);
+    for (int i = 0; i < m->st.ntensors && !m->scales; i++) {
+        if (m->st.tensors[i].dtype != RMU_DT_F8_E4M3) continue;
+        size_t n = 0; /* room for a scale per row of every matrix */
+        for (int k = 0; k < ns; k++) n += (size_t)s[k].rows;
+        if (!(m->scales = malloc(sizeof(float) * (n ? n : 1)))) { rmu_errf(e, "%s: out of memory", m->dir); goto out; }
+    }
     for (int i = 0; i < ns; i++) {
         const rmu_st_tensor *t = rmu_st_get(&m->st, s[i].name);
         int is_head = s[i].w == &m->lm_head;
@@ -74,21 +151,14 @@ static int bind_slots(rmu_model *m, rmu_err *e) {
         int ok = s[i].rows ? (t->ndim == 2 && t->shape[0] == s[i].rows && t->shape[1] == s[i].cols)
                            : (t->ndim == 1 && t->shape[0] == s[i].cols);
         if (!ok) {
-            char got[128] = "", exp[64];
-            for (int d = 0; d < t->ndim; d++) {
-                size_t l = strlen(got);
-                snprintf(got + l, sizeof got - l, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            }
+            char got[128], exp[64];
             if (s[i].rows) snprintf(exp, sizeof exp, "[%lld, %lld]", (long long)s[i].rows, (long long)s[i].cols);
             else snprintf(exp, sizeof exp, "[%lld]", (long long)s[i].cols);
-            rmu_errf(e, "%s: tensor %s has shape [%s], config.json implies %s", m->dir, s[i].name, got, exp);
+            rmu_errf(e, "%s: tensor %s has shape %s, config.json implies %s", m->dir, s[i].name,
+                     shape_str(t, got, sizeof got), exp);
             goto out;
         }
-        if (t->dtype == RMU_DT_F8_E4M3) { /* needs its scales: see the FP8 loading (quantization_config) */
-            rmu_errf(e, "%s: tensor %s is FP8 (F8_E4M3) but config.json has no FP8 quantization_config", m->dir,
-                     s[i].name);
-            goto out;
-        }
+        if (t->dtype == RMU_DT_F8_E4M3 && bind_fp8(m, &s[i], used, &soff, e)) goto out;
         s[i].w->data = t->data;
         s[i].w->dtype = t->dtype;
         s[i].w->rows = s[i].rows ? s[i].rows : 1;
@@ -97,8 +167,7 @@ static int bind_slots(rmu_model *m, rmu_err *e) {
     for (int i = 0; i < m->st.ntensors; i++) {
         /* rotary inv_freq buffers appear in some older checkpoints: harmless */
         if (!used[i] && !strstr(m->st.tensors[i].name, "rotary_emb.inv_freq")) {
-            rmu_errf(e, "%s: unexpected tensor %s (not part of a %s model with %d layers)", m->dir,
-                     m->st.tensors[i].name, m->cfg.model_type, m->cfg.n_layers);
+            unexpected(m, &m->st.tensors[i], e);
             goto out;
         }
     }
@@ -127,7 +196,9 @@ void rmu_model_free(rmu_model *m) {
     if (!m) return;
     rmu_st_close(&m->st);
     free(m->layers);
+    free(m->scales);
     m->layers = NULL;
+    m->scales = NULL;
 }
 
 void rmu_model_set_precision(rmu_model *m, rmu_prec p) { m->precision = p; }
@@ -145,7 +216,17 @@ rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name) {
     return w;
 }
 
-static size_t wbytes(const rmu_weight *w) { return (size_t)w->rows * w->cols * rmu_dtype_size(w->dtype); }
+static size_t wbytes(const rmu_weight *w) {
+    return (size_t)w->rows * w->cols * rmu_dtype_size(w->dtype) + (size_t)w->nscale * sizeof(float);
+}
+
+void rmu_weight_row_f32(const rmu_weight *w, int64_t row, float *dst) {
+    size_t es = rmu_dtype_size(w->dtype);
+    rmu_to_f32(dst, (const char *)w->data + (size_t)row * (size_t)w->cols * es, w->dtype, (size_t)w->cols);
+    if (w->dtype != RMU_DT_F8_E4M3) return;
+    float sc = w->scale[w->nscale == 1 ? 0 : row];
+    for (int64_t i = 0; i < w->cols; i++) dst[i] *= sc;
+}
 
 size_t rmu_model_weight_bytes(const rmu_model *m) {
     size_t b = wbytes(&m->embed) + wbytes(&m->final_norm);

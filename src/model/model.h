@@ -2,8 +2,17 @@
  * forward pass with a KV cache. Prefix rmu_model_ (weights) and rmu_state_ (run state).
  *
  * Weights are pointers into the safetensors mmap (no copy); every matmul reads them in
- * their file dtype (F32/F16/BF16) and computes in the model's precision (bf16 products with
- * fp32 sums for BF16 weights by default, or exact fp32; rmu_model_set_precision). */
+ * their file dtype (F32/F16/BF16, or F8_E4M3 with fp32 scales) and computes in the model's
+ * precision (bf16 products with fp32 sums for BF16 weights by default, or exact fp32;
+ * rmu_model_set_precision).
+ *
+ * FP8 folders (config.json quantization_config: compressed-tensors "float-quantized" with
+ * channel or tensor weight scales, or quant_method "fp8"): a linear weight W stored as
+ * F8_E4M3 needs W's "<name>_scale" tensor (model.layers.0.mlp.up_proj.weight_scale): [out, 1]
+ * or [out] for channel scales, [] or [1] per tensor, in F32/F16/BF16; the scales are kept
+ * as fp32 (rmu_model.scales) and the kernels apply them. Static "input_scale" tensors are
+ * ignored (weight-only: activations stay fp32/bf16; rmu_config.quant_note says so). Only the
+ * decoder layers' linear weights and an untied lm_head may be FP8. */
 #ifndef RMU_MODEL_H
 #define RMU_MODEL_H
 
@@ -21,6 +30,8 @@ typedef struct rmu_weight {
     const void *data;
     rmu_dtype dtype;
     int64_t rows, cols;
+    const float *scale; /* F8_E4M3 only: nscale fp32 scales, one per row (nscale = rows) or one */
+    int64_t nscale;
 } rmu_weight;
 
 typedef struct rmu_layer {
@@ -38,6 +49,7 @@ typedef struct rmu_model {
     rmu_weight lm_head;     /* [V, C]; == embed when tied */
     rmu_layer *layers;      /* [n_layers] */
     rmu_prec precision;     /* of every matmul; AUTO (the default): bf16 iff the weight is BF16 */
+    float *scales;          /* the FP8 weights' scales as fp32 (NULL without FP8 weights) */
     char dir[4096];
 } rmu_model;
 
@@ -51,8 +63,10 @@ void rmu_model_set_precision(rmu_model *m, rmu_prec p);
 /* HF name of a weight, e.g. "model.layers.3.mlp.down_proj.weight"; returns a pointer into
  * the model (lets train/unlearn swap a weight's data for an fp32 master copy). */
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);
-/* Bytes of all weights (what one decode step reads). */
+/* Bytes of all weights (what one decode step reads), FP8 scales included. */
 size_t rmu_model_weight_bytes(const rmu_model *m);
+/* Row `row` of w as fp32 values (an FP8 row times its scale): dst[w->cols]. */
+void rmu_weight_row_f32(const rmu_weight *w, int64_t row, float *dst);
 
 /* Phases of an inference forward pass, for profiling (rmu_state.prof). The matmul phases
  * (QKV, WO, GATE_UP, DOWN, LOGITS) are GEMVs in decode; the rest is everything else. */

@@ -291,6 +291,9 @@ out:
 }
 
 rmu_model *rmu_ft_model(rmu_ft *h) { return &h->m; }
+long rmu_ft_done(const rmu_ft *h) { return h->s; }
+long rmu_ft_total(const rmu_ft *h) { return h->total; }
+const char *rmu_ft_work_dir(const rmu_ft *h) { return h->work; }
 
 void rmu_ft_close(rmu_ft *h) {
     if (!h) return;
@@ -312,6 +315,9 @@ static int open_inputs(rmu_ft *h, rmu_err *e) {
     rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     const rmu_config *c = &h->m.cfg;
+    if (o->out_dtype != RMU_DT_INVALID && c->quant != RMU_QUANT_NONE) /* FP8 codes are no values without scales */
+        return rmu_errf(e, "out_dtype: %s is an FP8 model (quantization_config): its tensors keep their dtypes",
+                        o->model_dir);
     if (o->seq_len > c->max_position_embeddings && c->max_position_embeddings > 0)
         return rmu_errf(e, "seq_len: %d exceeds max_position_embeddings %d of %s", o->seq_len,
                         c->max_position_embeddings, o->model_dir);
@@ -330,6 +336,7 @@ static int open_inputs(rmu_ft *h, rmu_err *e) {
         rmu_data_docs docs;
         if (!(h->tok = rmu_tok_load(o->model_dir, e)) || rmu_check_tokenizer(&h->m, h->tok, e)) return -1;
         if (rmu_data_read(&docs, o->data, o->field, e)) return rmu_err_prefix(e, "data");
+        while (o->max_docs > 0 && docs.n > (size_t)o->max_docs) free(docs.text[--docs.n]);
         int eos = rmu_tok_eos_id(h->tok) >= 0 ? rmu_tok_eos_id(h->tok) : c->eos_id;
         int rc = rmu_data_tokenize(&h->data, &docs, h->tok, rmu_tok_add_bos(h->tok), eos, o->seq_len, o->pack, e);
         rmu_data_docs_free(&docs);

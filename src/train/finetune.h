@@ -38,6 +38,7 @@ typedef struct rmu_ft_opts {
     const char *model_dir, *out_dir;
     const char *data;       /* comma-separated corpus files (src/train/data.h formats) */
     const char *field;      /* JSON text field; NULL = "text" */
+    long max_docs;          /* > 0: only the first max_docs documents of the corpus (file order) */
     const char *trainable;  /* glob patterns; NULL = every tensor */
     const char *log_path;   /* JSONL, one object per step: step, loss, lr, grad_norm, tokens_per_s
                              * and step_s (this step's compute), tokens, epoch; NULL = none. On
@@ -100,6 +101,12 @@ int rmu_ft_finish(rmu_ft *h, rmu_ft_result *r, rmu_err *e);
 void rmu_ft_close(rmu_ft *h);
 /* The live model: trainable tensors on their current fp32 masters (in-process evaluation). */
 rmu_model *rmu_ft_model(rmu_ft *h);
+/* Steps done (right after open: the step a resumed run continues from; total when OUT was
+ * already complete) and the run's total. */
+long rmu_ft_done(const rmu_ft *h);
+long rmu_ft_total(const rmu_ft *h);
+/* The work folder W (OUT.rmu-work): its subfolders travel into OUT when the run finishes. */
+const char *rmu_ft_work_dir(const rmu_ft *h);
 
 /* open, step until done, finish (or the gradient dump of dump_grads), close. */
 int rmu_ft_run(const rmu_ft_opts *o, rmu_ft_note_fn note, rmu_ft_step_fn step, void *ud, rmu_ft_result *r,

@@ -26,9 +26,13 @@ static int name_layer(const char *name, int nl) {
     return nl;
 }
 
-/* Tensors of the checkpoint that are model parameters (as HF's state dict sees them). */
+/* Tensors of the checkpoint that are model parameters (as HF's state dict sees them; FP8
+ * scales are quantization metadata, not parameters). */
 static int eligible(const rmu_model *m, const char *name) {
     if (strstr(name, "rotary_emb.inv_freq")) return 0;
+    size_t n = strlen(name);
+    if ((n > 12 && !strcmp(name + n - 12, "weight_scale")) || (n > 11 && !strcmp(name + n - 11, "input_scale")))
+        return 0;
     if (m->cfg.tie_word_embeddings && !strcmp(name, "lm_head.weight")) return 0;
     return 1;
 }
@@ -74,6 +78,12 @@ static int select_params(rmu_tr *tr, rmu_err *e) {
             free(hits);
             rmu_glob_free(&g);
             return rmu_errf(e, "%s: tensor %s is not a weight of the model", m->dir, name);
+        }
+        if (p->w->dtype == RMU_DT_F8_E4M3) { /* frozen FP8 weights are fine (forward, dX); trainable ones not */
+            free(hits);
+            rmu_glob_free(&g);
+            return rmu_errf(e, "%s: %s is FP8 (F8_E4M3); training FP8 weights is not supported (frozen ones are: "
+                            "leave it out, or train a BF16/F32 copy and quantize the result)", field, name);
         }
         p->orig = p->w->data;
         p->orig_dtype = p->w->dtype;

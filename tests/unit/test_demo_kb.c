@@ -306,12 +306,18 @@ static void test_demo_outputs(void **st) {
     assert_true(c.unlearn[0] == 80.5 && c.unlearn[1] == 40.25 && c.retain[100] == 1.5);
     c.n = 2;
     rmu_demo_result r = {
-        .acc = {{1.0, 0.25}, {0.99, 0.975}}, .n_questions = {240, 240}, .chance = 0.25, .seconds = 12.3};
+        .acc = {{1.0, 0.25}, {0.99, 0.975}}, .n_questions = {240, 240}, .chance = 0.25, .seconds = 12.3,
+        .n_split = {120, 120}, .split = {{1.0, 0.25}, {1.0, 0.25}}, .rl_samples = 10,
+        .relearn = {.acc = {0.625, 0.95}, .split = {0.75, 0.5}, .recovered = {0.5, -1.666667}},
+        .ablate = {.acc = {0.4375, 0.99}, .split = {0.4375, 0.4375}, .recovered = {0.25, 1.0}},
+        .rl_npoints = 2, .rl_step = {0, 30}, .rl_curve = {{0.25, 0.25, 0.975}, {0.75, 0.5, 0.95}}};
     char *t = rmu_demo_table(&r);
     assert_non_null(t);
-    assert_non_null(strstr(t, "|-------------------------------------|----------:|-------:|-------:|-------:|-------:|\n"));
-    assert_non_null(strstr(t, "| forget: creatures of the Vell marsh |       240 | 100.0% |  25.0% |  -75.0 |"));
-    assert_non_null(strstr(t, "| retain: towns of the Ardent coast   |       240 |  99.0% |  97.5% |   -1.5 |"));
+    assert_non_null(strstr(t, "|-------------------------------------|----------:|-------:|-------:|-------:|--------:|-------:|-------:|\n"));
+    assert_non_null(strstr(t, "| forget: creatures of the Vell marsh |       240 | 100.0% |  25.0% |  -75.0 |   62.5% |  43.8% |  25.0% |"));
+    assert_non_null(strstr(t, "|   named in the 10 relearning texts  |       120 | 100.0% |  25.0% |  -75.0 |   75.0% |  43.8% |"));
+    assert_non_null(strstr(t, "| retain: towns of the Ardent coast   |       240 |  99.0% |  97.5% |   -1.5 |   95.0% |  99.0% |"));
+    assert_non_null(strstr(t, "relearn 0.50, ablate 0.25"));
     free(t);
     snprintf(path, sizeof path, "%s/unlearn.svg", dir);
     assert_int_equal(rmu_demo_write_svg(path, &c, &r, &e), 0);
@@ -331,6 +337,8 @@ static void test_demo_outputs(void **st) {
     assert_non_null(strstr(js, "\"after\": 0.975"));
     assert_non_null(strstr(js, "\"chance\": 0.25"));
     assert_non_null(strstr(js, "\"seconds\": 12.3"));
+    assert_non_null(strstr(js, "\"attacks\": {"));
+    assert_non_null(strstr(js, "\"recovered\": 0.5"));
     free(js);
     unlink(path);
     rmu_demo_curve_free(&c);
