@@ -15,13 +15,13 @@ CFLAGS  ?= $(OPT) -g
 WARN     = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 # -ffp-contract=off keeps the portable path bit-stable across compilers; SIMD paths use
 # explicit FMA intrinsics where they want it.
-BASEFLAGS = -std=c11 -D_GNU_SOURCE $(MPIFLAGS) -fopenmp -ffp-contract=off $(WARN) -Isrc -Iinclude -MMD -MP
-LDLIBS   = -ljansson -lcurl -lm -fopenmp -lpthread
+BASEFLAGS = -std=c11 -D_GNU_SOURCE $(MPIFLAGS) -fopenmp -ffp-contract=off $(WARN) -Isrc -Iinclude -I$(BUILD)/gen -MMD -MP
+LDLIBS   = -ljansson -lcurl -lmicrohttpd -lm -fopenmp -lpthread
 SIMD_AVX512 = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c -mavx2
 SIMD_AVX2   = -mavx2 -mfma -mf16c
 
 LIB_SRC  = $(sort $(wildcard src/core/*.c src/io/*.c src/tokenizer/*.c src/kernels/*.c \
-                           src/model/*.c src/train/*.c src/eval/*.c src/attack/*.c))
+                           src/model/*.c src/train/*.c src/eval/*.c src/attack/*.c src/serve/*.c))
 CLI_SRC  = $(sort $(wildcard src/cli/*.c))
 # Applications on top of the library: linked into the rmu binary only, never into librmu.a.
 APP_SRC  = $(sort $(wildcard src/app/demo/*.c))
@@ -45,6 +45,15 @@ $(BUILD)/%_avx2.o: %_avx2.c
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -c $< -o $@
+
+# The chat page of `rmu serve` is compiled in: src/serve/page.html as a C byte array.
+$(BUILD)/gen/serve/page_html.h: src/serve/page.html
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from src/serve/page.html by the Makefile */'; \
+	   echo 'static const unsigned char rmu_page_html[] = {'; \
+	   od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	   echo '};'; echo 'static const unsigned int rmu_page_html_len = sizeof rmu_page_html;'; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/src/serve/http.o: $(BUILD)/gen/serve/page_html.h
 
 $(BUILD)/librmu.a: $(LIB_OBJ)
 	@rm -f $@
@@ -104,7 +113,7 @@ $(SIMDE_DIR)/tests/test_%: tests/unit/test_%.c $(SIMDE_OBJ)
 FUZZ_CORE = $(wildcard src/core/*.c)
 FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude
 fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_tokenizer build-fuzz/fuzz_jinja build-fuzz/fuzz_gguf \
-      build-fuzz/fuzz_config build-fuzz/fuzz_jsonl build-fuzz/fuzz_csv
+      build-fuzz/fuzz_config build-fuzz/fuzz_jsonl build-fuzz/fuzz_csv build-fuzz/fuzz_request
 build-fuzz/fuzz_safetensors: tests/fuzz/fuzz_safetensors.c src/io/safetensors.c $(FUZZ_CORE)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
@@ -129,6 +138,11 @@ build-fuzz/fuzz_jsonl: tests/fuzz/fuzz_jsonl.c src/train/data.c src/eval/mcq.c s
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
 build-fuzz/fuzz_csv: tests/fuzz/fuzz_csv.c src/eval/mcq.c $(FUZZ_CORE)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
+# OpenAI request bodies -> validated requests -> token ids (api.c with the tokenizer and
+# chat templates it renders).
+build-fuzz/fuzz_request: tests/fuzz/fuzz_request.c src/serve/api.c $(wildcard src/tokenizer/*.c) $(FUZZ_CORE)
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $^ -ljansson -lm
 

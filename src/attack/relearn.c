@@ -24,17 +24,13 @@
 
 void rmu_relearn_defaults(rmu_relearn_opts *o) {
     memset(o, 0, sizeof *o);
-    o->samples = 10;
-    o->epochs = 3;
-    o->batch_size = 1;
-    o->seq_len = 1024;
-    o->pack = 0;
-    o->lr = 5e-5;
-    o->weight_decay = 0.01;
-    o->clip = 1.0;
-    o->schedule = RMU_SCHED_LINEAR;
-    o->seed = 42;
-    o->keep_checkpoints = 2;
+    rmu_ft_defaults(&o->train); /* then the paper's SFT recipe where it differs */
+    o->train.max_docs = 10;
+    o->train.epochs = 3;
+    o->train.batch_size = 1;
+    o->train.seq_len = 1024;
+    o->train.pack = 0;
+    o->train.weight_decay = 0.01;
 }
 
 void rmu_relearn_result_free(rmu_relearn_result *r) {
@@ -290,16 +286,18 @@ static int point(run *R, long step, rmu_err *e) {
 }
 
 /* What a resumed run must share (the data by content: the samples' hashes, not its path). */
-static json_t *settings_json(const rmu_relearn_opts *o, const rmu_report *rep, json_t *shas) {
-    return json_pack("{s:I, s:o, s:s, s:I, s:f, s:i, s:i, s:b, s:f, s:f, s:f, s:I, s:s, s:I, s:o, s:I, s:b}",
-                     "samples", (json_int_t)o->samples, "samples_sha256", shas, "field",
+static json_t *settings_json(const rmu_relearn_opts *ro, const rmu_report *rep, json_t *shas) {
+    const rmu_ft_opts *o = &ro->train;
+    return json_pack("{s:I, s:o, s:s, s:I, s:f, s:i, s:i, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:s, s:I, s:o, s:I, s:b}",
+                     "samples", (json_int_t)o->max_docs, "samples_sha256", shas, "field",
                      o->field ? o->field : "text", "steps", (json_int_t)o->steps, "epochs", o->epochs, "batch_size",
                      o->batch_size, "seq_len", o->seq_len, "pack", o->pack, "lr", o->lr, "weight_decay",
-                     o->weight_decay, "clip", o->clip, "warmup", (json_int_t)o->warmup, "schedule",
+                     o->weight_decay, "clip", o->clip, "adam_beta1", o->beta1, "adam_beta2", o->beta2, "adam_eps",
+                     o->eps, "warmup", (json_int_t)o->warmup, "schedule",
                      o->schedule == RMU_SCHED_CONSTANT ? "constant" : o->schedule == RMU_SCHED_COSINE ? "cosine"
                                                                                                       : "linear",
                      "seed", (json_int_t)o->seed, "eval", rmu_report_settings(rep), "eval_every",
-                     (json_int_t)o->eval_every, "save_models", o->save_models);
+                     (json_int_t)ro->eval_every, "save_models", ro->save_models);
 }
 
 /* Fills the result's level arrays from the curve. */
@@ -325,7 +323,7 @@ static json_t *result_json(const run *R, const rmu_relearn_result *r) {
         json_array_append_new(pts, json_pack("{s:I, s:o}", "step", (json_int_t)r->steps[i], "acc",
                                              acc_obj(&r->rep, r->acc + (size_t)i * r->rep.nkeys)));
     return json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:I, s:o, s:o, s:f}", "attack", "relearn", "model",
-                     R->o->model_dir, "data", R->o->data, "output", R->o->out_dir, "settings", R->settings, "steps",
+                     R->o->train.model_dir, "data", R->o->train.data, "output", R->o->train.out_dir, "settings", R->settings, "steps",
                      (json_int_t)r->total_steps, "start_step", (json_int_t)r->start_step, "curve", pts, "accuracy",
                      rmu_report_json(&r->rep, r->base, r->unlearned, r->final), "seconds", r->seconds);
 }
@@ -333,10 +331,10 @@ static json_t *result_json(const run *R, const rmu_relearn_result *r) {
 /* OUT was finished by an earlier run with these settings: its relearn.json is the result. */
 static int load_finished(run *R, rmu_err *e) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/attack/relearn.json", R->o->out_dir);
+    snprintf(path, sizeof path, "%s/attack/relearn.json", R->o->train.out_dir);
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
-    if (!j) return rmu_errf(e, "out_dir: %s is complete but %s cannot be read (%s)", R->o->out_dir, path, je.text);
+    if (!j) return rmu_errf(e, "out_dir: %s is complete but %s cannot be read (%s)", R->o->train.out_dir, path, je.text);
     int rc = 0;
     if (!json_equal(json_object_get(j, "settings"), R->settings))
         rc = settings_differ(R->settings, json_object_get(j, "settings"), path, e);
@@ -353,14 +351,14 @@ static int load_finished(run *R, rmu_err *e) {
     return rc;
 }
 
-static int read_samples(const rmu_relearn_opts *o, json_t **shas, rmu_err *e) {
+static int read_samples(const rmu_ft_opts *o, json_t **shas, rmu_err *e) {
     rmu_data_docs d;
     if (rmu_data_read(&d, o->data, o->field, e)) return rmu_err_prefix(e, "data");
     int rc = 0;
-    if (d.n < (size_t)o->samples)
-        rc = rmu_errf(e, "samples: %ld texts requested, %s holds %zu", o->samples, o->data, d.n);
+    if (d.n < (size_t)o->max_docs)
+        rc = rmu_errf(e, "max_docs: %ld texts requested, %s holds %zu", o->max_docs, o->data, d.n);
     *shas = json_array();
-    for (size_t i = 0; i < (size_t)o->samples && !rc; i++) {
+    for (size_t i = 0; i < (size_t)o->max_docs && !rc; i++) {
         char hex[65];
         rmu_sha256_hex(d.text[i], d.len[i], hex);
         json_array_append_new(*shas, json_string(hex));
@@ -372,12 +370,13 @@ static int read_samples(const rmu_relearn_opts *o, json_t **shas, rmu_err *e) {
 int rmu_relearn_run(const rmu_relearn_opts *o, const rmu_relearn_hooks *h, rmu_relearn_result *r, rmu_err *e) {
     memset(r, 0, sizeof *r);
     double t0 = rmu_now_s();
-    if (!o->model_dir || !o->out_dir || !o->data) return rmu_errf(e, "model_dir, data and out_dir are required");
-    if (o->samples < 1) return rmu_errf(e, "samples: %ld is out of range (at least 1)", o->samples);
+    const rmu_ft_opts *t = &o->train;
+    if (!t->model_dir || !t->out_dir || !t->data) return rmu_errf(e, "model_dir, data and out_dir are required");
+    if (t->max_docs < 1) return rmu_errf(e, "max_docs: %ld is out of range (at least 1)", t->max_docs);
     if (o->eval_every < 0) return rmu_errf(e, "eval_every: %ld is out of range", o->eval_every);
     if (o->n_suites < 1) return rmu_errf(e, "eval: at least one evaluation (tasks and data) is needed");
-    if (rmu_hf_same_dir(o->out_dir, o->model_dir))
-        return rmu_errf(e, "out_dir: %s is the input model folder; write to another folder", o->out_dir);
+    if (rmu_hf_same_dir(t->out_dir, t->model_dir))
+        return rmu_errf(e, "out_dir: %s is the input model folder; write to another folder", t->out_dir);
     run R = {.o = o, .h = h, .r = r};
     json_t *shas = NULL;
     int rc = -1;
@@ -387,7 +386,7 @@ int rmu_relearn_run(const rmu_relearn_opts *o, const rmu_relearn_hooks *h, rmu_r
         rmu_errf(e, "out of memory");
         goto out;
     }
-    if (read_samples(o, &shas, e)) goto out;
+    if (read_samples(t, &shas, e)) goto out;
     R.settings = settings_json(o, &r->rep, shas);
     shas = NULL;
     /* a base folder is checked now and evaluated once the run is open (hours on a big model:
@@ -407,19 +406,12 @@ int rmu_relearn_run(const rmu_relearn_opts *o, const rmu_relearn_hooks *h, rmu_r
         }
         if (base_dir) rmu_model_free(&bm);
     }
-    rmu_ft_opts fo;
-    rmu_ft_defaults(&fo);
-    fo.model_dir = o->model_dir, fo.out_dir = o->out_dir, fo.data = o->data, fo.field = o->field;
-    fo.max_docs = o->samples, fo.trainable = o->trainable, fo.log_path = o->log_path;
-    fo.steps = o->steps, fo.epochs = o->epochs > 0 ? o->epochs : 1;
-    fo.batch_size = o->batch_size, fo.seq_len = o->seq_len, fo.pack = o->pack;
-    fo.lr = o->lr, fo.weight_decay = o->weight_decay, fo.clip = o->clip, fo.warmup = o->warmup;
-    fo.schedule = o->schedule, fo.seed = o->seed;
-    fo.save_every = o->save_every, fo.keep_checkpoints = o->keep_checkpoints > 0 ? o->keep_checkpoints : 2;
-    fo.resume = o->resume, fo.overwrite = o->overwrite;
+    rmu_ft_opts fo = *t;
+    if (!(fo.epochs > 0)) fo.epochs = 1;
+    if (fo.keep_checkpoints < 1) fo.keep_checkpoints = 2;
     if (!(R.ft = rmu_ft_open(&fo, h ? h->note : NULL, h ? h->ud : NULL, e))) goto out;
     long done = rmu_ft_done(R.ft), total = rmu_ft_total(R.ft);
-    r->start_step = done, r->total_steps = total, r->samples = o->samples;
+    r->start_step = done, r->total_steps = total, r->samples = t->max_docs;
     snprintf(R.dir, sizeof R.dir, "%s/attack", rmu_ft_work_dir(R.ft));
     snprintf(R.curve_path, sizeof R.curve_path, "%s/curve.jsonl", R.dir);
     if (done == total && done > 0 && !rmu_file_exists(R.curve_path)) { /* OUT finished earlier */
@@ -435,7 +427,7 @@ int rmu_relearn_run(const rmu_relearn_opts *o, const rmu_relearn_hooks *h, rmu_r
         rmu_err_prefix(e, "base");
         goto out;
     }
-    if (!(R.tok = rmu_tok_load(o->model_dir, e)) || view_init(&R.v, rmu_ft_model(R.ft), e)) goto out;
+    if (!(R.tok = rmu_tok_load(t->model_dir, e)) || view_init(&R.v, rmu_ft_model(R.ft), e)) goto out;
     if (done == 0) {
         json_t *hdr = json_pack("{s:O}", "settings", R.settings);
         char *line = rmu_json_dumps_line(hdr, JSON_COMPACT | JSON_REAL_PRECISION(17));
@@ -532,11 +524,5 @@ int rmu_relearn_write_svg(const char *path, const rmu_relearn_result *r, const c
                       ly, col, ly + 5, r->rep.keys[k].name, 100 * r->unlearned[k], 100 * r->final[k], rec);
     }
     rmu_sb_puts(&s, "</svg>\n");
-    if (s.oom) {
-        rmu_sb_free(&s);
-        return rmu_errf(e, "%s: out of memory", path);
-    }
-    int rc = rmu_file_write_atomic(path, s.p, s.n, e);
-    rmu_sb_free(&s);
-    return rc;
+    return rmu_file_write_sb(path, &s, e);
 }

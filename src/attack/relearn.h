@@ -4,7 +4,7 @@
  * back. Prefix rmu_relearn_.
  *
  * Training is `rmu train`'s engine (src/train/finetune.h) driven step by step on the first
- * `samples` documents of the data, in file order; its defaults follow the paper's SFT recipe
+ * `train.max_docs` documents of the data, in file order; its defaults follow the paper's SFT recipe
  * where it applies to full fine-tuning: batch 1, 3 epochs, one sequence per text (no
  * packing), 1024 tokens, weight decay 0.01, linear schedule; the learning rate is
  * transformers' default 5e-5 (the paper's 2e-4 is a LoRA rate). Every `eval_every` steps (and
@@ -35,22 +35,10 @@
 #include "train/finetune.h"
 
 typedef struct rmu_relearn_opts {
-    const char *model_dir, *out_dir; /* the unlearned model; the output folder */
-    const char *data;                /* comma-separated corpus files (src/train/data.h) */
-    const char *field;               /* JSON text field; NULL = "text" */
-    long samples;                    /* first N texts (default 10) */
-    /* training, as rmu_ft_opts */
-    const char *trainable;           /* NULL = every tensor */
-    long steps;                      /* > 0: steps; else epochs */
-    double epochs;
-    int batch_size, seq_len, pack;
-    double lr, weight_decay, clip;
-    long warmup;
-    int schedule;
-    uint64_t seed;
-    long save_every;
-    int keep_checkpoints, resume, overwrite;
-    const char *log_path;
+    /* The training run, as `rmu train` takes it: model_dir (the unlearned model), out_dir, data
+     * (comma-separated corpus files, src/train/data.h), field, max_docs (the first N texts, in
+     * file order: default 10) and every training setting, with the paper's defaults above. */
+    rmu_ft_opts train;
     /* evaluation */
     rmu_report_suite suites[RMU_REPORT_MAX_SUITES];
     int n_suites;

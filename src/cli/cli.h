@@ -27,6 +27,7 @@ int rmu_cmd_mtbench_show(int argc, char **argv);  /* rmu mtbench show */
 int rmu_cmd_demo(int argc, char **argv);
 int rmu_cmd_export(int argc, char **argv);
 int rmu_cmd_quantize(int argc, char **argv);
+int rmu_cmd_serve(int argc, char **argv);
 
 /* Print "rmu CMD: message" on stderr and return status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

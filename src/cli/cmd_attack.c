@@ -11,13 +11,15 @@
 #include "attack/relearn.h"
 #include "cli.h"
 #include "fieldmap.h"
+#include "trainflags.h"
 #include "train/adamw.h"
 
 static const char *USAGE =
     "usage: rmu attack relearn -m UNLEARNED --data FILE[,FILE] --out DIR --eval TASKS --eval-data PATH\n"
     "                          [--samples 10] [--steps N | --epochs 3] [--batch-size 1] [--seq-len 1024]\n"
     "                          [--pack] [--lr 5e-5] [--warmup 0] [--schedule linear] [--weight-decay 0.01]\n"
-    "                          [--clip 1.0] [--seed 42] [--trainable PATTERNS] [--field text]\n"
+    "                          [--clip 1.0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-eps 1e-8]\n"
+    "                          [--seed 42] [--trainable PATTERNS] [--field text] [--precision auto|bf16|fp32]\n"
     "                          [--eval-every K] [--base BASE_MODEL_OR_RESULTS] [--save-models]\n"
     "                          [--save-every N] [--keep-checkpoints 2] [--resume] [--overwrite] [--log FILE]\n"
     "       rmu attack ablate -m UNLEARNED --base BASE --forget FILE [--retain FILE] --layers L1,L2..\n"
@@ -38,7 +40,7 @@ static const char *USAGE =
 
 static const cli_field RELEARN_FIELDS[] = {
     {"model_dir", "-m"}, {"out_dir", "--out"}, {"data", "--data"}, {"field", "--field"},
-    {"samples", "--samples"}, {"trainable", "--trainable"}, {"log_path", "--log"}, {"seq_len", "--seq-len"},
+    {"max_docs", "--samples"}, {"trainable", "--trainable"}, {"log_path", "--log"}, {"seq_len", "--seq-len"},
     {"batch_size", "--batch-size"}, {"resume", "--resume"}, {"overwrite", "--overwrite"}, {"eval", "--eval"},
     {"eval_every", "--eval-every"}, {"base", "--base"}, {NULL, NULL}};
 
@@ -116,10 +118,7 @@ static void print_accs(const rmu_report *r, const double *acc, char *buf, size_t
 
 static void rl_note(void *ud, const char *msg) {
     (void)ud;
-    rmu_err m;
-    snprintf(m.msg, sizeof m.msg, "%s", msg);
-    cli_field_flags(&m, RELEARN_FIELDS);
-    fprintf(stderr, "rmu attack relearn: %s\n", m.msg);
+    cli_field_note("attack relearn", RELEARN_FIELDS, msg);
 }
 
 static void rl_step(void *ud, const rmu_ft_status *s) {
@@ -141,66 +140,22 @@ static int cmd_relearn(int argc, char **argv) {
     const char *cmd = "attack relearn", *v;
     rmu_relearn_opts o;
     rmu_relearn_defaults(&o);
+    if (cli_precision(cmd, NULL, &o.train.precision)) return 2; /* RMU_PRECISION; --precision overrides */
     ui u = {0};
     int nd = 0, have_epochs = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         long l;
-        double d;
         int ev = eval_flag(cmd, argc, argv, &i, o.suites, &o.n_suites, &nd, &o.eval);
+        if (!ev) ev = cli_ft_flag(cmd, argc, argv, &i, &o.train, &have_epochs);
         if (ev < 0) return 2;
         if (ev) continue;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(USAGE, stdout);
             return 0;
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            if (!(o.model_dir = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--data")) {
-            if (!(o.data = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--out") || !strcmp(f, "-o")) {
-            if (!(o.out_dir = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--samples")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o.samples = l;
-        } else if (!strcmp(f, "--steps")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o.steps = l;
-        } else if (!strcmp(f, "--epochs")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 1e-6, 1e6, &d)) return 2;
-            o.epochs = d;
-            have_epochs = 1;
-        } else if (!strcmp(f, "--batch-size")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1 << 16, &l)) return 2;
-            o.batch_size = (int)l;
-        } else if (!strcmp(f, "--seq-len")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 2, 1 << 24, &l)) return 2;
-            o.seq_len = (int)l;
-        } else if (!strcmp(f, "--pack")) {
-            o.pack = 1;
-        } else if (!strcmp(f, "--lr")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e6, &d)) return 2;
-            o.lr = d;
-        } else if (!strcmp(f, "--warmup")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, 1L << 40, &l)) return 2;
-            o.warmup = l;
-        } else if (!strcmp(f, "--schedule")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
-            if ((o.schedule = rmu_adamw_sched_parse(v)) < 0)
-                return cli_fail(cmd, 2, "--schedule: expected constant, linear or cosine, got '%s'", v);
-        } else if (!strcmp(f, "--weight-decay")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e6, &d)) return 2;
-            o.weight_decay = d;
-        } else if (!strcmp(f, "--clip")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e30, &d)) return 2;
-            o.clip = d;
-        } else if (!strcmp(f, "--seed")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, INT64_MAX, &l)) return 2;
-            o.seed = (uint64_t)l;
-        } else if (!strcmp(f, "--trainable")) {
-            if (!(o.trainable = cli_value(cmd, argc, argv, &i))) return 2;
-            if (!*o.trainable) return cli_fail(cmd, 2, "--trainable: empty pattern list");
-        } else if (!strcmp(f, "--field")) {
-            if (!(o.field = cli_value(cmd, argc, argv, &i))) return 2;
+            o.train.max_docs = l;
         } else if (!strcmp(f, "--eval-every")) {
             if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, 1L << 40, &l)) return 2;
             o.eval_every = l;
@@ -208,28 +163,17 @@ static int cmd_relearn(int argc, char **argv) {
             if (!(o.base = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--save-models")) {
             o.save_models = 1;
-        } else if (!strcmp(f, "--save-every")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o.save_every = l;
-        } else if (!strcmp(f, "--keep-checkpoints")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1 << 20, &l)) return 2;
-            o.keep_checkpoints = (int)l;
-        } else if (!strcmp(f, "--resume")) {
-            o.resume = 1;
-        } else if (!strcmp(f, "--overwrite")) {
-            o.overwrite = 1;
-        } else if (!strcmp(f, "--log")) {
-            if (!(o.log_path = cli_value(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(f, "--quiet") || !strcmp(f, "-q")) {
             u.quiet = 1;
         } else {
             return cli_fail(cmd, 2, "unknown option '%s' (see --help)", f);
         }
     }
-    if (!o.model_dir || !o.data || !o.out_dir) return cli_fail(cmd, 2, "-m DIR, --data FILE and --out DIR are required");
+    if (!o.train.model_dir || !o.train.data || !o.train.out_dir)
+        return cli_fail(cmd, 2, "-m DIR, --data FILE and --out DIR are required");
     if (o.n_suites == 0 && nd == 0) return cli_fail(cmd, 2, "--eval TASKS and --eval-data PATH are required");
     if (check_pairs(cmd, o.n_suites, nd)) return 2;
-    if (o.steps > 0 && have_epochs) return cli_fail(cmd, 2, "--steps and --epochs exclude each other");
+    if (o.train.steps > 0 && have_epochs) return cli_fail(cmd, 2, "--steps and --epochs exclude each other");
     u.tty = isatty(2);
     rmu_relearn_hooks h = {rl_note, rl_step, rl_point, &u};
     rmu_relearn_result r;
@@ -245,7 +189,7 @@ static int cmd_relearn(int argc, char **argv) {
     free(t);
     if (!u.quiet)
         fprintf(stderr, "rmu attack relearn: %.1f s; wrote %s (attack/relearn.json, attack/relearn.svg)\n", r.seconds,
-                o.out_dir);
+                o.train.out_dir);
     rmu_relearn_result_free(&r);
     return 0;
 }

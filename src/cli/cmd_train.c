@@ -10,6 +10,7 @@
 #include "clidist.h"
 #include "fieldmap.h"
 #include "sig.h"
+#include "trainflags.h"
 #include "train/adamw.h"
 #include "train/finetune.h"
 
@@ -54,10 +55,7 @@ static void fmt_time(char *b, size_t n, double s) {
 
 static void on_note(void *ud, const char *msg) {
     (void)ud;
-    rmu_err m;
-    snprintf(m.msg, sizeof m.msg, "%s", msg);
-    cli_field_flags(&m, FIELDS);
-    fprintf(stderr, "rmu train: %s\n", m.msg);
+    cli_field_note("train", FIELDS, msg);
 }
 
 static void on_step(void *ud, const rmu_ft_status *s) {
@@ -86,76 +84,12 @@ static int parse_args(const char *cmd, int argc, char **argv, rmu_ft_opts *o, ui
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         long l;
-        double d;
+        int sh = cli_ft_flag(cmd, argc, argv, &i, o, &have_epochs);
+        if (sh < 0) return 2;
+        if (sh) continue;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             fputs(USAGE, stdout);
             return 1;
-        } else if (!strcmp(f, "-m") || !strcmp(f, "--model")) {
-            if (!(o->model_dir = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--data")) {
-            if (!(o->data = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--out") || !strcmp(f, "-o")) {
-            if (!(o->out_dir = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--trainable")) {
-            if (!(o->trainable = cli_value(cmd, argc, argv, &i))) return 2;
-            if (!*o->trainable) return cli_fail(cmd, 2, "--trainable: empty pattern list");
-        } else if (!strcmp(f, "--field")) {
-            if (!(o->field = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--log")) {
-            if (!(o->log_path = cli_value(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(f, "--steps")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o->steps = l;
-        } else if (!strcmp(f, "--epochs")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 1e-6, 1e6, &d)) return 2;
-            o->epochs = d;
-            have_epochs = 1;
-        } else if (!strcmp(f, "--batch-size")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1 << 16, &l)) return 2;
-            o->batch_size = (int)l;
-        } else if (!strcmp(f, "--seq-len")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 2, 1 << 24, &l)) return 2;
-            o->seq_len = (int)l;
-        } else if (!strcmp(f, "--no-pack")) {
-            o->pack = 0;
-        } else if (!strcmp(f, "--lr")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e6, &d)) return 2;
-            o->lr = d;
-        } else if (!strcmp(f, "--warmup")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, 1L << 40, &l)) return 2;
-            o->warmup = l;
-        } else if (!strcmp(f, "--schedule")) {
-            if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
-            if ((o->schedule = rmu_adamw_sched_parse(v)) < 0)
-                return cli_fail(cmd, 2, "--schedule: expected constant, linear or cosine, got '%s'", v);
-        } else if (!strcmp(f, "--weight-decay")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e6, &d)) return 2;
-            o->weight_decay = d;
-        } else if (!strcmp(f, "--clip")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1e30, &d)) return 2;
-            o->clip = d;
-        } else if (!strcmp(f, "--adam-beta1")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 0.999999999, &d)) return 2;
-            o->beta1 = d;
-        } else if (!strcmp(f, "--adam-beta2")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 0.999999999, &d)) return 2;
-            o->beta2 = d;
-        } else if (!strcmp(f, "--adam-eps")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_float(cmd, f, v, 0, 1, &d)) return 2;
-            o->eps = d;
-        } else if (!strcmp(f, "--seed")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 0, INT64_MAX, &l)) return 2;
-            o->seed = (uint64_t)l;
-        } else if (!strcmp(f, "--save-every")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1L << 40, &l)) return 2;
-            o->save_every = l;
-        } else if (!strcmp(f, "--keep-checkpoints")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_int(cmd, f, v, 1, 1 << 20, &l)) return 2;
-            o->keep_checkpoints = (int)l;
-        } else if (!strcmp(f, "--resume")) {
-            o->resume = 1;
-        } else if (!strcmp(f, "--overwrite")) {
-            o->overwrite = 1;
         } else if (!strcmp(f, "--dtype")) {
             if (!(v = cli_value(cmd, argc, argv, &i))) return 2;
             if (!strcmp(v, "bf16")) o->out_dtype = RMU_DT_BF16;
@@ -163,8 +97,6 @@ static int parse_args(const char *cmd, int argc, char **argv, rmu_ft_opts *o, ui
             else if (!strcmp(v, "f32")) o->out_dtype = RMU_DT_F32;
             else if ((o->out_dtype = rmu_dtype_parse(v)) == RMU_DT_INVALID)
                 return cli_fail(cmd, 2, "--dtype: expected bf16, f16 or f32, got '%s'", v);
-        } else if (!strcmp(f, "--precision")) {
-            if (!(v = cli_value(cmd, argc, argv, &i)) || cli_precision(cmd, v, &o->precision)) return 2;
         } else if (!strcmp(f, "--quiet") || !strcmp(f, "-q")) {
             u->quiet = 1;
         /* hidden options: tests and benchmarks */

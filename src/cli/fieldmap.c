@@ -42,3 +42,10 @@ void cli_field_flags(rmu_err *e, const cli_field *map) {
     out[w] = 0;
     memcpy(e->msg, out, w + 1);
 }
+
+void cli_field_note(const char *cmd, const cli_field *map, const char *msg) {
+    rmu_err m;
+    snprintf(m.msg, sizeof m.msg, "%s", msg);
+    cli_field_flags(&m, map);
+    fprintf(stderr, "rmu %s: %s\n", cmd, m.msg);
+}

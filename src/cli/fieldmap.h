@@ -13,4 +13,7 @@ typedef struct cli_field {
  * (map ends with {NULL, NULL}). Unknown fields are left as they are. */
 void cli_field_flags(rmu_err *e, const cli_field *map);
 
+/* A library note (progress callbacks) as "rmu CMD: note" on stderr, fields named as flags. */
+void cli_field_note(const char *cmd, const cli_field *map, const char *msg);
+
 #endif

@@ -29,6 +29,7 @@ static const command COMMANDS[] = {
     {"export", rmu_cmd_export, "the model as a GGUF file for llama.cpp / ollama (f32, f16, bf16, q8_0)"},
     {"quantize", rmu_cmd_quantize, "FP8 E4M3 weights with channel/tensor scales (compressed-tensors, for vLLM)"},
     {"demo", rmu_cmd_demo, "end-to-end demo: RMU removes one of two invented knowledge domains"},
+    {"serve", rmu_cmd_serve, "OpenAI-compatible HTTP server (continuous batching) with a chat page"},
     {"logits", rmu_cmd_logits, "raw logits / hidden states for token ids (numeric checks)"},
 };
 

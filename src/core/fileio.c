@@ -146,6 +146,12 @@ int rmu_file_write_atomic(const char *path, const void *buf, size_t n, rmu_err *
     return rmu_afile_commit(&a, e);
 }
 
+int rmu_file_write_sb(const char *path, rmu_sb *s, rmu_err *e) {
+    int rc = s->oom ? rmu_errf(e, "%s: out of memory", path) : rmu_file_write_atomic(path, s->p ? s->p : "", s->n, e);
+    rmu_sb_free(s);
+    return rc;
+}
+
 int rmu_file_copy(const char *src, const char *dst, rmu_err *e) {
     FILE *in = fopen(src, "rb");
     if (!in) return rmu_errf(e, "%s: cannot open: %s", src, strerror(errno));

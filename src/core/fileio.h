@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "err.h"
+#include "strbuf.h"
 
 /* Read a whole file into a NUL-terminated malloc'd buffer; *len gets the size
  * (without the NUL). Returns NULL and fills e on failure. */
@@ -40,6 +41,9 @@ void rmu_afile_abort(rmu_afile *a);
 
 /* Whole buffer to PATH atomically. */
 int rmu_file_write_atomic(const char *path, const void *buf, size_t n, rmu_err *e);
+/* A built text to PATH atomically, then frees the builder whatever happens: a builder that
+ * ran out of memory is an error naming PATH (nothing written). */
+int rmu_file_write_sb(const char *path, rmu_sb *s, rmu_err *e);
 /* Copy SRC to DST atomically. */
 int rmu_file_copy(const char *src, const char *dst, rmu_err *e);
 int rmu_file_exists(const char *path);

@@ -112,39 +112,59 @@ static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; } /* aligned_al
  * models run thousands of small products per step. */
 static int threads_for(double flops, int nthreads) { return flops > 1e6 ? nthreads : 1; }
 
-/* Few-row products with B stored [N,K] (decode): every weight row is streamed once for all
- * rows of A. A is copied (contiguous, and rounded to bf16 in BF16 precision) first when
- * needed, so the row kernels see plain fp32 rows. */
-#define ROWS_CHUNK 64
+/* Few-row forward products (B stored [N,K]: decode, small batches): the rows kernels read
+ * every weight row once for all M <= rows_max rows of A and compute each output exactly as
+ * the blocked path does (gemm_impl.h, "Order"). A is first copied when the kernels cannot
+ * read it as it is: rows not contiguous, rounding to bf16 (BF16 precision), or bf16 k-pairs
+ * (the vdpbf16ps path). */
+#define ROWS_CHUNK 64 /* weight rows per task: a multiple of the kernels' groups of 8 and 16 */
 
-static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, long rsa, long csa, int njobs,
-                const rmu_gemm_job *jobs, rmu_err *e) {
-    int any_bf16 = 0, any_fp32 = 0, nchunks = 0;
+/* How a rows job reads A: fp32 as it is (FP32 precision), rounded to bf16 (BF16 precision on
+ * a kp = 1 table, and always for F8, whose products run on the fp32 table), or as bf16
+ * k-pairs (BF16 precision on the vdpbf16ps table). */
+enum { X_F32, X_RND, X_PAIRS };
+static int x_form(const rmu_gemm_isa *isa_b, const rmu_gemm_b *B) {
+    if (!is_bf16(B)) return X_F32;
+    return isa_b->kp == 2 && B->dtype != RMU_DT_F8_E4M3 ? X_PAIRS : X_RND;
+}
+
+static int gemv(const rmu_gemm_isa *isa, const rmu_gemm_isa *isa_b, int nth, int M, int K, const float *A, long rsa,
+                long csa, int njobs, const rmu_gemm_job *jobs, rmu_err *e) {
+    int any[3] = {0, 0, 0}, nchunks = 0;
     for (int j = 0; j < njobs; j++) {
-        int b = is_bf16(&jobs[j].B);
-        any_bf16 |= b, any_fp32 |= !b;
+        any[x_form(isa_b, &jobs[j].B)] = 1;
         nchunks += (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK;
     }
-    /* fp32 jobs read (xf, ldf), bf16 jobs (xb, K) */
-    const float *xf = A, *xb = NULL;
-    long ldf = rsa;
-    int copy = csa != 1 && any_fp32;
-    size_t n = (size_t)M * K;
+    /* X_F32 jobs read (xf, ldf), X_RND (xr, K), X_PAIRS (xp, ldp) */
+    const void *xf = A, *xr = NULL, *xp = NULL;
+    long ldf = rsa, ldp = (K + 1) / 2;
+    int copy = csa != 1 && any[X_F32];
+    size_t nf = (size_t)M * K, np = (size_t)M * ldp;
     float *buf = NULL;
-    if (copy || any_bf16) {
-        size_t bytes = sizeof(float) * n * (copy + any_bf16);
+    if (copy || any[X_RND] || any[X_PAIRS]) {
+        size_t bytes = sizeof(float) * ((copy ? nf : 0) + (any[X_RND] ? nf : 0) + (any[X_PAIRS] ? np : 0));
         buf = aligned_alloc(64, round64(bytes));
         if (!buf) return rmu_errf(e, "gemm: out of memory (%zu bytes for the rows of A)", bytes);
         float *p = buf;
         if (copy) {
             for (int m = 0; m < M; m++)
                 for (int k = 0; k < K; k++) p[(size_t)m * K + k] = A[m * rsa + k * csa];
-            xf = p, ldf = K, p += n;
+            xf = p, ldf = K, p += nf;
         }
-        if (any_bf16) {
+        if (any[X_RND]) {
             for (int m = 0; m < M; m++)
                 for (int k = 0; k < K; k++) p[(size_t)m * K + k] = rmu_gemm_round_bf16(A[m * rsa + k * csa]);
-            xb = p;
+            xr = p, p += nf;
+        }
+        if (any[X_PAIRS]) { /* u32 = bf16 of k (low half), of k+1 (high; 0 past K) */
+            uint32_t *q = (uint32_t *)p;
+            for (int m = 0; m < M; m++)
+                for (int k = 0; k < K; k += 2) {
+                    uint32_t lo = rmu_f32_to_bf16(A[m * rsa + k * csa]);
+                    uint32_t hi = k + 1 < K ? rmu_f32_to_bf16(A[m * rsa + (k + 1) * csa]) : 0;
+                    q[(size_t)m * ldp + k / 2] = lo | hi << 16;
+                }
+            xp = p;
         }
     }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nth) if (nth > 1)
@@ -152,10 +172,12 @@ static int gemv(const rmu_gemm_isa *isa, int nth, int M, int K, const float *A, 
         int j = 0, cc = c;
         while (cc >= (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK) cc -= (jobs[j].N + ROWS_CHUNK - 1) / ROWS_CHUNK, j++;
         const rmu_gemm_job *jb = &jobs[j];
-        int b = is_bf16(&jb->B);
+        int f = x_form(isa_b, &jb->B), f8 = jb->B.dtype == RMU_DT_F8_E4M3;
         int n0 = cc * ROWS_CHUNK, n1 = imin(n0 + ROWS_CHUNK, jb->N);
-        isa->type[jb->B.dtype].rows(M, n0, n1, K, b ? xb : xf, b ? K : ldf, &jb->B, b && jb->B.dtype != RMU_DT_BF16,
-                                    jb->C, jb->ldc, jb->beta != 0.0f);
+        const rmu_gemm_isa *t = f == X_F32 || f8 ? isa : isa_b;
+        t->type[jb->B.dtype].rows(M, n0, n1, K, f == X_F32 ? xf : f == X_RND ? xr : xp,
+                                  f == X_F32 ? ldf : f == X_RND ? K : ldp, &jb->B,
+                                  f != X_F32 && jb->B.dtype != RMU_DT_BF16 && !f8, jb->C, jb->ldc, jb->beta != 0.0f);
     }
     free(buf);
     return 0;
@@ -259,9 +281,9 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
     /* F8: the fp32 micro-kernel also in bf16 precision (gemm.h) */
     const rmu_gemm_isa *isa = pick_isa(d, path, bf16 && B->dtype != RMU_DT_F8_E4M3);
     int nth = threads_for(2.0 * M * N * K, nthreads > 0 ? nthreads : omp_get_max_threads());
-    if (M <= 4 && B->trans) {
+    if (B->trans && M <= isa->rows_max) {
         rmu_gemm_job job = {*B, N, C, ldc, beta};
-        return gemv(isa, nth, M, K, A, rsa, csa, 1, &job, e);
+        return gemv(pick_isa(d, path, 0), pick_isa(d, path, 1), nth, M, K, A, rsa, csa, 1, &job, e);
     }
     return blocked(isa, nth, M, N, K, A, rsa, csa, B, bf16, C, ldc, acc0, e);
 }
@@ -281,15 +303,15 @@ int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *j
             return rmu_errf(e, "gemm_multi: job %d: beta must be 0 or 1, got %g", j, jobs[j].beta);
         if (check_b(d, &jobs[j].B, jobs[j].N, K, e)) return -1;
     }
-    if (M > 4 || K == 0) {
+    /* the rows threshold of the path in use (the same for both of its tables) */
+    if (M > pick_isa(d, RMU_GEMM_BEST, 0)->rows_max || K == 0) {
         for (int j = 0; j < njobs; j++)
             if (rmu_gemm(M, jobs[j].N, K, A, lda, 1, &jobs[j].B, jobs[j].C, jobs[j].ldc, jobs[j].beta, e)) return -1;
         return 0;
     }
     if (M == 0) return 0;
-    /* the rows kernels are the same function in both tables of a path: any bf16 choice works */
-    const rmu_gemm_isa *isa = pick_isa(d, RMU_GEMM_BEST, 0);
     double flops = 0;
     for (int j = 0; j < njobs; j++) flops += 2.0 * M * jobs[j].N * K;
-    return gemv(isa, threads_for(flops, omp_get_max_threads()), M, K, A, lda, 1, njobs, jobs, e);
+    return gemv(pick_isa(d, RMU_GEMM_BEST, 0), pick_isa(d, RMU_GEMM_BEST, 1), threads_for(flops, omp_get_max_threads()),
+                M, K, A, lda, 1, njobs, jobs, e);
 }

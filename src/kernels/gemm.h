@@ -10,13 +10,20 @@
  * computes on a bf16 model. AUTO = BF16 iff B's dtype is BF16. The numbers depend on the
  * precision, not on the CPU: every path implements both, up to summation order.
  *
+ * Row invariance: for the forward product (B stored [N,K]), row i of C is bitwise the same
+ * whatever M, the other rows of A and the thread count (for a given path, dtype and
+ * precision): each output's sum runs in a fixed order on every code path, and threads split
+ * N, never K. So a batch of sequences gives each one what it gets alone (rmu serve).
+ *
  * F8_E4M3 (FP8 weight-only quantization): element (r, c) of the stored matrix is
  * e4m3(code) * scale[r] (one scale per stored row: per output channel when trans = 1) or
- * e4m3(code) * scale[0] (one per tensor). The codes are converted inside the kernels, so a GEMV reads one
- * byte per weight; GEMV applies the scale once per output after the dot product, GEMM while
- * packing B. AUTO precision is FP32 for F8; in BF16 precision A is rounded to bf16 and the
- * FP8 values (exact in bf16) and the fp32 scale are used as they are, so F8 products always
- * run on the fp32 micro-kernels (never the bf16-pair one, which would round code x scale).
+ * e4m3(code) * scale[0] (one per tensor). The codes are converted inside the kernels, so a
+ * few-row product reads one byte per weight; every path multiplies each element by its scale
+ * in fp32 as it converts it (GEMM while packing B, the rows kernels in registers), so F8 rows
+ * are row-invariant too. AUTO precision is FP32 for F8; in BF16 precision A is rounded to
+ * bf16 and the FP8 values (exact in bf16) and the fp32 scale are used as they are, so F8
+ * products always run on the fp32 micro-kernels (never the bf16-pair one, which would round
+ * code x scale).
  * Prefix rmu_gemm_. */
 #ifndef RMU_GEMM_H
 #define RMU_GEMM_H
@@ -78,8 +85,9 @@ int rmu_gemm_ex(rmu_gemm_path_id path, int nthreads, int M, int N, int K, const 
 
 /* Several products sharing one input, in one threaded pass when M is small (decode's
  * Q/K/V and gate/up): for each job j, C_j[M, N_j] = beta_j*C_j + A B_j^T, where B_j must be
- * stored [N_j, K] (trans = 1). With M <= 4 each weight row is read once for all rows of A;
- * larger M runs the jobs one after another through rmu_gemm. */
+ * stored [N_j, K] (trans = 1). With few rows (M <= 8) each weight row is read once for all
+ * rows of A; larger M runs the jobs one after another through rmu_gemm. Bitwise the same as
+ * one rmu_gemm per job. */
 typedef struct rmu_gemm_job {
     rmu_gemm_b B;
     int N;

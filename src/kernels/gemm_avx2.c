@@ -13,6 +13,7 @@
 #define AI static inline __attribute__((always_inline))
 #define MR 6
 #define NR 16
+#define KC 256 /* the slice depth: the rows kernels follow it too */
 
 /* Round fp32 lanes to the nearest-even bf16 value (kept as fp32); NaN stays a quiet NaN. */
 AI __m256 round_bf16(__m256 v) {
@@ -26,20 +27,21 @@ AI __m256 round_bf16(__m256 v) {
 
 /* ---- micro-kernel: C[6, 16] (+)= Ap[ks][6] * Bp[ks][16] */
 
-/* Named accumulators: with an array GCC keeps them in memory. */
+/* Named accumulators: with an array GCC keeps them in memory. Rows i >= R (a short last
+ * micro-panel: M = 16 is 6 + 6 + 4) are not computed at all. */
 #define ACC_DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
 #define ACC_FMA(i)                                                                                                 \
-    {                                                                                                              \
+    if (i < R) {                                                                                                   \
         __m256 ai = _mm256_broadcast_ss(a + i);                                                                    \
         c##i##0 = _mm256_fmadd_ps(ai, b0, c##i##0);                                                                \
         c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);                                                                \
     }
 #define ACC_OUT(i) c[i][0] = c##i##0, c[i][1] = c##i##1;
 
-static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+AI void ukernel_r(const int R, int ks, const void *Ap, const void *Bp, float *C, long ldc, int nr, int acc) {
     const float *a = Ap, *b = Bp;
     /* C comes from L3 (each tile of C is revisited once per kc slice): start it early */
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
     }
@@ -53,8 +55,8 @@ static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, 
     }
     __m256 c[MR][2];
     ACC_OUT(0) ACC_OUT(1) ACC_OUT(2) ACC_OUT(3) ACC_OUT(4) ACC_OUT(5)
-    if (mr == MR && nr == NR) {
-        for (int i = 0; i < MR; i++) {
+    if (nr == NR) {
+        for (int i = 0; i < R; i++) {
             float *ci = C + i * ldc;
             if (acc) {
                 c[i][0] = _mm256_add_ps(c[i][0], _mm256_loadu_ps(ci));
@@ -66,12 +68,23 @@ static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, 
         return;
     }
     float t[MR][NR];
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm256_storeu_ps(t[i], c[i][0]);
         _mm256_storeu_ps(t[i] + 8, c[i][1]);
     }
-    for (int i = 0; i < mr; i++)
+    for (int i = 0; i < R; i++)
         for (int j = 0; j < nr; j++) C[i * ldc + j] = acc ? C[i * ldc + j] + t[i][j] : t[i][j];
+}
+
+static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+    switch (mr) {
+    case 6: ukernel_r(6, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 5: ukernel_r(5, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 4: ukernel_r(4, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 3: ukernel_r(3, ks, Ap, Bp, C, ldc, nr, acc); break;
+    case 2: ukernel_r(2, ks, Ap, Bp, C, ldc, nr, acc); break;
+    default: ukernel_r(1, ks, Ap, Bp, C, ldc, nr, acc); break;
+    }
 }
 
 /* ---- packers */
@@ -139,27 +152,75 @@ static void pack_a(int mr, int kc, const float *A, long rsa, long csa, int MRx, 
 
 /* FP8 codes (sign-extended to 16-bit lanes) -> the fp16 patterns of e4m3(code) * 2^-8
  * (gemm_impl.h): sign to bit 15, magnitude to bits 13..7. The NaN codes come out as
- * +-1.875 * 2^-8 here; f8_nan8 gives them the NaN exponent (the GEMV rows check a row's
- * codes for NaN on the side instead: cheaper per element). */
+ * +-1.875 * 2^-8 here; f8_nan8 gives them the NaN exponent. */
 AI __m128i f8_half8(__m128i s16) { return _mm_and_si128(_mm_slli_epi16(s16, 7), _mm_set1_epi16((short)0xbfff)); }
-AI __m256i f8_half16(__m256i s16) {
-    return _mm256_and_si256(_mm256_slli_epi16(s16, 7), _mm256_set1_epi16((short)0xbfff));
-}
 AI __m128i f8_nan8(__m128i h) {
     __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x3f80)), _mm_set1_epi16(0x3f80));
     return _mm_or_si128(h, _mm_and_si128(nan, _mm_set1_epi16(0x7c00)));
 }
+/* 8 FP8 codes (bytes) as fp32 times 2^-8, NaN codes included. */
+AI __m256 f8_to_ps(__m128i codes) { return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(codes)))); }
 
 /* Bytes per element of the dtypes this file reads. */
 #define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
 
-/* 8 elements of dtype dt at p as fp32 (F8: times 2^-8, NaN codes included). */
+/* 8 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm256_loadu_ps(p);
-    if (dt == RMU_DT_F8_E4M3) return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(_mm_loadl_epi64(p)))));
+    if (dt == RMU_DT_F8_E4M3) return f8_to_ps(_mm_loadl_epi64(p));
     __m128i h = _mm_loadu_si128(p);
     if (dt == RMU_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
+}
+
+/* ---- weight rows, 8 at a time, transposed in registers */
+
+/* v[t] = [row t | row t+4] (4 floats each) -> v[j] = [rows 0..3 | rows 4..7] of float j. */
+AI void tr4x2(__m256 v[4]) {
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    v[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+    v[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+    v[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+    v[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+
+AI __m256i load2x128(const char *a, const char *b) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                   _mm_loadu_si128((const __m128i *)b), 1);
+}
+
+/* v[j] = the 8 rows' element k + 4h + j as fp32 (rounded to bf16 when rnd), h = 0 or 1; r[t]
+ * points at row t (element 0). 128-bit loads of rows t and t+4 side by side, converted
+ * in-lane, then 4x4 in-lane transposes: no lane-crossing shuffle (the B packer and the rows
+ * kernels both transpose weight rows this way). F8: times sv, the rows' scales x 2^8 (one
+ * fp32 product per element, so the packer and the rows kernels get the same values). */
+AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r[8], size_t k, __m256 sv,
+             __m256 v[4]) {
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        if (dt == RMU_DT_BF16) { /* 8 bf16 of rows t and t+4; unpacking with 0 widens in-lane */
+            __m256i raw = load2x128(r[t] + 2 * k, r[t + 4] + 2 * k);
+            __m256i z = _mm256_setzero_si256();
+            v[t] = _mm256_castsi256_ps(h ? _mm256_unpackhi_epi16(z, raw) : _mm256_unpacklo_epi16(z, raw));
+        } else if (dt == RMU_DT_F32) {
+            v[t] = _mm256_castsi256_ps(load2x128(r[t] + 4 * (k + 4 * h), r[t + 4] + 4 * (k + 4 * h)));
+        } else if (dt == RMU_DT_F8_E4M3) { /* 4 codes of rows t and t+4 */
+            int a, b;
+            memcpy(&a, r[t] + k + 4 * h, 4);
+            memcpy(&b, r[t + 4] + k + 4 * h, 4);
+            v[t] = f8_to_ps(_mm_setr_epi32(a, b, 0, 0));
+        } else { /* F16: 4 halves of each row, converted together */
+            __m128i a = _mm_loadl_epi64((const __m128i *)(r[t] + 2 * (k + 4 * h)));
+            __m128i b = _mm_loadl_epi64((const __m128i *)(r[t + 4] + 2 * (k + 4 * h)));
+            v[t] = _mm256_cvtph_ps(_mm_unpacklo_epi64(a, b));
+        }
+        if (rnd) v[t] = round_bf16(v[t]);
+    }
+    tr4x2(v);
+    if (dt == RMU_DT_F8_E4M3)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) v[j] = _mm256_mul_ps(v[j], sv);
 }
 
 /* fp32 B panel [kc][16]. Stored [N,K] (weights, forward): 8x8 transposes; stored [K,N]:
@@ -187,17 +248,12 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             }
             const __m256 sv = _mm256_loadu_ps(sc);
             for (k = 0; k < kk; k += 8) {
-                __m256 r[8];
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) {
-                    r[t] = load8(dt, rp[t] + (size_t)k * es);
-                    if (rnd) r[t] = round_bf16(r[t]);
-                }
-                transpose8(r);
-#pragma GCC unroll 8
-                for (int t = 0; t < 8; t++) {
-                    if (f8) r[t] = _mm256_mul_ps(r[t], sv);
-                    _mm256_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    __m256 v[4];
+                    quad(dt, rnd, h, rp, (size_t)k, sv, v);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) _mm256_store_ps(Bp + (size_t)(k + 4 * h + j) * NR + jb, v[j]);
                 }
             }
         }
@@ -247,148 +303,173 @@ static void to_f32_bf16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_BF16
 static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, d, s, n); }
 static void to_f32_f8(float *d, const void *s, long n) { rmu_to_f32(d, s, RMU_DT_F8_E4M3, (size_t)n); }
 
-/* ---- GEMV rows (decode): each weight row read once for the M <= 4 rows of x */
+/* ---- rows (decode, small batches): the blocked path's order without packing
+ *
+ * Eight weight rows form a group: its 8 outputs of one row of x are one ymm accumulator that
+ * takes k in order, one FMA per k with x[m][k] broadcast - what the 6x16 micro-kernel does
+ * to them. The k-th lane vector (the 8 rows' element k) comes from an in-register transpose:
+ * 128-bit loads of rows t and t+4 side by side, converted in-lane, then 4x4 in-lane
+ * transposes, no lane-crossing shuffle. Per kc slice an accumulator starts at 0 and is then
+ * added to y, as the micro-kernel adds its tile to C. */
 
-AI float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+/* The 8 rows' element k, one at a time (slice tails; F8 times the scale, sv / 2^8 exactly,
+ * as the generic packer has it). */
+AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k, __m256 sv) {
+    float t[8];
+    for (int i = 0; i < 8; i++) t[i] = rmu_gemm_load_f32(r[i], dt, k);
+    __m256 v = _mm256_loadu_ps(t);
+    if (dt == RMU_DT_F8_E4M3) return _mm256_mul_ps(v, _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / RMU_GEMM_F8_UNIT)));
+    return rnd ? round_bf16(v) : v;
 }
 
-/* Two accumulators per row of x (16 k per step): one FMA chain per row would be bound by
- * the FMA latency, not by memory, for M = 1. */
+/* Named accumulators c0..c7 for up to 8 rows of x (GCC keeps an array in memory). */
+#define RACC(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define R_DECL(m) __m256 c##m = _mm256_setzero_ps();
+#define R_FMA(m)                                                                                                   \
+    if (m < M) c##m = _mm256_fmadd_ps(_mm256_broadcast_ss(x + (m) * ldx + kk), w, c##m);
+#define R_STORE(m)                                                                                                 \
+    if (m < M) store8(y + (m) * ldy, c##m, nr, add);
+
+/* y[0..nr) = s (add 0) or y + s (add 1). */
+AI void store8(float *y, __m256 s, int nr, int add) {
+    if (nr == 8) {
+        _mm256_storeu_ps(y, add ? _mm256_add_ps(_mm256_loadu_ps(y), s) : s);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    for (int i = 0; i < nr; i++) y[i] = add ? y[i] + t[i] : t[i];
+}
+
+/* One kc slice [k0, k0+kc) of a group for M rows of x, then into y. */
+AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *const r[8], __m256 sv, int nr, int k0,
+                    int kc, const float *x, long ldx, float *y, long ldy, int add) {
+    RACC(R_DECL)
+    int k = k0, end = k0 + kc;
+    for (; k + 8 <= end; k += 8) {
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256 v[4];
+            quad(dt, rnd, h, r, (size_t)k, sv, v);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m256 w = v[j];
+                int kk = k + 4 * h + j;
+                RACC(R_FMA)
+            }
+        }
+    }
+    for (; k < end; k++) {
+        __m256 w = column(dt, rnd, r, (size_t)k, sv);
+        int kk = k;
+        RACC(R_FMA)
+    }
+    RACC(R_STORE)
+}
+
+/* Row pointers of the group at n (rows past n1 repeat the last row; their lanes are dropped)
+ * and, for F8, their scales x 2^8. */
+AI int group_rows(const rmu_dtype dt, const rmu_gemm_b *B, size_t rs, int n, int n1, const char *r[8], __m256 *sv) {
+    int nr = n1 - n < 8 ? n1 - n : 8;
+    float sc[8] = {0};
+    for (int t = 0; t < 8; t++) {
+        int i = n + (t < nr ? t : nr - 1);
+        r[t] = (const char *)B->data + (size_t)i * rs;
+        if (dt == RMU_DT_F8_E4M3) sc[t] = rmu_gemm_f8_scale(B, i) * RMU_GEMM_F8_UNIT;
+    }
+    *sv = _mm256_loadu_ps(sc);
+    return nr;
+}
+
+/* One x row and one group is a single FMA chain, bound by the FMA latency (one 8-lane FMA
+ * per 4 cycles: below memory speed). So for M <= 2 two groups run side by side, the second
+ * one kc slice behind: their loads at the same k would fall into the same L1 set (weight
+ * rows are often a multiple of 4 KiB apart), a slice apart they do not. */
+AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *const ra[8], const char *const rb[8],
+                   __m256 sa, __m256 sb, int K, const float *x, long ldx, float *y, long ldy, int acc) {
+    int ns = (K + KC - 1) / KC;
+    for (int s = 0; s <= ns; s++) {
+        int ka = s * KC, kb = ka - KC;
+        int a = s < ns, b = s > 0;
+        if (a && b && ka + KC <= K) { /* both full slices: interleaved (two chains per x row) */
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, d0 = c0, d1 = c0;
+            for (int k = 0; k < KC; k += 8) {
+                /* one group's quad and its FMAs, then the other's: fewer live registers
+                 * than both quads at once; out-of-order execution overlaps the chains */
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; h++) {
+                    __m256 v[4];
+                    quad(dt, rnd, h, ra, (size_t)(ka + k), sa, v);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) {
+                        int kk = ka + k + 4 * h + j;
+                        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kk), v[j], c0);
+                        if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kk), v[j], c1);
+                    }
+                    quad(dt, rnd, h, rb, (size_t)(kb + k), sb, v);
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) {
+                        int kl = kb + k + 4 * h + j;
+                        d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kl), v[j], d0);
+                        if (M > 1) d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kl), v[j], d1);
+                    }
+                }
+            }
+            store8(y, c0, 8, acc || s > 0);
+            store8(y + 8, d0, 8, acc || s > 1);
+            if (M > 1) {
+                store8(y + ldy, c1, 8, acc || s > 0);
+                store8(y + ldy + 8, d1, 8, acc || s > 1);
+            }
+            continue;
+        }
+        if (a) group_slice(dt, M, rnd, ra, sa, 8, ka, K - ka < KC ? K - ka : KC, x, ldx, y, ldy, acc || s > 0);
+        if (b) group_slice(dt, M, rnd, rb, sb, 8, kb, K - kb < KC ? K - kb : KC, x, ldx, y + 8, ldy, acc || s > 1);
+    }
+}
+
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
                 const rmu_gemm_b *B, float *y, long ldy, int acc) {
-    const size_t es = ESIZE(dt);
-    for (int n = n0; n < n1; n++) {
-        const char *row = (const char *)B->data + (size_t)n * B->ld * es;
-        __m256 s0[4], s1[4];
-        float tail[4] = {0, 0, 0, 0};
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm256_setzero_ps();
-        int k = 0;
-        for (; k + 16 <= K; k += 16) {
-            __m256 w0 = load8(dt, row + (size_t)k * es), w1 = load8(dt, row + (size_t)(k + 8) * es);
-            if (rnd) w0 = round_bf16(w0), w1 = round_bf16(w1);
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) {
-                s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w0, s0[m]);
-                s1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k + 8), w1, s1[m]);
-            }
+    const size_t rs = (size_t)B->ld * ESIZE(dt);
+    int n = n0;
+    if (M <= 2)
+        for (; n + 16 <= n1; n += 16) {
+            const char *ra[8], *rb[8];
+            __m256 sa, sb;
+            group_rows(dt, B, rs, n, n1, ra, &sa);
+            group_rows(dt, B, rs, n + 8, n1, rb, &sb);
+            two_groups(dt, M, rnd, ra, rb, sa, sb, K, x, ldx, y + n, ldy, acc);
         }
-        for (; k + 8 <= K; k += 8) {
-            __m256 w = load8(dt, row + (size_t)k * es);
-            if (rnd) w = round_bf16(w);
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w, s0[m]);
-        }
-        for (; k < K; k++) {
-            float w = rmu_gemm_load_f32(row, dt, k);
-            if (rnd) w = rmu_gemm_round_bf16(w);
-            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
-        }
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            float v = hsum8(_mm256_add_ps(s0[m], s1[m])) + tail[m];
-            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
-        }
+    for (; n < n1; n += 8) {
+        const char *r[8];
+        __m256 sv;
+        int nr = group_rows(dt, B, rs, n, n1, r, &sv);
+        for (int k0 = 0; k0 < K; k0 += KC)
+            group_slice(dt, M, rnd, r, sv, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
     }
 }
 
-/* F8 GEMV rows, one byte per weight: the dot products of the 2^-8-scaled values times the
- * row's scale x 2^8 once at the end. The codes are decoded without their NaN case; the row's
- * codes are max-reduced on the side instead (0x7f is the largest signed byte, 0xff the largest
- * unsigned one), and a row holding one gives NaN, as decoding it would. Prefetching 1 KiB
- * ahead: a 4 KiB row is one page, where the hardware prefetcher stops and starts again. */
-AI void rows_f8m(const int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, float *y,
-                 long ldy, int acc) {
-    for (int n = n0; n < n1; n++) {
-        const uint8_t *row = (const uint8_t *)B->data + (size_t)n * B->ld;
-        __m256 s0[4], s1[4];
-        __m128i smax = _mm_setzero_si128(), umax = _mm_setzero_si128();
-        float tail[4] = {0, 0, 0, 0};
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm256_setzero_ps();
-        int k = 0;
-        for (; k + 16 <= K; k += 16) {
-            if (!(k & 63)) _mm_prefetch((const char *)row + k + 1024, _MM_HINT_T0);
-            __m128i b = _mm_loadu_si128((const void *)(row + k));
-            smax = _mm_max_epi8(smax, b), umax = _mm_max_epu8(umax, b);
-            __m256i h = f8_half16(_mm256_cvtepi8_epi16(b));
-            __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-            __m256 w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) {
-                s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w0, s0[m]);
-                s1[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k + 8), w1, s1[m]);
-            }
-        }
-        for (; k + 8 <= K; k += 8) {
-            __m128i b = _mm_loadl_epi64((const void *)(row + k)); /* upper 8 bytes 0: neutral for the maxima */
-            smax = _mm_max_epi8(smax, b), umax = _mm_max_epu8(umax, b);
-            __m256 w = _mm256_cvtph_ps(f8_half8(_mm_cvtepi8_epi16(b)));
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) s0[m] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + k), w, s0[m]);
-        }
-        for (; k < K; k++) { /* the table: NaN codes included */
-            float w = rmu_gemm_f8_lut[row[k]] * (1.0f / RMU_GEMM_F8_UNIT);
-            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
-        }
-        int nan = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(smax, _mm_set1_epi8(0x7f)),
-                                                 _mm_cmpeq_epi8(umax, _mm_set1_epi8((char)0xff))));
-        const float sc = rmu_gemm_f8_scale(B, n) * RMU_GEMM_F8_UNIT;
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            float v = nan ? NAN : (hsum8(_mm256_add_ps(s0[m], s1[m])) + tail[m]) * sc;
-            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
-        }
+#define ROWS_CASE(DT, RND, MM)                                                                                     \
+    case MM: rows_dt(DT, MM, RND, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+#define ROWS_SWITCH(DT, RND)                                                                                       \
+    switch (M) {                                                                                                   \
+        ROWS_CASE(DT, RND, 1) ROWS_CASE(DT, RND, 2) ROWS_CASE(DT, RND, 3) ROWS_CASE(DT, RND, 4)                    \
+        ROWS_CASE(DT, RND, 5) ROWS_CASE(DT, RND, 6) ROWS_CASE(DT, RND, 7) default : ROWS_CASE(DT, RND, 8)          \
     }
-}
-
 #define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd,       \
+    static void NAME(int M, int n0, int n1, int K, const void *xv, long ldx, const rmu_gemm_b *B, int rnd,      \
                      float *y, long ldy, int acc) {                                                              \
-        if (rnd) {                                                                                                \
-            switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
-            }                                                                                                     \
+        const float *x = xv;                                                                                      \
+        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
+            ROWS_SWITCH(DT, 1)                                                                                    \
         } else {                                                                                                  \
-            switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
-            }                                                                                                     \
+            ROWS_SWITCH(DT, 0)                                                                                    \
         }                                                                                                         \
     }
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
-
-static void rows_bf16(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd,
-                      float *y, long ldy, int acc) {
-    (void)rnd; /* bf16 values need no rounding */
-    switch (M) {
-    case 1: rows_dt(RMU_DT_BF16, 1, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    case 2: rows_dt(RMU_DT_BF16, 2, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    case 3: rows_dt(RMU_DT_BF16, 3, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    default: rows_dt(RMU_DT_BF16, 4, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    }
-}
-
-static void rows_f8(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
-                    long ldy, int acc) {
-    (void)rnd; /* FP8 values are exact in bf16; the scale stays fp32 */
-    switch (M) {
-    case 1: rows_f8m(1, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    case 2: rows_f8m(2, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    case 3: rows_f8m(3, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    default: rows_f8m(4, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    }
-}
+ROWS_FN(rows_bf16, RMU_DT_BF16)
+ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
 
 void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     memset(isa, 0, sizeof *isa);
@@ -396,9 +477,10 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->mr = MR;
     isa->nr = NR;
     isa->kp = 1;
-    isa->kc = 256;
+    isa->kc = KC;
     isa->mc = 144;
     isa->nc = 1024;
+    isa->rows_max = 8;
     isa->ukernel = ukernel;
     isa->pack_a = pack_a;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};

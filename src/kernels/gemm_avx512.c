@@ -49,20 +49,12 @@ static inline __m512 rmu_simde_cvtph_ps(__m256i h) {
     for (int i = 0; i < 16; i++) o[i] = rmu_f16_to_f32(t[i]);
     return _mm512_loadu_ps(o);
 }
-static inline float rmu_simde_reduce_add_ps(__m512 v) {
-    float t[16];
-    _mm512_storeu_ps(t, v);
-    for (int w = 8; w >= 1; w /= 2) /* the halving tree of the real sequence */
-        for (int i = 0; i < w; i++) t[i] += t[i + w];
-    return t[0];
-}
 #define _mm512_maskz_loadu_ps(k, p) rmu_simde_maskz_loadu_ps(k, p)
 #define _mm512_mask_storeu_ps(p, k, v) rmu_simde_mask_storeu_32(p, k, _mm512_castps_si512(v))
 #define _mm512_mask_storeu_epi32(p, k, v) rmu_simde_mask_storeu_32(p, k, v)
 #define _mm512_cvtepi32_epi16(v) rmu_simde_cvtepi32_epi16(v)
 #define _mm512_cvtepu16_epi32(h) rmu_simde_cvtepu16_epi32(h)
 #define _mm512_cvtph_ps(h) rmu_simde_cvtph_ps(h)
-#define _mm512_reduce_add_ps(v) rmu_simde_reduce_add_ps(v)
 #define _mm512_shuffle_f32x4(a, b, imm) simde_mm512_shuffle_f32x4(a, b, imm)
 #else
 #include <immintrin.h>
@@ -71,6 +63,8 @@ static inline float rmu_simde_reduce_add_ps(__m512 v) {
 #define AI static inline __attribute__((always_inline))
 #define MR 12
 #define NR 32
+#define KC_F32 128   /* slice depths of the two tables (the rows kernels follow them) */
+#define KC_PAIRS 256
 
 AI __m512 round_bf16(__m512 v) {
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
@@ -278,6 +272,8 @@ AI __m256i f8_nan16(__m256i h) {
     __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x3f80)), _mm256_set1_epi16(0x3f80));
     return _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7c00)));
 }
+/* 16 FP8 codes as fp32 times 2^-8, NaN codes included. */
+AI __m512 f8_to_ps(__m128i codes) { return _mm512_cvtph_ps(f8_nan16(f8_half16(codes))); }
 
 /* Bytes per element of the dtypes this file reads. */
 #define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
@@ -285,7 +281,7 @@ AI __m256i f8_nan16(__m256i h) {
 /* 16 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m512 load16(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm512_loadu_ps(p);
-    if (dt == RMU_DT_F8_E4M3) return _mm512_cvtph_ps(f8_nan16(f8_half16(_mm_loadu_si128(p))));
+    if (dt == RMU_DT_F8_E4M3) return f8_to_ps(_mm_loadu_si128(p));
     __m256i h = _mm256_loadu_si256(p);
     if (dt == RMU_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
@@ -303,6 +299,7 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
         for (int j = 0; f8 && j < nr; j++) sc[j] = rmu_gemm_f8_scale(B, n0 + j) * RMU_GEMM_F8_UNIT;
         for (; k + 16 <= kc; k += 16) {
             for (int jb = 0; jb < NR; jb += 16) {
+                const __m512 sv = _mm512_loadu_ps(sc + jb);
                 __m512 r[16];
 #pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) {
@@ -311,7 +308,6 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
                     if (rnd) r[t] = round_bf16(r[t]);
                 }
                 transpose16(r);
-                const __m512 sv = _mm512_loadu_ps(sc + jb);
 #pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) {
                     if (f8) r[t] = _mm512_mul_ps(r[t], sv);
@@ -409,112 +405,211 @@ static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int N
 }
 static void to_f32_f8(float *dst, const void *src, long n) { rmu_to_f32(dst, src, RMU_DT_F8_E4M3, (size_t)n); }
 
-/* ---- GEMV rows (decode) */
+/* ---- rows (decode, small batches): the blocked path's order without packing, as in
+ * gemm_avx2.c at twice the width. Sixteen weight rows form a group (one zmm of outputs per row
+ * of x); 128-bit loads of rows t, t+4, t+8, t+12 fill the four lanes of a zmm, then 4x4
+ * in-lane transposes give the 16 rows' element (or, on vdpbf16ps, k-pair) j. */
 
-AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
-                const rmu_gemm_b *B, float *y, long ldy, int acc) {
-    const size_t es = ESIZE(dt);
-    for (int n = n0; n < n1; n++) {
-        const char *row = (const char *)B->data + (size_t)n * B->ld * es;
-        __m512 s0[4], s1[4];
+/* v[t] = [rows t | t+4 | t+8 | t+12] (4 x 32-bit each) -> v[j] = element j of rows 0..15. */
+AI void tr4x4(__m512 v[4]) {
+    __m512 t0 = _mm512_unpacklo_ps(v[0], v[1]), t1 = _mm512_unpackhi_ps(v[0], v[1]);
+    __m512 t2 = _mm512_unpacklo_ps(v[2], v[3]), t3 = _mm512_unpackhi_ps(v[2], v[3]);
+    v[0] = _mm512_shuffle_ps(t0, t2, 0x44);
+    v[1] = _mm512_shuffle_ps(t0, t2, 0xEE);
+    v[2] = _mm512_shuffle_ps(t1, t3, 0x44);
+    v[3] = _mm512_shuffle_ps(t1, t3, 0xEE);
+}
+
+/* The 128 bits at r[t], r[t+4], r[t+8], r[t+12] (+ off bytes) as one zmm. */
+AI __m512i load4x128(const char *const r[16], int t, size_t off) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(r[t] + off)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r[t + 4] + off)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r[t + 8] + off)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(r[t + 12] + off)), 3);
+}
+
+/* 8 bf16 (k..k+7, rounded) of a row of dtype dt: 4 k-pairs. */
+AI __m128i pairs8(rmu_dtype dt, const char *row, size_t k) {
+    if (dt == RMU_DT_BF16) return _mm_loadu_si128((const __m128i *)(row + 2 * k));
+    uint16_t t[8];
+    for (int i = 0; i < 8; i++) t[i] = rmu_f32_to_bf16(rmu_gemm_load_f32(row, dt, k + i));
+    return _mm_loadu_si128((const __m128i *)t);
+}
+
+/* fp32 lanes (kp = 1): v[j] = the 16 rows' element k + 4h + j (F8: times sv, the rows'
+ * scales x 2^8, as the packer has them). */
+AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *const r[16], size_t k, __m512 sv,
+                 __m512 v[4]) {
 #pragma GCC unroll 4
-        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
-        int k = 0;
-        for (; k + 32 <= K; k += 32) {
-            __m512 w0 = load16(dt, row + (size_t)k * es), w1 = load16(dt, row + (size_t)(k + 16) * es);
-            if (rnd) w0 = round_bf16(w0), w1 = round_bf16(w1);
+    for (int t = 0; t < 4; t++) {
+        if (dt == RMU_DT_BF16) {
+            __m512i raw = load4x128(r, t, 2 * k), z = _mm512_setzero_si512();
+            v[t] = _mm512_castsi512_ps(h ? _mm512_unpackhi_epi16(z, raw) : _mm512_unpacklo_epi16(z, raw));
+        } else if (dt == RMU_DT_F32) {
+            v[t] = _mm512_castsi512_ps(load4x128(r, t, 4 * (k + 4 * h)));
+        } else if (dt == RMU_DT_F8_E4M3) { /* 4 codes of rows t, t+4, t+8, t+12 */
+            int c[4];
+            for (int i = 0; i < 4; i++) memcpy(&c[i], r[t + 4 * i] + k + 4 * h, 4);
+            v[t] = f8_to_ps(_mm_setr_epi32(c[0], c[1], c[2], c[3]));
+        } else {
+            size_t off = 2 * (k + 4 * h);
+            __m128i a = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(r[t] + off)),
+                                           _mm_loadl_epi64((const __m128i *)(r[t + 4] + off)));
+            __m128i b = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(r[t + 8] + off)),
+                                           _mm_loadl_epi64((const __m128i *)(r[t + 12] + off)));
+            v[t] = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), b, 1));
+        }
+        if (rnd) v[t] = round_bf16(v[t]);
+    }
+    tr4x4(v);
+    if (dt == RMU_DT_F8_E4M3)
 #pragma GCC unroll 4
-            for (int m = 0; m < M; m++) {
-                s0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k), w0, s0[m]);
-                s1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k + 16), w1, s1[m]);
+        for (int j = 0; j < 4; j++) v[j] = _mm512_mul_ps(v[j], sv);
+}
+
+/* k-pairs (kp = 2): v[j] = the 16 rows' pair (k + 2j, k + 2j + 1). */
+AI void quad_pairs(const rmu_dtype dt, const char *const r[16], size_t k, __m512 v[4]) {
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) {
+        __m512i x = _mm512_castsi128_si512(pairs8(dt, r[t], k));
+        x = _mm512_inserti32x4(x, pairs8(dt, r[t + 4], k), 1);
+        x = _mm512_inserti32x4(x, pairs8(dt, r[t + 8], k), 2);
+        v[t] = _mm512_castsi512_ps(_mm512_inserti32x4(x, pairs8(dt, r[t + 12], k), 3));
+    }
+    tr4x4(v);
+}
+
+/* The 16 rows' element k (fp32) or pair (k, k+1 if k+1 < end, else 0), one at a time (tails;
+ * F8 times its row's scale, sc[i] = sv / 2^8, as the generic packer has it). */
+AI __m512 column16(const rmu_dtype dt, const int rnd, const int pairs, const char *const r[16], const float *sc,
+                   size_t k, size_t end) {
+    uint32_t t[16];
+    for (int i = 0; i < 16; i++) {
+        float f = rmu_gemm_load_f32(r[i], dt, k);
+        if (dt == RMU_DT_F8_E4M3) f *= sc[i];
+        if (pairs) {
+            uint32_t hi = k + 1 < end ? rmu_f32_to_bf16(rmu_gemm_load_f32(r[i], dt, k + 1)) : 0;
+            t[i] = rmu_f32_to_bf16(f) | hi << 16;
+        } else {
+            if (rnd) f = rmu_gemm_round_bf16(f);
+            memcpy(&t[i], &f, 4);
+        }
+    }
+    return _mm512_castsi512_ps(_mm512_loadu_si512(t));
+}
+
+/* y[0..nr) = s (add 0) or y + s (add 1). */
+AI void store16(float *y, __m512 s, int nr, int add) {
+    __mmask16 m = mask_n(nr);
+    if (add) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, y));
+    _mm512_mask_storeu_ps(y, m, s);
+}
+
+#define RACC(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define R_DECL(m) __m512 c##m = _mm512_setzero_ps();
+/* one multiply-add of x row m's element (or pair) kk with the lane vector w */
+#define R_OP(m)                                                                                                    \
+    if (m < M) {                                                                                                   \
+        if (pairs)                                                                                                 \
+            c##m = _mm512_dpbf16_ps(c##m, as_bh(_mm512_set1_epi32((int)xp[(m) * ldx + kk / 2])),                 \
+                                    as_bh(_mm512_castps_si512(w)));                                                \
+        else                                                                                                       \
+            c##m = _mm512_fmadd_ps(_mm512_set1_ps(xf[(m) * ldx + kk]), w, c##m);                                   \
+    }
+#define R_STORE(m)                                                                                                 \
+    if (m < M) store16(y + (m) * ldy, c##m, nr, add);
+
+/* One kc slice [k0, k0+kc) of a group for M rows of x, then into y. pairs: x and the lanes
+ * are k-pairs (vdpbf16ps), x as u32 pairs. */
+AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pairs, const char *const r[16],
+                    const float *sc, __m512 sv, int nr, int k0, int kc, const void *x, long ldx, float *y, long ldy,
+                    int add) {
+    const float *xf = x;
+    const uint32_t *xp = x;
+    RACC(R_DECL)
+    int k = k0, end = k0 + kc;
+    for (; k + 8 <= end; k += 8) {
+        if (pairs) {
+            __m512 v[4];
+            quad_pairs(dt, r, (size_t)k, v);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512 w = v[j];
+                int kk = k + 2 * j;
+                RACC(R_OP)
+            }
+            continue;
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512 v[4];
+            quad_f32(dt, rnd, h, r, (size_t)k, sv, v);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512 w = v[j];
+                int kk = k + 4 * h + j;
+                RACC(R_OP)
             }
         }
-        float tail[4] = {0, 0, 0, 0};
-        for (; k < K; k++) {
-            float w = rmu_gemm_load_f32(row, dt, k);
-            if (rnd) w = rmu_gemm_round_bf16(w);
-            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
+    }
+    for (; k < end; k += pairs ? 2 : 1) {
+        __m512 w = column16(dt, rnd, pairs, r, sc, (size_t)k, (size_t)end);
+        int kk = k;
+        RACC(R_OP)
+    }
+    RACC(R_STORE)
+}
+
+AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs, int n0, int n1, int K, const void *x,
+                long ldx, const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    const size_t rs = (size_t)B->ld * ESIZE(dt);
+    const int KCS = pairs ? KC_PAIRS : KC_F32;
+    for (int n = n0; n < n1; n += 16) {
+        const char *r[16];
+        float sc[16] = {0}, su[16] = {0}; /* F8: the rows' scales, and x 2^8 */
+        int nr = n1 - n < 16 ? n1 - n : 16; /* rows past n1 repeat the last one; their lanes are dropped */
+        for (int t = 0; t < 16; t++) {
+            int i = n + (t < nr ? t : nr - 1);
+            r[t] = (const char *)B->data + (size_t)i * rs;
+            if (dt == RMU_DT_F8_E4M3) sc[t] = rmu_gemm_f8_scale(B, i), su[t] = sc[t] * RMU_GEMM_F8_UNIT;
         }
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            float v = _mm512_reduce_add_ps(_mm512_add_ps(s0[m], s1[m])) + tail[m];
-            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
-        }
+        const __m512 sv = _mm512_loadu_ps(su);
+        for (int k0 = 0; k0 < K; k0 += KCS)
+            group_slice(dt, M, rnd, pairs, r, sc, sv, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy,
+                        acc || k0 > 0);
     }
 }
 
-/* F8 GEMV rows (as gemm_avx2.c's): the 2^-8-scaled values' dot products times the row's
- * scale x 2^8 at the end; the decode skips the NaN case and a row holding a NaN code (the
- * largest signed or unsigned byte, max-reduced on the side) gives NaN; 1 KiB prefetch. */
-AI void rows_f8m(const int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, float *y,
-                 long ldy, int acc) {
-    for (int n = n0; n < n1; n++) {
-        const uint8_t *row = (const uint8_t *)B->data + (size_t)n * B->ld;
-        __m512 s0[4], s1[4];
-        __m128i smax = _mm_setzero_si128(), umax = _mm_setzero_si128();
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) s0[m] = s1[m] = _mm512_setzero_ps();
-        int k = 0;
-        for (; k + 32 <= K; k += 32) {
-            if (!(k & 63)) _mm_prefetch((const char *)row + k + 1024, _MM_HINT_T0);
-            __m128i b0 = _mm_loadu_si128((const void *)(row + k)), b1 = _mm_loadu_si128((const void *)(row + k + 16));
-            smax = _mm_max_epi8(smax, _mm_max_epi8(b0, b1)), umax = _mm_max_epu8(umax, _mm_max_epu8(b0, b1));
-            __m512 w0 = _mm512_cvtph_ps(f8_half16(b0)), w1 = _mm512_cvtph_ps(f8_half16(b1));
-#pragma GCC unroll 4
-            for (int m = 0; m < M; m++) {
-                s0[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k), w0, s0[m]);
-                s1[m] = _mm512_fmadd_ps(_mm512_loadu_ps(x + m * ldx + k + 16), w1, s1[m]);
-            }
-        }
-        float tail[4] = {0, 0, 0, 0};
-        for (; k < K; k++) { /* the table: NaN codes included */
-            float w = rmu_gemm_f8_lut[row[k]] * (1.0f / RMU_GEMM_F8_UNIT);
-            for (int m = 0; m < M; m++) tail[m] += x[m * ldx + k] * w;
-        }
-        int nan = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(smax, _mm_set1_epi8(0x7f)),
-                                                 _mm_cmpeq_epi8(umax, _mm_set1_epi8((char)0xff))));
-        const float sc = rmu_gemm_f8_scale(B, n) * RMU_GEMM_F8_UNIT;
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) {
-            float v = nan ? NAN : (_mm512_reduce_add_ps(_mm512_add_ps(s0[m], s1[m])) + tail[m]) * sc;
-            y[m * ldy + n] = acc ? y[m * ldy + n] + v : v;
-        }
+#define ROWS_CASE(DT, RND, PAIRS, MM)                                                                              \
+    case MM: rows_dt(DT, MM, RND, PAIRS, n0, n1, K, x, ldx, B, y, ldy, acc); break;
+#define ROWS_SWITCH(DT, RND, PAIRS)                                                                                \
+    switch (M) {                                                                                                   \
+        ROWS_CASE(DT, RND, PAIRS, 1) ROWS_CASE(DT, RND, PAIRS, 2) ROWS_CASE(DT, RND, PAIRS, 3)                     \
+        ROWS_CASE(DT, RND, PAIRS, 4) ROWS_CASE(DT, RND, PAIRS, 5) ROWS_CASE(DT, RND, PAIRS, 6)                     \
+        ROWS_CASE(DT, RND, PAIRS, 7) default : ROWS_CASE(DT, RND, PAIRS, 8)                                        \
     }
-}
-
-#define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd,       \
+/* fp32 lanes (the avx512 table: FP32 precision, or BF16 precision without AVX512-BF16 -
+ * rnd rounds F32/F16 weights) and k-pair lanes (the avx512bf16 table, BF16 precision). */
+#define ROWS_FN_F32(NAME, DT)                                                                                      \
+    static void NAME(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd,       \
                      float *y, long ldy, int acc) {                                                              \
-        if (rnd && DT != RMU_DT_BF16) {                                                                           \
-            switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 1, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
-            }                                                                                                     \
+        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
+            ROWS_SWITCH(DT, 1, 0)                                                                                 \
         } else {                                                                                                  \
-            switch (M) {                                                                                          \
-            case 1: rows_dt(DT, 1, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 2: rows_dt(DT, 2, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            case 3: rows_dt(DT, 3, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                             \
-            default: rows_dt(DT, 4, 0, n0, n1, K, x, ldx, B, y, ldy, acc); break;                            \
-            }                                                                                                     \
+            ROWS_SWITCH(DT, 0, 0)                                                                                 \
         }                                                                                                         \
+    }
+#define ROWS_FN(NAME, DT)                                                                                          \
+    ROWS_FN_F32(NAME, DT)                                                                                          \
+    static void NAME##_pairs(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd, \
+                             float *y, long ldy, int acc) {                                                      \
+        (void)rnd; /* pairs are always rounded */                                                                 \
+        ROWS_SWITCH(DT, 0, 1)                                                                                     \
     }
 ROWS_FN(rows_f32, RMU_DT_F32)
 ROWS_FN(rows_f16, RMU_DT_F16)
 ROWS_FN(rows_bf16, RMU_DT_BF16)
-
-static void rows_f8(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
-                    long ldy, int acc) {
-    (void)rnd; /* FP8 values are exact in bf16; the scale stays fp32 */
-    switch (M) {
-    case 1: rows_f8m(1, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    case 2: rows_f8m(2, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    case 3: rows_f8m(3, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    default: rows_f8m(4, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-    }
-}
+ROWS_FN_F32(rows_f8, RMU_DT_F8_E4M3) /* no pair kernel: gemm.c runs F8 on the fp32 table */
 
 void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     memset(isa, 0, sizeof *isa);
@@ -522,13 +617,15 @@ void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     isa->mr = MR;
     isa->nr = NR;
     isa->kp = bf16 ? 2 : 1;
-    isa->kc = bf16 ? 256 : 128; /* 128 slots: a 16 KiB B micro-panel */
+    isa->kc = bf16 ? KC_PAIRS : KC_F32; /* 128 slots: a 16 KiB B micro-panel */
     isa->mc = 384;
     isa->nc = 1024;
+    isa->rows_max = 8;
     isa->ukernel = bf16 ? ukernel_bf16 : ukernel_f32;
     isa->pack_a = bf16 ? pack_a_bf16 : pack_a_f32;
-    isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, pack_b2_f32, rows_f32};
-    isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, pack_b2_f16, rows_f16};
-    isa->type[RMU_DT_BF16] = (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, pack_b2_bf16, rows_bf16};
+    isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, pack_b2_f32, bf16 ? rows_f32_pairs : rows_f32};
+    isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, pack_b2_f16, bf16 ? rows_f16_pairs : rows_f16};
+    isa->type[RMU_DT_BF16] =
+        (rmu_gemm_type){2, to_f32_bf16, pack_b_bf16, pack_b2_bf16, bf16 ? rows_bf16_pairs : rows_bf16};
     isa->type[RMU_DT_F8_E4M3] = (rmu_gemm_type){1, to_f32_f8, pack_b_f8, rmu_gemm_pack_b2_generic, rows_f8};
 }

@@ -12,7 +12,16 @@
  * Packed layouts use "k slots" of kp consecutive k values: kp = 1 for fp32 panels, kp = 2
  * for bf16 pair panels (vdpbf16ps: one u32 = two bf16 of consecutive k). A slot of an A
  * micro-panel holds MR 4-byte elements, a slot of a B micro-panel NR; panels are
- * ceil(kc / kp) slots long, odd tails zero padded. */
+ * ceil(kc / kp) slots long, odd tails zero padded.
+ *
+ * Order (what makes forward rows batch-invariant): every output C(i, j) of a path is, per
+ * kc-deep slice of K taken from k = 0 (kc = min(isa->kc, K) whatever M and N), one
+ * accumulator starting at 0 that takes the slice's k slots in increasing order (an fp32 FMA
+ * per k on the SIMD paths, a dot of one k-pair per slot on vdpbf16ps, a product then a sum
+ * in portable C), then C = s for the first slice (beta 0) or C = C + s. Tiles, threads and
+ * register blocking only decide which outputs are computed together, never an output's
+ * order; the GEMV rows kernels follow the same order through in-register transposes of the
+ * weight rows. So rmu_gemm's row i of an M-row product is bitwise its 1-row product. */
 #ifndef RMU_GEMM_IMPL_H
 #define RMU_GEMM_IMPL_H
 
@@ -26,9 +35,10 @@
 
 /* Per element type (ggml's type traits): how B is read. A NULL entry: type unsupported.
  * rnd != 0 rounds the fp32 values to bf16 (BF16 precision with non-BF16 storage); F8_E4M3
- * ignores it (its values are exact in bf16) and applies B's scales: its packers multiply each
- * element by the scale of its stored row, its GEMV rows multiply each dot product by the
- * scale of its output. to_f32 converts F8 codes without a scale. */
+ * ignores it (its values are exact in bf16) and applies B's scales: its packers and its rows
+ * kernels multiply each element by the scale of its stored row (in fp32, before the element
+ * meets A: the same numbers on both, so F8 rows are row-invariant too). to_f32 converts F8
+ * codes without a scale. */
 typedef struct rmu_gemm_type {
     size_t size; /* bytes per element */
     /* dst[0..n) = src[0..n) as fp32 */
@@ -37,8 +47,14 @@ typedef struct rmu_gemm_type {
     void (*pack_b)(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, int rnd, float *Bp);
     /* bf16 pair panel: -> Bp[ceil(kc/2)][NR] u32 = (B(k, n), B(k+1, n)) rounded to bf16 */
     void (*pack_b2)(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, uint32_t *Bp);
-    /* GEMV: y[m, n0..n1) (+)= x[m, 0..K) . W[n, 0..K) for m < M <= 4 (W = B, stored [N, K]) */
-    void (*rows)(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
+    /* Few-row forward product (decode, small batches), W = B stored [N, K]: y[m, n0..n1) (+)=
+     * x[m, :] . W[n, :] for m < M <= rows_max, reading each weight row once for all M rows.
+     * Row-invariant: every output is computed exactly as the blocked path computes it (see
+     * "Order" above), so a row's result is bitwise independent of M and of the other rows. x: M
+     * rows of K fp32 (already rounded in BF16 precision), or on a kp = 2 path in BF16 precision
+     * bf16 k-pairs (u32, ceil(K/2) per row, the odd tail's upper half 0; never for F8, whose
+     * products run on the fp32 table). acc 0: y = x W^T, 1: y += x W^T. */
+    void (*rows)(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
                  long ldy, int acc);
 } rmu_gemm_type;
 
@@ -49,6 +65,7 @@ typedef struct rmu_gemm_isa {
     int kp;     /* k values per packed slot: 1 fp32, 2 bf16 pairs */
     int kc, mc; /* cache blocking (kc a multiple of kp, mc of mr) */
     int nc;     /* widest tile: kc x nc of packed B per thread */
+    int rows_max; /* forward products with M <= rows_max take the rows kernels */
     /* C[0..mr, 0..nr) (+)= Ap * Bp over ks k slots (acc 0: overwrite, 1: add) */
     void (*ukernel)(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc);
     /* A(0..mr, 0..kc) (mr <= MR) -> the MR-row micro-panel Ap (rows mr..MR zero); kp = 1:

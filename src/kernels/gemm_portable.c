@@ -8,6 +8,7 @@
 
 #define PMR 6
 #define PNR 16
+#define PKC 256 /* slice depth (the rows kernel follows it) */
 
 /* E4M3 code b as fp32, a constant expression: (8 + m) 2^e / 1024 for exponent field e > 0
  * ((1 + m/8) 2^(e-7)), m / 512 for subnormals (m/8 2^-6); 0x7f / 0xff are NaN. */
@@ -94,35 +95,38 @@ void rmu_gemm_pack_b2_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int n
     }
 }
 
-/* GEMV rows: one weight row converted to fp32 (in pieces) and dotted with every row of x;
- * an F8 row's scale multiplies the finished dot product. */
+/* Rows (see gemm_impl.h, "Order"): per output and kc slice, a product then a sum per k in
+ * order, as ukernel_portable; a slice of the weight row is converted once for all rows of x
+ * (an F8 element times its row's scale, as load_b gives it to the packer). */
 static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B,
                          int rnd, float *y, long ldy, int acc) {
-    float wrow[1024];
+    float w[PKC];
     size_t es = rmu_dtype_size(dt);
     int f8 = dt == RMU_DT_F8_E4M3;
-    for (int n = n0; n < n1; n++) {
-        float s[4] = {0, 0, 0, 0};
-        for (int k0 = 0; k0 < K; k0 += 1024) {
-            int kb = K - k0 < 1024 ? K - k0 : 1024;
+    for (int n = n0; n < n1; n++)
+        for (int k0 = 0; k0 < K; k0 += PKC) {
+            int kc = K - k0 < PKC ? K - k0 : PKC;
             const char *src = (const char *)B->data + ((size_t)n * B->ld + k0) * es;
-            if (f8)
-                for (int k = 0; k < kb; k++) wrow[k] = rmu_gemm_f8_lut[((const uint8_t *)src)[k]];
-            else
-                rmu_to_f32(wrow, src, dt, kb);
-            if (rnd && !f8)
-                for (int k = 0; k < kb; k++) wrow[k] = rmu_gemm_round_bf16(wrow[k]);
-            for (int m = 0; m < M; m++) s[m] += rmu_dot(x + m * ldx + k0, wrow, kb);
+            if (f8) {
+                float sc = rmu_gemm_f8_scale(B, n);
+                for (int k = 0; k < kc; k++) w[k] = rmu_gemm_f8_lut[((const uint8_t *)src)[k]] * sc;
+            } else {
+                rmu_to_f32(w, src, dt, kc);
+                if (rnd)
+                    for (int k = 0; k < kc; k++) w[k] = rmu_gemm_round_bf16(w[k]);
+            }
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + m * ldx + k0;
+                float s = 0, *ym = y + m * ldy + n;
+                for (int k = 0; k < kc; k++) s += xm[k] * w[k];
+                *ym = acc || k0 ? *ym + s : s;
+            }
         }
-        if (f8)
-            for (int m = 0; m < M; m++) s[m] *= rmu_gemm_f8_scale(B, n);
-        for (int m = 0; m < M; m++) y[m * ldy + n] = acc ? y[m * ldy + n] + s[m] : s[m];
-    }
 }
 
 #define TYPE_FNS(NAME, DT)                                                                                       \
     static void to_f32_##NAME(float *dst, const void *src, long n) { rmu_to_f32(dst, src, DT, (size_t)n); }     \
-    static void rows_##NAME(int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B,        \
+    static void rows_##NAME(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B,         \
                             int rnd, float *y, long ldy, int acc) {                                             \
         rows_generic(DT, M, n0, n1, K, x, ldx, B, rnd, y, ldy, acc);                                            \
     }
@@ -137,9 +141,10 @@ void rmu_gemm_isa_portable(rmu_gemm_isa *isa) {
     isa->mr = PMR;
     isa->nr = PNR;
     isa->kp = 1;
-    isa->kc = 256;
+    isa->kc = PKC;
     isa->mc = 96;
     isa->nc = 1024;
+    isa->rows_max = 8;
     isa->ukernel = ukernel_portable;
     isa->pack_a = rmu_gemm_pack_a_generic;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, rmu_gemm_pack_b_generic, rmu_gemm_pack_b2_generic, rows_f32};

@@ -56,17 +56,6 @@ static void dsoftmax_portable(int nj, int ni, float *st, float *dpt, long ld, co
         }
 }
 
-static void qk_few_portable(int nj, int m, int hd, const float *k, long ldk, const float *q, long ldq, float *st,
-                            long ld) {
-    int ni = (m + 7) & ~7;
-    for (int j = 0; j < nj; j++)
-        for (int i = 0; i < ni; i++) {
-            float s = 0;
-            for (int d = 0; i < m && d < hd; d++) s += k[j * ldk + d] * q[i * ldq + d];
-            st[j * ld + i] = s;
-        }
-}
-
 static void scale_portable(float *y, const float *x, int n, float a) {
     for (int k = 0; k < n; k++) y[k] = a * x[k];
 }
@@ -86,9 +75,8 @@ static void transpose_portable(int m, int n, const float *src, int rg, long gs, 
     }
 }
 
-static const rmu_att_kernels kernels_portable = {gemm_portable,   softmax_portable, dsoftmax_portable,
-                                                 qk_few_portable, scale_portable,   dot_portable,
-                                                 transpose_portable, "portable"};
+static const rmu_att_kernels kernels_portable = {gemm_portable, softmax_portable,   dsoftmax_portable, scale_portable,
+                                                 dot_portable,  transpose_portable, "portable"};
 
 static const rmu_att_kernels *pick_kernels(void) {
 #ifndef RMU_NO_SIMD
@@ -125,9 +113,6 @@ static int pad_stride(int n) {
 /* Blocks with at least this many query rows copy each K/V tile into padded rows once
  * (kp, vp) for all their products; smaller ones (decode) read it in place, once. */
 #define PACK_ROWS 16
-/* Blocks of at most this many query rows (decode: the H/KV heads of one position) score
- * with qk_few: whole-vector loads of each key row instead of one broadcast per element. */
-#define FEW_ROWS 8
 
 static geom make_geom(int H, int KV, int hd, int window, long kv_row_stride) {
     geom g = {.H = H, .G = H / KV, .hd = hd, .window = window};
@@ -139,7 +124,6 @@ static geom make_geom(int H, int KV, int hd, int window, long kv_row_stride) {
     g.scale = 1.0f / sqrtf((float)hd);
     g.c2 = g.scale * LOG2E;
     size_t mq = (size_t)g.np * g.G, tile = (size_t)BK * g.ld, qt = (size_t)hd * g.ld, rows = mq * g.hdp;
-    if (qt < (size_t)FEW_ROWS * g.hdp) qt = (size_t)FEW_ROWS * g.hdp; /* fwd_block's row-major q (few rows) */
     size_t kv = 2 * (size_t)BK * g.hdp; /* kp, vp */
     size_t fwd = qt + tile + rows + 3 * (size_t)g.ld + kv;
     size_t bwd = 2 * qt + 3 * rows + 2 * tile + 2 * (size_t)g.ld + kv;
@@ -241,7 +225,11 @@ static void mask_tile(const geom *g, const blk *b, float *st, int ld, int j0, in
     }
 }
 
-/* Forward of one block.
+/* Forward of one block. A query row's output does not depend on the block it is in (the
+ * other rows, p0, np): tiles sit on multiples of BK whatever the block's first visible key
+ * (keys before it are masked), every kernel treats rows alike, and keys a row does not see
+ * contribute exact zeros. So a row computed in a decode step, a prefill chunk of any size
+ * or a training batch is the same bits (rmu serve's batch invariance relies on it).
  * ws: qt[hd][ld] (queries x log2(e)/sqrt(hd), transposed), st[BK][ld] (scores, then
  * probabilities), o[mq][hdp] (unnormalised output), m, l, corr [ld] (running max, sum,
  * rescale factor), kp, vp [BK][hdp]. out rows / lse entries of pad queries get 0. */
@@ -249,30 +237,24 @@ static void fwd_block(const rmu_att_kernels *kr, const geom *g, const blk *b, fl
     /* ni: this block's rows rounded up to whole vectors (columns of the score tiles); ld:
      * their row stride */
     int mq = b->np * g->G, ni = (mq + 7) & ~7, ld = pad_stride(mq), hd = g->hd, hdp = g->hdp;
-    int few = mq <= FEW_ROWS;
-    size_t qsz = few ? (size_t)mq * hdp : (size_t)hd * ld;
-    float *qt = ws, *st = qt + qsz, *o = st + (size_t)BK * ld, *m = o + (size_t)mq * hdp, *l = m + ld, *corr = l + ld,
-          *kp = corr + ld, *vp = kp + (size_t)BK * hdp;
+    float *qt = ws, *st = qt + (size_t)hd * ld, *o = st + (size_t)BK * ld, *m = o + (size_t)mq * hdp, *l = m + ld,
+          *corr = l + ld, *kp = corr + ld, *vp = kp + (size_t)BK * hdp;
     int npad = count_pad_queries(b);
     if (npad < b->np) {
-        if (few) /* query rows as they are (scaled), qt[i][hdp] */
-            for (int i = 0; i < mq; i++) kr->scale(qt + (size_t)i * hdp, b->q + roff(g, i), hd, g->c2);
-        else
-            kr->transpose(mq, hd, b->q, g->G, g->qdim, hd, g->c2, qt, ld);
+        kr->transpose(mq, hd, b->q, g->G, g->qdim, hd, g->c2, qt, ld);
         for (int i = 0; i < ni; i++) {
             m[i] = -INFINITY;
             l[i] = 0;
         }
         memset(o, 0, sizeof(float) * mq * hdp);
         int plast = b->p0 + b->np - 1;
-        for (int j0 = first_key(g, b); j0 <= plast; j0 += BK) {
+        for (int j0 = first_key(g, b) / BK * BK; j0 <= plast; j0 += BK) {
             int nj = plast - j0 + 1 < BK ? plast - j0 + 1 : BK, kpad;
             if (j0 + BK <= plast) prefetch_tile(g, b->k, b->v, j0 + BK, plast - j0 - BK + 1 < BK ? plast - j0 - BK + 1 : BK);
             if (!tile_has_real_keys(b, j0, nj, &kpad)) continue;
             kv_tile t = load_tile(g, b, j0, nj, mq >= PACK_ROWS, kp, vp);
             /* st[j][i] = k_j . q_i (log2 units) */
-            if (few) kr->qk_few(nj, mq, hd, t.k, t.rs, qt, hdp, st, ld);
-            else kr->gemm(nj, ni, hd, t.k, t.rs, 1, qt, ld, st, ld, 0);
+            kr->gemm(nj, ni, hd, t.k, t.rs, 1, qt, ld, st, ld, 0);
             mask_tile(g, b, st, ld, j0, nj, kpad || npad);
             kr->softmax(nj, ni, st, ld, m, l, corr);
             for (int i = 0; i < mq; i++)

@@ -43,7 +43,8 @@ void rmu_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
  * kc/vc[KV, cap, hd] hold the keys/values of positions 0..pos0+N-1 (cap >= pos0+N), head
  * by head: the key of KV head h at position j is kc + (h*cap + j)*hd, so a tile of one
  * head's keys is one contiguous stretch of memory. out[N, H*hd]. N = 1 is decode, larger
- * N a prefill chunk. */
+ * N a prefill chunk. A row's output is bitwise the same for any N, pos0 split or thread
+ * count: decode rows equal prefill rows. */
 void rmu_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int cap, int N,
                                   int pos0, int H, int KV, int hd, int window, float *scratch, int nthreads);
 

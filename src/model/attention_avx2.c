@@ -124,48 +124,6 @@ static void dsoftmax_avx2(int nj, int ni, float *st, float *dpt, long ld, const 
     }
 }
 
-static void qk_few_avx2(int nj, int m, int hd, const float *k, long ldk, const float *q, long ldq, float *st,
-                        long ld) {
-    int ni = (m + 7) & ~7, hv = hd & ~7;
-    for (int j = 0; j < nj; j += 2) {
-        const float *k0 = k + j * ldk, *k1 = j + 1 < nj ? k0 + ldk : k0;
-        for (int i0 = 0; i0 < m; i0 += 4) {
-            int mi = m - i0 < 4 ? m - i0 : 4;
-            const float *qr[4];
-            for (int i = 0; i < 4; i++) qr[i] = q + (i0 + (i < mi ? i : 0)) * ldq; /* rows past m: discarded */
-            __m256 a0[4], a1[4];
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) a0[i] = a1[i] = _mm256_setzero_ps();
-            for (int d = 0; d < hv; d += 8) {
-                __m256 x0 = _mm256_loadu_ps(k0 + d), x1 = _mm256_loadu_ps(k1 + d);
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; i++) {
-                    __m256 qv = _mm256_loadu_ps(qr[i] + d);
-                    a0[i] = _mm256_fmadd_ps(x0, qv, a0[i]);
-                    a1[i] = _mm256_fmadd_ps(x1, qv, a1[i]);
-                }
-            }
-            /* 8 horizontal sums at once: [key j rows 0..3, key j+1 rows 0..3] */
-            __m256 hA = _mm256_hadd_ps(_mm256_hadd_ps(a0[0], a0[1]), _mm256_hadd_ps(a0[2], a0[3]));
-            __m256 hB = _mm256_hadd_ps(_mm256_hadd_ps(a1[0], a1[1]), _mm256_hadd_ps(a1[2], a1[3]));
-            __m256 r = _mm256_add_ps(_mm256_permute2f128_ps(hA, hB, 0x20), _mm256_permute2f128_ps(hA, hB, 0x31));
-            float t[8];
-            _mm256_storeu_ps(t, r);
-            for (int d = hv; d < hd; d++)
-                for (int i = 0; i < 4; i++) {
-                    t[i] += k0[d] * qr[i][d];
-                    t[4 + i] += k1[d] * qr[i][d];
-                }
-            for (int i = 0; i < mi; i++) {
-                st[j * ld + i0 + i] = t[i];
-                if (j + 1 < nj) st[(j + 1) * ld + i0 + i] = t[4 + i];
-            }
-        }
-        for (int jj = j; jj < j + 2 && jj < nj; jj++)
-            for (int i = m; i < ni; i++) st[jj * ld + i] = 0;
-    }
-}
-
 static void scale_avx2(float *y, const float *x, int n, float a) {
     __m256 va = _mm256_set1_ps(a);
     int k = 0;
@@ -228,5 +186,5 @@ static void transpose_avx2(int m, int n, const float *src, int rg, long gs, long
     }
 }
 
-const rmu_att_kernels rmu_att_kernels_avx2 = {gemm_avx2, softmax_avx2, dsoftmax_avx2,  qk_few_avx2,
-                                              scale_avx2, dot_avx2,   transpose_avx2, "avx2"};
+const rmu_att_kernels rmu_att_kernels_avx2 = {gemm_avx2, softmax_avx2,   dsoftmax_avx2, scale_avx2,
+                                              dot_avx2,  transpose_avx2, "avx2"};

@@ -23,10 +23,6 @@ typedef struct rmu_att_kernels {
     /* Backward tile: p = exp2(st[j][i] - lse2[i]) into st, ds = p * (dpt[j][i] - D[i])
      * into dpt. */
     void (*dsoftmax)(int nj, int ni, float *st, float *dpt, long ld, const float *lse2, const float *D);
-    /* Scores of a few query rows (m <= 8: decode), a dot product per (key, row) with the
-     * key rows read as whole vectors: st[j][i] = k_j . q_i for j < nj, i < m, where k_j =
-     * k + j*ldk, q_i = q + i*ldq (hd floats each); columns m..round8(m) get 0. */
-    void (*qk_few)(int nj, int m, int hd, const float *k, long ldk, const float *q, long ldq, float *st, long ld);
     /* y[k] = a * x[k] for k < n (y may be x). */
     void (*scale)(float *y, const float *x, int n, float a);
     /* sum_k x[k] * y[k], k < n. */

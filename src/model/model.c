@@ -299,7 +299,7 @@ int rmu_phase_is_matmul(rmu_phase p) {
     return p == RMU_PH_QKV || p == RMU_PH_WO || p == RMU_PH_GATE_UP || p == RMU_PH_DOWN || p == RMU_PH_LOGITS;
 }
 
-/* Phase timing, only when s->prof is set (a branch per phase otherwise). */
+/* Phase timing, only when a profile is attached (a branch per phase otherwise). */
 typedef struct {
     double wall, cpu;
 } ph_mark;
@@ -310,34 +310,34 @@ static double thread_cpu_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static ph_mark ph_start(const rmu_state *s) {
+static ph_mark ph_start(const rmu_prof *prof) {
     ph_mark t = {0, 0};
-    if (s->prof) t = (ph_mark){rmu_now_s(), thread_cpu_s()};
+    if (prof) t = (ph_mark){rmu_now_s(), thread_cpu_s()};
     return t;
 }
 
-static void ph_end(rmu_state *s, rmu_phase p, ph_mark t) {
-    if (!s->prof) return;
-    s->prof->wall[p] += rmu_now_s() - t.wall;
-    s->prof->cpu[p] += thread_cpu_s() - t.cpu;
+static void ph_end(rmu_prof *prof, rmu_phase p, ph_mark t) {
+    if (!prof) return;
+    prof->wall[p] += rmu_now_s() - t.wall;
+    prof->cpu[p] += thread_cpu_s() - t.cpu;
 }
 
-/* q, k, v projections of n normalised rows: one pass over xb and one parallel region for
- * the three (the fused multi-matrix GEMV when n is small, as in decode). */
-static int qkv_project(const rmu_layer *L, const float *xb, int n, float *q, float *k, float *v, rmu_prec pr,
-                       rmu_err *e) {
-    float *ys[3] = {q, k, v};
-    const rmu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-    return rmu_linear_forward_multi(ys, ws, 3, xb, n, pr, e);
-}
+/* Runs the statement(s) as profile phase p (rmu_prof *prof in scope, may be NULL). */
+#define PHASE(p, ...)                    \
+    do {                                 \
+        ph_mark t_ = ph_start(prof);     \
+        __VA_ARGS__;                     \
+        ph_end(prof, p, t_);             \
+    } while (0)
 
-/* gate and up projections, fused the same way. */
-static int gate_up_project(const rmu_layer *L, const float *xb, int n, float *gate, float *up, rmu_prec pr,
-                           rmu_err *e) {
-    float *ys[2] = {gate, up};
-    const rmu_weight *ws[2] = {&L->w_gate, &L->w_up};
-    return rmu_linear_forward_multi(ys, ws, 2, xb, n, pr, e);
-}
+/* Runs call (0, or -1 with e filled) as profile phase p; an error returns -1 at once. */
+#define PHASE_CALL(p, call)              \
+    do {                                 \
+        ph_mark t_ = ph_start(prof);     \
+        int rc_ = (call);                \
+        ph_end(prof, p, t_);             \
+        if (rc_) return -1;              \
+    } while (0)
 
 /* New keys/values k/v[n, KV*hd] (RoPE applied) into the head-major cache at pos0. */
 static void cache_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0, int KV, int hd,
@@ -350,62 +350,92 @@ static void cache_store(float *kc, float *vc, const float *k, const float *v, in
         }
 }
 
-/* Runs the statement(s) as profile phase p (state s in scope). */
-#define PHASE(p, ...)                    \
-    do {                                 \
-        ph_mark t_ = ph_start(s);        \
-        __VA_ARGS__;                     \
-        ph_end(s, p, t_);                \
-    } while (0)
+/* ---- the forward pass: rows of one or several sequences (slots) at once. Every product
+ * runs over all rows together (one read of each weight per step, however many sequences
+ * run); RoPE, the K/V cache and attention are each slot's own. No row's numbers depend on the
+ * others or on how a sequence was split into calls: rmu_gemm's forward rows are
+ * M-invariant, attention rows are block-invariant, the rest is row by row. The
+ * single-sequence forward is the one-slot case. */
 
-/* Runs call (0, or -1 with e filled) as profile phase p; an error returns -1 at once. */
-#define PHASE_CALL(p, call)              \
-    do {                                 \
-        ph_mark t_ = ph_start(s);        \
-        int rc_ = (call);                \
-        ph_end(s, p, t_);                \
-        if (rc_) return -1;              \
-    } while (0)
-
-/* One chunk of n <= max_batch tokens through layers 0..last_layer; leaves the residual
- * stream in s->x. */
-static int forward_chunk(const rmu_model *m, rmu_state *s, const int *tokens, int n, int last_layer, rmu_err *e) {
+/* The rows of slots[0..nslots) (n[i] tokens each, slot after slot; ws->r0 = each slot's first
+ * row) through layers 0..last_layer; leaves the residual stream in ws->x and advances each
+ * pos. */
+static int forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *n, int nslots,
+                        rmu_batch_ws *ws, int last_layer, rmu_err *e) {
     const rmu_config *c = &m->cfg;
     rmu_prec pr = m->precision;
+    rmu_prof *prof = ws->prof;
     int C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    int H = c->n_heads, KV = c->n_kv_heads;
-    size_t kvd = (size_t)KV * hd;
-    int pos0 = s->pos;
-    for (int i = 0; i < n; i++) s->pos_ids[i] = pos0 + i;
-    PHASE(RMU_PH_EMBED, rmu_embedding_forward(s->x, tokens, n, &m->embed));
+    int H = c->n_heads, KV = c->n_kv_heads, R = 0;
+    size_t kvd = (size_t)KV * hd, qd = (size_t)H * hd;
+    for (int i = 0; i < nslots; i++) {
+        ws->r0[i] = R;
+        for (int j = 0; j < n[i]; j++) ws->pos_ids[R + j] = slots[i]->pos + j;
+        R += n[i];
+    }
+    PHASE(RMU_PH_EMBED, rmu_embedding_forward(ws->x, tokens, R, &m->embed));
     for (int l = 0; l <= last_layer; l++) {
         const rmu_layer *L = &m->layers[l];
-        float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
         /* attention block */
-        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->attn_norm, n, C, c->rms_norm_eps));
-        PHASE_CALL(RMU_PH_QKV, qkv_project(L, s->xb, n, s->q, s->k, s->v, pr, e));
-        PHASE(RMU_PH_ROPE, rmu_rope_forward(s->q, s->pos_ids, n, H, hd, s->rope_cos, s->rope_sin);
-              rmu_rope_forward(s->k, s->pos_ids, n, KV, hd, s->rope_cos, s->rope_sin);
-              cache_store(kc, vc, s->k, s->v, n, pos0, KV, hd, s->ctx));
-        PHASE(RMU_PH_ATTN, rmu_attention_cached_forward(s->att_out, s->q, kc, vc, s->ctx, n, pos0, H, KV, hd,
-                                                        c->sliding_window, s->att, s->nthreads));
-        PHASE_CALL(RMU_PH_WO, rmu_linear_forward(s->x, s->att_out, &L->wo, n, 1, pr, e)); /* x += attn(x) Wo^T */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->attn_norm, R, C, c->rms_norm_eps));
+        float *qkv[3] = {ws->q, ws->k, ws->v};
+        const rmu_weight *wqkv[3] = {&L->wq, &L->wk, &L->wv};
+        PHASE_CALL(RMU_PH_QKV, rmu_linear_forward_multi(qkv, wqkv, 3, ws->xb, R, pr, e));
+        for (int i = 0; i < nslots; i++) {
+            rmu_state *s = slots[i];
+            size_t r0 = ws->r0[i];
+            float *kc = s->kcache + (size_t)l * s->ctx * kvd, *vc = s->vcache + (size_t)l * s->ctx * kvd;
+            PHASE(RMU_PH_ROPE, rmu_rope_forward(ws->q + r0 * qd, ws->pos_ids + r0, n[i], H, hd, s->rope_cos, s->rope_sin);
+                  rmu_rope_forward(ws->k + r0 * kvd, ws->pos_ids + r0, n[i], KV, hd, s->rope_cos, s->rope_sin);
+                  cache_store(kc, vc, ws->k + r0 * kvd, ws->v + r0 * kvd, n[i], s->pos, KV, hd, s->ctx));
+            PHASE(RMU_PH_ATTN, rmu_attention_cached_forward(ws->att_out + r0 * qd, ws->q + r0 * qd, kc, vc, s->ctx,
+                                                            n[i], s->pos, H, KV, hd, c->sliding_window, ws->att,
+                                                            ws->nthreads));
+        }
+        PHASE_CALL(RMU_PH_WO, rmu_linear_forward(ws->x, ws->att_out, &L->wo, R, 1, pr, e)); /* x += attn(x) Wo^T */
         /* MLP block */
-        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, s->x, &L->mlp_norm, n, C, c->rms_norm_eps));
-        PHASE_CALL(RMU_PH_GATE_UP, gate_up_project(L, s->xb, n, s->hb, s->hb2, pr, e));
-        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(s->hb, s->hb, s->hb2, (size_t)n * F));
-        PHASE_CALL(RMU_PH_DOWN, rmu_linear_forward(s->x, s->hb, &L->w_down, n, 1, pr, e)); /* x += mlp(x) */
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb, NULL, ws->x, &L->mlp_norm, R, C, c->rms_norm_eps));
+        float *gu[2] = {ws->hb, ws->hb2};
+        const rmu_weight *wgu[2] = {&L->w_gate, &L->w_up};
+        PHASE_CALL(RMU_PH_GATE_UP, rmu_linear_forward_multi(gu, wgu, 2, ws->xb, R, pr, e));
+        PHASE(RMU_PH_SWIGLU, rmu_swiglu_forward(ws->hb, ws->hb, ws->hb2, (size_t)R * F));
+        PHASE_CALL(RMU_PH_DOWN, rmu_linear_forward(ws->x, ws->hb, &L->w_down, R, 1, pr, e)); /* x += mlp(x) */
     }
-    s->pos += n;
+    for (int i = 0; i < nslots; i++) slots[i]->pos += n[i];
     return 0;
 }
 
-/* Final norm and LM head for n rows of x into logits[n, V]. */
-static int lm_head(const rmu_model *m, rmu_state *s, const float *x, int n, float *logits, rmu_err *e) {
+/* Final norm and LM head of the wanted rows (want[i]: 0 none, 1 slot i's last row, 2 all its
+ * rows; want NULL: every slot's last row) as one product: logits [rows, V] in slot order. */
+static int rows_logits(const rmu_model *m, const int *n, const int *want, int nslots, rmu_batch_ws *ws,
+                       float *logits, rmu_err *e) {
     const rmu_config *c = &m->cfg;
-    PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(s->xb, NULL, x, &m->final_norm, n, c->hidden_size, c->rms_norm_eps));
-    PHASE_CALL(RMU_PH_LOGITS, rmu_linear_forward(logits, s->xb, &m->lm_head, n, 0, m->precision, e));
+    rmu_prof *prof = ws->prof;
+    int C = c->hidden_size, rows = 0;
+    for (int i = 0; i < nslots; i++) {
+        int w = want ? want[i] : 1;
+        if (w == 0) continue;
+        int first = w == 2 ? 0 : n[i] - 1, cnt = n[i] - first;
+        PHASE(RMU_PH_NORM, rmu_rmsnorm_forward(ws->xb + (size_t)rows * C, NULL, ws->x + ((size_t)ws->r0[i] + first) * C,
+                                               &m->final_norm, cnt, C, c->rms_norm_eps));
+        rows += cnt;
+    }
+    if (rows) PHASE_CALL(RMU_PH_LOGITS, rmu_linear_forward(logits, ws->xb, &m->lm_head, rows, 0, m->precision, e));
     return 0;
+}
+
+static int check_tokens(const rmu_config *c, const int *tokens, int n, const char *what, rmu_err *e) {
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return rmu_errf(e, "%s: token id %d out of range [0, %d)", what, tokens[i], c->vocab_size);
+    return 0;
+}
+
+/* The state's own scratch as a one-slot workspace (r0: room for the one slot's first row). */
+static rmu_batch_ws state_ws(rmu_state *s, int *r0) {
+    return (rmu_batch_ws){.max_rows = s->max_batch, .max_slots = 1, .nthreads = s->nthreads, .x = s->x, .xb = s->xb,
+                          .q = s->q, .k = s->k, .v = s->v, .att_out = s->att_out, .hb = s->hb, .hb2 = s->hb2,
+                          .att = s->att, .pos_ids = s->pos_ids, .r0 = r0, .prof = s->prof};
 }
 
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
@@ -414,32 +444,87 @@ int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n
     if (n <= 0) return rmu_errf(e, "forward: no tokens");
     if (s->pos + n > s->ctx)
         return rmu_errf(e, "forward: %d tokens do not fit the context (%d cached, context %d)", n, s->pos, s->ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return rmu_errf(e, "forward: token id %d out of range [0, %d)", tokens[i], c->vocab_size);
-    int C = c->hidden_size, V = c->vocab_size;
-    for (int i0 = 0; i0 < n; i0 += s->max_batch) {
-        int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        if (forward_chunk(m, s, tokens + i0, nb, c->n_layers - 1, e)) return -1;
-        if (!logits) continue;
-        if (all && lm_head(m, s, s->x, nb, logits + (size_t)i0 * V, e)) return -1;
-        if (!all && i0 + nb == n && lm_head(m, s, s->x + (size_t)(nb - 1) * C, 1, logits, e)) return -1;
+    if (check_tokens(c, tokens, n, "forward", e)) return -1;
+    int V = c->vocab_size, r0;
+    rmu_batch_ws ws = state_ws(s, &r0);
+    for (int i0 = 0, nb; i0 < n; i0 += nb) {
+        nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
+        int want = !logits ? 0 : all ? 2 : i0 + nb == n;
+        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, c->n_layers - 1, e)) return -1;
+        if (want && rows_logits(m, &nb, &want, 1, &ws, all ? logits + (size_t)i0 * V : logits, e)) return -1;
     }
     return 0;
+}
+
+int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *nrows,
+                           int nslots, float *logits, const int *want, rmu_batch_ws *ws, rmu_err *e) {
+    const rmu_config *c = &m->cfg;
+    if (nslots <= 0 || nslots > ws->max_slots)
+        return rmu_errf(e, "forward_rows: %d slots (workspace for 1..%d)", nslots, ws->max_slots);
+    int R = 0;
+    for (int i = 0; i < nslots; i++) {
+        rmu_state *s = slots[i];
+        if (nrows[i] <= 0) return rmu_errf(e, "forward_rows: slot %d feeds no tokens", i);
+        if (s->pos + nrows[i] > s->ctx)
+            return rmu_errf(e, "forward_rows: slot %d: %d tokens do not fit the context (%d cached, context %d)", i,
+                            nrows[i], s->pos, s->ctx);
+        for (int j = 0; j < i; j++)
+            if (slots[j] == s) return rmu_errf(e, "forward_rows: slot %d appears twice", i);
+        R += nrows[i];
+    }
+    if (R > ws->max_rows) return rmu_errf(e, "forward_rows: %d rows (workspace for %d)", R, ws->max_rows);
+    if (check_tokens(c, tokens, R, "forward_rows", e)) return -1;
+    if (forward_rows(m, slots, tokens, nrows, nslots, ws, c->n_layers - 1, e)) return -1;
+    return logits ? rows_logits(m, nrows, want, nslots, ws, logits, e) : 0;
+}
+
+int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, rmu_err *e) {
+    memset(ws, 0, sizeof *ws);
+    const rmu_config *c = &m->cfg;
+    if (max_rows <= 0 || max_slots <= 0)
+        return rmu_errf(e, "batch workspace: rows %d and slots %d must be positive", max_rows, max_slots);
+    ws->max_rows = max_rows;
+    ws->max_slots = max_slots;
+    ws->nthreads = omp_get_max_threads();
+    size_t B = max_rows, C = c->hidden_size, F = c->intermediate_size;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    ws->x = malloc(B * C * sizeof(float));
+    ws->xb = malloc(B * C * sizeof(float));
+    ws->q = malloc(B * qd * sizeof(float));
+    ws->k = malloc(B * kvd * sizeof(float));
+    ws->v = malloc(B * kvd * sizeof(float));
+    ws->att_out = malloc(B * qd * sizeof(float));
+    ws->hb = malloc(B * F * sizeof(float));
+    ws->hb2 = malloc(B * F * sizeof(float));
+    ws->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, c->head_dim, ws->nthreads) *
+                     sizeof(float));
+    ws->pos_ids = malloc(B * sizeof(int));
+    ws->r0 = malloc((size_t)max_slots * sizeof(int));
+    if (!ws->x || !ws->xb || !ws->q || !ws->k || !ws->v || !ws->att_out || !ws->hb || !ws->hb2 || !ws->att ||
+        !ws->pos_ids || !ws->r0) {
+        rmu_batch_ws_free(ws);
+        return rmu_errf(e, "batch workspace: out of memory for %d rows", max_rows);
+    }
+    return 0;
+}
+
+void rmu_batch_ws_free(rmu_batch_ws *ws) {
+    free(ws->x); free(ws->xb); free(ws->q); free(ws->k); free(ws->v); free(ws->att_out); free(ws->hb);
+    free(ws->hb2); free(ws->att); free(ws->pos_ids); free(ws->r0);
+    memset(ws, 0, sizeof *ws);
 }
 
 int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n, int layer, float *out, rmu_err *e) {
     const rmu_config *c = &m->cfg;
     if (layer < 0 || layer >= c->n_layers) return rmu_errf(e, "hidden: layer %d out of range [0, %d)", layer, c->n_layers);
     if (n <= 0 || n > s->ctx) return rmu_errf(e, "hidden: %d tokens do not fit the context %d", n, s->ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return rmu_errf(e, "hidden: token id %d out of range [0, %d)", tokens[i], c->vocab_size);
+    if (check_tokens(c, tokens, n, "hidden", e)) return -1;
     rmu_state_reset(s);
-    int C = c->hidden_size;
-    for (int i0 = 0; i0 < n; i0 += s->max_batch) {
-        int nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
-        if (forward_chunk(m, s, tokens + i0, nb, layer, e)) return -1;
+    int C = c->hidden_size, r0;
+    rmu_batch_ws ws = state_ws(s, &r0);
+    for (int i0 = 0, nb; i0 < n; i0 += nb) {
+        nb = n - i0 < s->max_batch ? n - i0 : s->max_batch;
+        if (forward_rows(m, &s, tokens + i0, &nb, 1, &ws, layer, e)) return -1;
         memcpy(out + (size_t)i0 * C, s->x, sizeof(float) * nb * C);
     }
     return 0;

@@ -119,6 +119,34 @@ void rmu_state_reset(rmu_state *s);
 int rmu_model_forward(const rmu_model *m, rmu_state *s, const int *tokens, int n, float *logits, int all,
                       rmu_err *e);
 
+/* Scratch for rmu_model_forward_rows: up to max_rows rows in all, from up to max_slots
+ * slots. */
+typedef struct rmu_batch_ws {
+    int max_rows, max_slots, nthreads;
+    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2; /* [max_rows, ...] */
+    float *att;     /* attention scratch (rmu_attention_scratch_floats) */
+    int *pos_ids;   /* [max_rows] */
+    int *r0;        /* [max_slots] each slot's first row */
+    rmu_prof *prof; /* NULL, or forward calls add their phase times here */
+} rmu_batch_ws;
+
+int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int max_slots, rmu_err *e);
+void rmu_batch_ws_free(rmu_batch_ws *ws);
+
+/* One forward over several sequences at once (continuous batching): slot i feeds nrows[i]
+ * tokens (tokens: slot 0's, then slot 1's, ...) at positions slots[i]->pos.. and advances
+ * its pos. Norms and products run on all rows together; RoPE, the K/V cache and attention
+ * are each slot's own. Only the slots' KV caches, positions and RoPE tables are used (a
+ * slot state may be made with max_batch 1). logits (may be NULL): per slot, want[i] = 0
+ * nothing, 1 the last row, 2 every row (want NULL: the last row of each), [rows, V] in slot
+ * order. Every product runs once over all rows (one read of each weight per call).
+ * Batch invariance: a row's numbers depend only on its own sequence, never on the other
+ * slots, nor on how a sequence was split into calls (prefill chunks of any size, decode
+ * steps): K/V and logits are bitwise those of one rmu_model_forward of the whole sequence,
+ * so cached rows - prompts and generated tokens alike - can be reused anywhere. */
+int rmu_model_forward_rows(const rmu_model *m, rmu_state *const *slots, const int *tokens, const int *nrows,
+                           int nslots, float *logits, const int *want, rmu_batch_ws *ws, rmu_err *e);
+
 /* Residual stream after decoder layer `layer` (0-based; HF hidden_states[layer+1]) for a
  * fresh sequence: out [n, C]. Stops computing after that layer. Resets the state. */
 int rmu_model_hidden(const rmu_model *m, rmu_state *s, const int *tokens, int n, int layer, float *out,

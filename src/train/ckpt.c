@@ -210,6 +210,11 @@ int rmu_ckpt_save(const char *out, long step, const rmu_model *m, const rmu_tr *
     if (rmu_file_exists(dir)) drop_ckpt(dir); /* same step saved before (a re-run): replace */
     if (rename(tmp, dir) != 0) return rmu_errf(e, "%s: cannot rename into place: %s", dir, strerror(errno));
     fsync_path(out);
+    return rmu_ckpt_prune(out, keep, e);
+}
+
+int rmu_ckpt_prune(const char *out, int keep, rmu_err *e) {
+    char p[4200];
     long *steps;
     int ns;
     if (rmu_ckpt_list(out, &steps, &ns, e)) return -1;

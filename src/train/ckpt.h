@@ -37,6 +37,9 @@ int rmu_ckpt_list(const char *dir, long **steps, int *n, rmu_err *e);
  * "epoch_rng_state", "loss"} beside "format", "step" and "run" = fp; keeps the newest `keep`. */
 int rmu_ckpt_save(const char *dir, long step, const rmu_model *m, const rmu_tr *tr, const json_t *fp, long epoch,
                   long batch_in_epoch, const char *epoch_rng, double loss, int keep, rmu_err *e);
+/* Drops all but the newest `keep` checkpoints of dir (a resumed run whose previous process was
+ * killed between a save and its pruning finds one too many). */
+int rmu_ckpt_prune(const char *dir, int keep, rmu_err *e);
 /* Checks that checkpoint `step` of dir was made by a run with fingerprint fp (every key
  * equal). Errors name the first differing setting. */
 int rmu_ckpt_check(const char *dir, long step, const json_t *fp, rmu_err *e);

@@ -270,7 +270,7 @@ static int prepare_out(rmu_ft *h, rmu_err *e) {
     }
     if (nw) {
         h->start = wck[nw - 1];
-        if (rmu_ckpt_load(h->work, h->start, &h->tr, h->fp, e)) {
+        if (rmu_ckpt_load(h->work, h->start, &h->tr, h->fp, e) || rmu_ckpt_prune(h->work, o->keep_checkpoints, e)) {
             rmu_err_prefix(e, "resume");
             goto out;
         }

@@ -232,3 +232,79 @@ PYEOF
 else
     skip "judge: shared MT-Bench prompts" "../shared is absent"
 fi
+
+# ---- end to end: a real `rmu serve` on stories260K as the judge (loopback, no stand-in) on
+# two MT-Bench questions (writing; math with its reference), both turns. The tiny model
+# writes stories, not ratings, so a score is whatever it happens to print ([[n]]) or -1.
+if have_shared && command -v curl >/dev/null; then
+    M=$SHARED/data/mt_bench
+    python3 - "$M/question.jsonl" "$TMP/e2e" <<'PYEOF'
+import json, os, sys
+qs = [json.loads(l) for l in open(sys.argv[1])]
+pick = [next(q for q in qs if q["category"] == c) for c in ("writing", "math")]
+os.makedirs(f"{sys.argv[2]}/answers", exist_ok=True)
+with open(f"{sys.argv[2]}/question.jsonl", "w") as f:
+    for q in pick: f.write(json.dumps(q) + "\n")
+with open(f"{sys.argv[2]}/answers/story.jsonl", "w") as f:
+    for q in pick:
+        f.write(json.dumps({"question_id": q["question_id"], "model_id": "story",
+                            "choices": [{"index": 0, "turns": ["Once upon a time there was a cat."] * 2}]}) + "\n")
+PYEOF
+    "$RMU" serve -m "$SHARED/models/stories260K" --port 0 --parallel 2 2>"$TMP/e2e/serve.log" & spid=$!
+    PIDS+=($spid)
+    port=""
+    for _ in $(seq 200); do
+        port=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/e2e/serve.log" | grep -o '[0-9]*$')
+        [ -n "$port" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        fail "judge: rmu serve as the judge" "the server did not come up: $(tail -n 3 "$TMP/e2e/serve.log" | tr '\n' ' ')"
+    else
+        ok "judge: rmu serve on stories260K is up (/health 200 on port $port)"
+        out=$("$RMU" mtbench judge --questions "$TMP/e2e/question.jsonl" --answers "$TMP/e2e/answers" \
+                  --judge-prompts "$M/judge_prompts.jsonl" --reference "$M/reference_answer/gpt-4.jsonl" \
+                  --judge-model stories260K --judge-url "http://127.0.0.1:$port/v1" --out "$TMP/e2e/judgment.jsonl" \
+                  --parallel 2 -q 2>&1)
+        rc=$?
+        if [ $rc -eq 0 ] && res=$(python3 - "$TMP/e2e/question.jsonl" "$TMP/e2e/judgment.jsonl" <<'PYEOF' 2>&1
+import json, sys
+qs = {q["question_id"]: q for q in map(json.loads, open(sys.argv[1]))}
+lines = [json.loads(l) for l in open(sys.argv[2])]
+keys = ["question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"]
+seen = set()
+for l in lines:
+    assert list(l) == keys, list(l)
+    q = qs[l["question_id"]]
+    name = ("single-math-v1" if q["category"] == "math" else "single-v1") + ("-multi-turn" if l["turn"] == 2 else "")
+    assert l["model"] == "story" and l["judge"] == ["stories260K", name], l
+    assert isinstance(l["judgment"], str) and l["judgment"].strip(), "empty judgment"
+    assert l["score"] == -1 or (isinstance(l["score"], (int, float)) and l["score"] >= 0), l["score"]
+    assert q["turns"][l["turn"] - 1] in l["user_prompt"], "question missing from the prompt"
+    assert isinstance(l["tstamp"], float)
+    seen.add((l["question_id"], l["turn"]))
+assert len(lines) == 4 and seen == {(q, t) for q in qs for t in (1, 2)}, (len(lines), sorted(seen))
+print("ok", sum(l["score"] != -1 for l in lines))
+PYEOF
+); then
+            ok "judge: against rmu serve: one well-formed line per question and turn ($(echo "$res" | cut -d' ' -f2) of 4 rated, the rest -1)"
+        else
+            fail "judge: against rmu serve" "exit $rc: $(echo "$out" | tail -n 3 | tr '\n' ' ') ${res:-}"
+        fi
+        # show: a table when something was rated; otherwise its clear "nothing scored" error
+        sout=$("$RMU" mtbench show --judgments "$TMP/e2e/judgment.jsonl" 2>&1); src=$?
+        rated=$(echo "${res:-}" | awk '$1 == "ok" {print $2}'); rated=${rated:-0}
+        if { [ "$rated" -gt 0 ] && [ $src -eq 0 ] && echo "$sout" | grep -q story; } ||
+           { [ "$rated" -eq 0 ] && [ $src -eq 1 ] && echo "$sout" | grep -q "no scored judgments"; }; then
+            ok "judge: mtbench show on the served judge's judgments ($rated rated)"
+        else
+            fail "judge: mtbench show on the served judge's judgments" "exit $src: $sout"
+        fi
+    fi
+    kill -TERM $spid 2>/dev/null
+    wait $spid; src=$?
+    if [ $src -eq 0 ] && grep -q "shutting down" "$TMP/e2e/serve.log"; then ok "judge: rmu serve exits 0 on SIGTERM after judging"
+    else fail "judge: rmu serve exits 0 on SIGTERM" "exit $src: $(tail -n 3 "$TMP/e2e/serve.log" | tr '\n' ' ')"; fi
+else
+    skip "judge: end to end against rmu serve on stories260K" "../shared is absent (or no curl)"
+fi

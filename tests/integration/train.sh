@@ -281,6 +281,18 @@ if [ -f "$T/nan.rmu-work/checkpoint-4/state.safetensors" ] && [ ! -e "$T/nan" ] 
 else
     fail "train: NaN stop keeps the last good checkpoint" "checkpoint-4 missing or resume failed"
 fi
+# killed between a checkpoint save and its pruning, at the last step: the resumed run prunes
+# before it writes OUT, so OUT keeps only the newest --keep-checkpoints
+rm -rf "$T/prune" "$T/prune.rmu-work"
+PR=(-m "$T/tiny" --data "$T/stories.txt" --out "$T/prune" --steps 6 --batch-size 2 --seq-len 16 --save-every 2 -q)
+if $RMU train "${PR[@]}" --keep-checkpoints 3 2>/dev/null && mkdir "$T/prune.rmu-work" &&
+   mv "$T/prune"/checkpoint-* "$T/prune.rmu-work/" && rm -rf "$T/prune" &&
+   $RMU train "${PR[@]}" --keep-checkpoints 2 --resume 2>/dev/null &&
+   [ "$(cd "$T/prune" && ls -d checkpoint-* | tr '\n' ' ')" = "checkpoint-4 checkpoint-6 " ]; then
+    ok "train: a resumed run drops checkpoints beyond --keep-checkpoints before it writes OUT"
+else
+    fail "train: resume prunes checkpoints" "OUT holds: $(ls "$T/prune" 2>&1 | tr '\n' ' ')"
+fi
 # a NaN in the weights themselves
 if [ -x "$PY" ] || command -v "$PY" >/dev/null 2>&1; then
     cp -r "$T/tiny" "$T/nanw"

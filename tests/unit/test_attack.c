@@ -393,7 +393,8 @@ static void test_relearn(void **st) {
                      "{\"question\": \"What runs past the mill?\", \"choices\": [\"a river\", \"a fox\", \"a ship\"], \"answer\": 0}\n");
     rmu_relearn_opts o;
     rmu_relearn_defaults(&o);
-    o.model_dir = u, o.out_dir = out, o.data = data, o.samples = 3, o.steps = 6, o.seq_len = 32, o.lr = 3e-2;
+    o.train.model_dir = u, o.train.out_dir = out, o.train.data = data, o.train.max_docs = 3, o.train.steps = 6;
+    o.train.seq_len = 32, o.train.lr = 3e-2;
     o.eval_every = 2, o.save_models = 1, o.base = u;
     o.suites[0] = (rmu_report_suite){NULL, "mcq", q};
     o.n_suites = 1;
@@ -446,14 +447,14 @@ static void test_relearn(void **st) {
     /* more samples than texts, and an empty corpus: errors, nothing written */
     char bad[512];
     snprintf(bad, sizeof bad, "%s", tu_path(tmp, "rl_bad"));
-    o.out_dir = bad, o.samples = 7;
+    o.train.out_dir = bad, o.train.max_docs = 7;
     assert_int_equal(rmu_relearn_run(&o, NULL, &r, &e), -1);
-    assert_string_equal(strstr(e.msg, "samples:"), e.msg);
+    assert_string_equal(strstr(e.msg, "max_docs:"), e.msg);
     assert_false(rmu_file_exists(bad));
     char empty[512];
     snprintf(empty, sizeof empty, "%s", tu_path(tmp, "rl_empty.jsonl"));
     tu_write_file(empty, "");
-    o.samples = 1, o.data = empty;
+    o.train.max_docs = 1, o.train.data = empty;
     assert_int_equal(rmu_relearn_run(&o, NULL, &r, &e), -1);
     assert_string_equal(strstr(e.msg, "data:"), e.msg);
     assert_false(rmu_file_exists(bad));

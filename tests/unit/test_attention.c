@@ -206,14 +206,17 @@ static void test_training_mistral_head(void **st) {
 }
 
 /* The cached forward for queries pos0..pos0+N-1 (prefill chunks and decode) equals the
- * training forward's rows of a sequence of length pos0+N, and 1 vs 2 threads agree. */
+ * training forward's rows of a sequence of length pos0+N, 1 vs 2 threads agree, and every
+ * row is bitwise the row of one call over the whole sequence, whatever the chunking (what
+ * rmu serve's batch invariance needs: a decode row is a prefill row). */
 static void check_cached(int H, int KV, int hd, int window, int ctx, const int *chunks, int nchunks, uint64_t seed) {
     uint64_t s = seed;
     size_t qd = (size_t)H * hd, kvd = (size_t)KV * hd;
     float *q = rnd(ctx * qd, &s, 1.5f), *k = rnd(ctx * kvd, &s, 1.5f), *v = rnd(ctx * kvd, &s, 1);
     float *out = malloc(sizeof(float) * ctx * qd), *out2 = malloc(sizeof(float) * ctx * qd);
+    float *whole = malloc(sizeof(float) * ctx * qd);
     float *scr = malloc(sizeof(float) * rmu_attention_scratch_floats(H, KV, hd, 2));
-    double *ref = malloc(sizeof(double) * ctx * qd), lse;
+    double *ref = calloc((size_t)ctx * qd, sizeof(double)), lse; /* calloc: GCC -O1 cannot see ref_row fill it */
     shape z = {1, ctx, H, KV, hd, window, NULL};
     for (int i = 0; i < ctx; i++)
         for (int h = 0; h < H; h++) ref_row(&z, q, k, v, 0, h, i, ref + ((size_t)i * H + h) * hd, &lse, NULL, 0, 0, 0);
@@ -234,11 +237,15 @@ static void check_cached(int H, int KV, int hd, int window, int ctx, const int *
         rmu_attention_cached_forward(out + pos * qd, q + pos * qd, kc, vc, cap, n, pos, H, KV, hd, window, scr, 1);
         rmu_attention_cached_forward(out2 + pos * qd, q + pos * qd, kc, vc, cap, n, pos, H, KV, hd, window, scr, 2);
         assert_memory_equal(out + pos * qd, out2 + pos * qd, sizeof(float) * n * qd);
+        if (pos + n == ctx) rmu_attention_cached_forward(whole, q, kc, vc, cap, ctx, 0, H, KV, hd, window, scr, 2);
         free(kc), free(vc);
         pos += n;
     }
     expect_close("cached out", out, ref, ctx * qd, 2e-6);
-    free(q), free(k), free(v), free(out), free(out2), free(scr), free(ref);
+    for (int i = 0; i < ctx; i++)
+        if (memcmp(out + i * qd, whole + i * qd, sizeof(float) * qd))
+            fail_msg("H %d KV %d hd %d window %d: row %d differs from the one-call row", H, KV, hd, window, i);
+    free(q), free(k), free(v), free(out), free(out2), free(whole), free(scr), free(ref);
 }
 
 static void cached_cases(void) {

@@ -3,7 +3,8 @@
  * B dtypes, both B layouts, A read transposed, padded strides, beta 0/1, both precisions.
  * FP32 must match the exact product within fp32 summation bounds; BF16 must match the exact
  * product of the bf16-rounded inputs within the same bounds (products are exact in fp32).
- * Also: thread-count independence, the multi-matrix GEMV, argument errors. The same source
+ * Also: thread-count independence, row invariance of the forward product (row i of an
+ * M-row product = its 1-row product, bitwise), the multi-matrix GEMV, argument errors. The same source
  * runs in the SIMDe build (build-simde/tests/test_gemm), where the AVX-512 paths run too. */
 #include <math.h>
 #include <setjmp.h>
@@ -144,6 +145,63 @@ static void test_threads_bitwise(void **st) {
     free(A), free(C1), free(C2), free(B);
 }
 
+/* Row invariance of the forward product (y = x W^T, B stored [N, K]): row i of an M-row
+ * product is bitwise the 1-row product of row i, for M = 1..70 (the rows kernels below
+ * rows_max, the blocked path above), every dtype (F8_E4M3 with per-row scales that are not
+ * powers of two) and precision, beta 0 and 1, K crossing the
+ * kc slices of every path, N with partial groups of 8 and 16, A read through strides, and
+ * 1 or 2 threads. This is what makes rmu serve's batching invisible in its outputs. */
+static void rows_case(rmu_gemm_path_id p, int N, int K, rmu_dtype dt, rmu_prec prec, float beta, int transA,
+                      const int *Ms, int nM, int nth) {
+    enum { MMAX = 70 };
+    uint64_t seed = (uint64_t)N * 31 + K * 7 + dt + 11 * prec;
+    long lda = transA ? MMAX + 1 : K + 3, rsa = transA ? 1 : lda, csa = transA ? lda : 1;
+    size_t asz = (size_t)lda * (transA ? K : MMAX), bsz = (size_t)N * K;
+    float *A = malloc(sizeof(float) * asz), *Bf = malloc(sizeof(float) * bsz), *C0 = malloc(sizeof(float) * MMAX * N);
+    float *ref = malloc(sizeof(float) * MMAX * N), *C = malloc(sizeof(float) * MMAX * N);
+    void *B = malloc(4 * bsz);
+    for (size_t i = 0; i < asz; i++) A[i] = tu_frand(&seed);
+    for (size_t i = 0; i < bsz; i++) Bf[i] = tu_frand(&seed);
+    for (int i = 0; i < MMAX * N; i++) C0[i] = tu_frand(&seed);
+    rmu_from_f32(B, Bf, dt, bsz);
+    float *sc = malloc(sizeof(float) * N);
+    for (int n = 0; n < N; n++) sc[n] = (1.0f + tu_frand(&seed)) * 1e-2f;
+    rmu_gemm_b b = {B, dt, 1, K, prec, dt == RMU_DT_F8_E4M3 ? sc : NULL, dt == RMU_DT_F8_E4M3 ? N : 0};
+    rmu_err e;
+    memcpy(ref, C0, sizeof(float) * MMAX * N);
+    for (int i = 0; i < MMAX; i++) OK(rmu_gemm_ex(p, 1, 1, N, K, A + i * rsa, rsa, csa, &b, ref + (size_t)i * N, N, beta, &e));
+    for (int t = 0; t < nM; t++) {
+        int M = Ms[t];
+        memcpy(C, C0, sizeof(float) * MMAX * N);
+        OK(rmu_gemm_ex(p, nth, M, N, K, A, rsa, csa, &b, C, N, beta, &e));
+        for (int i = 0; i < M; i++)
+            if (memcmp(C + (size_t)i * N, ref + (size_t)i * N, sizeof(float) * N))
+                fail_msg("path %s %s prec %s N %d K %d beta %g transA %d threads %d: row %d of an M=%d product "
+                         "differs from its 1-row product",
+                         rmu_gemm_path_name(p), rmu_dtype_name(dt), rmu_prec_name(prec), N, K, beta, transA, nth, i,
+                         M);
+    }
+    free(A), free(Bf), free(C0), free(ref), free(C), free(B), free(sc);
+}
+
+static void test_rows_invariant(void **st) {
+    (void)st;
+    static const rmu_dtype dts[] = {RMU_DT_F32, RMU_DT_BF16, RMU_DT_F16, RMU_DT_F8_E4M3};
+    static const rmu_prec precs[] = {RMU_PREC_FP32, RMU_PREC_BF16};
+    int all[70], few[] = {1, 2, 3, 8, 9, 17};
+    for (int i = 0; i < 70; i++) all[i] = i + 1;
+    for (int p = RMU_GEMM_PORTABLE; p < RMU_GEMM_NPATHS; p++) {
+        if (!rmu_gemm_path_available(p)) continue;
+        for (int d = 0; d < 4; d++)
+            for (int pr = 0; pr < 2; pr++) {
+                float beta = (float)((d + pr) % 2);
+                rows_case(p, 100, 300, dts[d], precs[pr], beta, 0, all, 70, 1);
+                rows_case(p, 37, 33, dts[d], precs[pr], 1 - beta, 1, all, 70, 1);
+                rows_case(p, 300, 1100, dts[d], precs[pr], beta, d == 1, few, 6, 2);
+            }
+    }
+}
+
 /* rmu_gemm_multi == one rmu_gemm per job, bit for bit (same kernels, same order). */
 static void test_multi(void **st) {
     (void)st;
@@ -151,8 +209,8 @@ static void test_multi(void **st) {
     rmu_dtype dts[3] = {RMU_DT_BF16, RMU_DT_F32, RMU_DT_F16};
     rmu_prec precs[3] = {RMU_PREC_AUTO, RMU_PREC_BF16, RMU_PREC_FP32};
     uint64_t seed = 9;
-    float *A = malloc(sizeof(float) * 6 * K);
-    for (int i = 0; i < 6 * K; i++) A[i] = tu_frand(&seed);
+    float *A = malloc(sizeof(float) * 10 * K);
+    for (int i = 0; i < 10 * K; i++) A[i] = tu_frand(&seed);
     void *W[3];
     float *C[3], *R[3];
     rmu_gemm_job jobs[3];
@@ -163,14 +221,14 @@ static void test_multi(void **st) {
         W[j] = malloc(4 * n);
         rmu_from_f32(W[j], tmp, dts[j], n);
         free(tmp);
-        C[j] = malloc(sizeof(float) * 6 * Ns[j]);
-        R[j] = malloc(sizeof(float) * 6 * Ns[j]);
+        C[j] = malloc(sizeof(float) * 10 * Ns[j]);
+        R[j] = malloc(sizeof(float) * 10 * Ns[j]);
         jobs[j] = (rmu_gemm_job){{W[j], dts[j], 1, K, precs[j], NULL, 0}, Ns[j], C[j], Ns[j], (float)(j == 1)};
     }
     rmu_err e;
-    for (int M = 1; M <= 6; M++) {
+    for (int M = 1; M <= 10; M++) { /* the rows kernels, then the blocked path */
         for (int j = 0; j < 3; j++)
-            for (int i = 0; i < 6 * Ns[j]; i++) C[j][i] = R[j][i] = (float)i;
+            for (int i = 0; i < 10 * Ns[j]; i++) C[j][i] = R[j][i] = (float)i;
         OK(rmu_gemm_multi(M, K, A, K, jobs, 3, &e));
         for (int j = 0; j < 3; j++) {
             OK(rmu_gemm(M, Ns[j], K, A, K, 1, &jobs[j].B, R[j], Ns[j], jobs[j].beta, &e));
@@ -215,6 +273,7 @@ int main(void) {
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_avx512bf16),
         cmocka_unit_test(test_threads_bitwise),
+        cmocka_unit_test(test_rows_invariant),
         cmocka_unit_test(test_multi),
         cmocka_unit_test(test_edges_and_errors),
     };

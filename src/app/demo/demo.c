@@ -342,13 +342,7 @@ int rmu_demo_write_svg(const char *path, const rmu_demo_curve *c, const rmu_demo
     /* right: the relearning curve */
     svg_relearn(&s, 950, 110, 330, 270, r);
     rmu_sb_printf(&s, "</svg>\n");
-    if (s.oom) {
-        rmu_sb_free(&s);
-        return rmu_errf(e, "%s: out of memory", path);
-    }
-    int rc = rmu_file_write_atomic(path, s.p, s.n, e);
-    rmu_sb_free(&s);
-    return rc;
+    return rmu_file_write_sb(path, &s, e);
 }
 
 /* ---- the run */
@@ -550,9 +544,11 @@ static int attacks(const rmu_demo_cfg *c, const rmu_kb *kb, const char *out, con
     r->rl_samples = c->rl_samples;
     rmu_relearn_opts ro;
     rmu_relearn_defaults(&ro);
-    ro.model_dir = unl, ro.out_dir = rl_out, ro.data = corpus, ro.samples = c->rl_samples;
-    ro.epochs = c->rl_epochs, ro.batch_size = c->rl_batch, ro.seq_len = c->max_pos, ro.lr = c->rl_lr;
-    ro.seed = c->kb.seed, ro.eval_every = c->rl_eval_every, ro.base = base, ro.overwrite = 1;
+    rmu_ft_opts *t = &ro.train;
+    t->model_dir = unl, t->out_dir = rl_out, t->data = corpus, t->max_docs = c->rl_samples;
+    t->epochs = c->rl_epochs, t->batch_size = c->rl_batch, t->seq_len = c->max_pos, t->lr = c->rl_lr;
+    t->seed = c->kb.seed, t->overwrite = 1;
+    ro.eval_every = c->rl_eval_every, ro.base = base;
     memcpy(ro.suites, su, sizeof su);
     ro.n_suites = 3;
     ro.eval.format = RMU_MCQ_CLOZE;
