@@ -223,6 +223,31 @@ AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r
         for (int j = 0; j < 4; j++) v[j] = _mm256_mul_ps(v[j], sv);
 }
 
+/* v[j] = the 8 rows' element k + j, j < 8 (quad for h = 0 and 1). BF16 is transposed as 16-bit
+ * data first (two unpack stages of row pairs), then widened by unpacking with 0: 20 shuffles
+ * for 64 weights instead of 28. The same values as quad, so packer and rows kernels agree. */
+AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k, __m256 sv, __m256 v[8]) {
+    if (dt != RMU_DT_BF16) {
+        quad(dt, rnd, 0, r, k, sv, v);
+        quad(dt, rnd, 1, r, k, sv, v + 4);
+        return;
+    }
+    __m256i raw[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) raw[t] = load2x128(r[t] + 2 * k, r[t + 4] + 2 * k);
+    /* a: (row 2i, row 2i+1) pairs of k0..3 (lo) / k4..7 (hi); b: rows 0..3 of two k per lane */
+    __m256i a0 = _mm256_unpacklo_epi16(raw[0], raw[1]), a1 = _mm256_unpackhi_epi16(raw[0], raw[1]);
+    __m256i a2 = _mm256_unpacklo_epi16(raw[2], raw[3]), a3 = _mm256_unpackhi_epi16(raw[2], raw[3]);
+    __m256i b[4] = {_mm256_unpacklo_epi32(a0, a2), _mm256_unpackhi_epi32(a0, a2), _mm256_unpacklo_epi32(a1, a3),
+                    _mm256_unpackhi_epi32(a1, a3)};
+    const __m256i z = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        v[2 * i] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, b[i]));
+        v[2 * i + 1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, b[i]));
+    }
+}
+
 /* fp32 B panel [kc][16]. Stored [N,K] (weights, forward): 8x8 transposes; stored [K,N]:
  * rows converted as they are. F8: times the stored row's scale (per column of the
  * transposed block, per row otherwise). Tails (k % 8, odd nr) take the generic packer. */
@@ -248,13 +273,10 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             }
             const __m256 sv = _mm256_loadu_ps(sc);
             for (k = 0; k < kk; k += 8) {
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
-                    __m256 v[4];
-                    quad(dt, rnd, h, rp, (size_t)k, sv, v);
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) _mm256_store_ps(Bp + (size_t)(k + 4 * h + j) * NR + jb, v[j]);
-                }
+                __m256 v[8];
+                cols8(dt, rnd, rp, (size_t)k, sv, v);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm256_store_ps(Bp + (size_t)(k + j) * NR + jb, v[j]);
             }
         }
     } else if (nr == NR) {
@@ -347,16 +369,13 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *
     RACC(R_DECL)
     int k = k0, end = k0 + kc;
     for (; k + 8 <= end; k += 8) {
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256 v[4];
-            quad(dt, rnd, h, r, (size_t)k, sv, v);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m256 w = v[j];
-                int kk = k + 4 * h + j;
-                RACC(R_FMA)
-            }
+        __m256 v[8];
+        cols8(dt, rnd, r, (size_t)k, sv, v);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256 w = v[j];
+            int kk = k + j;
+            RACC(R_FMA)
         }
     }
     for (; k < end; k++) {
@@ -394,25 +413,20 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
         if (a && b && ka + KC <= K) { /* both full slices: interleaved (two chains per x row) */
             __m256 c0 = _mm256_setzero_ps(), c1 = c0, d0 = c0, d1 = c0;
             for (int k = 0; k < KC; k += 8) {
-                /* one group's quad and its FMAs, then the other's: fewer live registers
-                 * than both quads at once; out-of-order execution overlaps the chains */
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
-                    __m256 v[4];
-                    quad(dt, rnd, h, ra, (size_t)(ka + k), sa, v);
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) {
-                        int kk = ka + k + 4 * h + j;
-                        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kk), v[j], c0);
-                        if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kk), v[j], c1);
-                    }
-                    quad(dt, rnd, h, rb, (size_t)(kb + k), sb, v);
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) {
-                        int kl = kb + k + 4 * h + j;
-                        d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kl), v[j], d0);
-                        if (M > 1) d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kl), v[j], d1);
-                    }
+                /* one group's columns and FMAs, then the other's: fewer live registers than
+                 * both at once; out-of-order execution overlaps the two chains */
+                __m256 v[8];
+                cols8(dt, rnd, ra, (size_t)(ka + k), sa, v);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ka + k + j), v[j], c0);
+                    if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + ka + k + j), v[j], c1);
+                }
+                cols8(dt, rnd, rb, (size_t)(kb + k), sb, v);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kb + k + j), v[j], d0);
+                    if (M > 1) d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kb + k + j), v[j], d1);
                 }
             }
             store8(y, c0, 8, acc || s > 0);
