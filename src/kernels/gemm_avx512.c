@@ -288,18 +288,16 @@ AI __m512 load16(rmu_dtype dt, const void *p) {
 }
 
 /* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are.
- * F8: times the stored row's scale (per column of a transposed block, per row otherwise). */
+ * F8 (gemm_impl.h): stored [N,K] the values x 2^-8 (the scales come after the sums), stored
+ * [K,N] times the row's scale. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
     const size_t es = ESIZE(dt);
     const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
-        float sc[NR] = {0};
-        for (int j = 0; f8 && j < nr; j++) sc[j] = rmu_gemm_f8_scale(B, n0 + j) * RMU_GEMM_F8_UNIT;
         for (; k + 16 <= kc; k += 16) {
             for (int jb = 0; jb < NR; jb += 16) {
-                const __m512 sv = _mm512_loadu_ps(sc + jb);
                 __m512 r[16];
 #pragma GCC unroll 16
                 for (int t = 0; t < 16; t++) {
@@ -309,10 +307,7 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
                 }
                 transpose16(r);
 #pragma GCC unroll 16
-                for (int t = 0; t < 16; t++) {
-                    if (f8) r[t] = _mm512_mul_ps(r[t], sv);
-                    _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
-                }
+                for (int t = 0; t < 16; t++) _mm512_store_ps(Bp + (size_t)(k + t) * NR + jb, r[t]);
             }
         }
     } else if (nr == NR) {
@@ -436,10 +431,8 @@ AI __m128i pairs8(rmu_dtype dt, const char *row, size_t k) {
     return _mm_loadu_si128((const __m128i *)t);
 }
 
-/* fp32 lanes (kp = 1): v[j] = the 16 rows' element k + 4h + j (F8: times sv, the rows'
- * scales x 2^8, as the packer has them). */
-AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *const r[16], size_t k, __m512 sv,
-                 __m512 v[4]) {
+/* fp32 lanes (kp = 1): v[j] = the 16 rows' element k + 4h + j (F8: x 2^-8, no scale). */
+AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *const r[16], size_t k, __m512 v[4]) {
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         if (dt == RMU_DT_BF16) {
@@ -462,9 +455,6 @@ AI void quad_f32(const rmu_dtype dt, const int rnd, const int h, const char *con
         if (rnd) v[t] = round_bf16(v[t]);
     }
     tr4x4(v);
-    if (dt == RMU_DT_F8_E4M3)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) v[j] = _mm512_mul_ps(v[j], sv);
 }
 
 /* k-pairs (kp = 2): v[j] = the 16 rows' pair (k + 2j, k + 2j + 1). */
@@ -480,13 +470,12 @@ AI void quad_pairs(const rmu_dtype dt, const char *const r[16], size_t k, __m512
 }
 
 /* The 16 rows' element k (fp32) or pair (k, k+1 if k+1 < end, else 0), one at a time (tails;
- * F8 times its row's scale, sc[i] = sv / 2^8, as the generic packer has it). */
-AI __m512 column16(const rmu_dtype dt, const int rnd, const int pairs, const char *const r[16], const float *sc,
-                   size_t k, size_t end) {
+ * F8 x 2^-8, as the generic packer has it). */
+AI __m512 column16(const rmu_dtype dt, const int rnd, const int pairs, const char *const r[16], size_t k, size_t end) {
     uint32_t t[16];
     for (int i = 0; i < 16; i++) {
         float f = rmu_gemm_load_f32(r[i], dt, k);
-        if (dt == RMU_DT_F8_E4M3) f *= sc[i];
+        if (dt == RMU_DT_F8_E4M3) f *= 1.0f / RMU_GEMM_F8_UNIT;
         if (pairs) {
             uint32_t hi = k + 1 < end ? rmu_f32_to_bf16(rmu_gemm_load_f32(r[i], dt, k + 1)) : 0;
             t[i] = rmu_f32_to_bf16(f) | hi << 16;
@@ -517,13 +506,13 @@ AI void store16(float *y, __m512 s, int nr, int add) {
             c##m = _mm512_fmadd_ps(_mm512_set1_ps(xf[(m) * ldx + kk]), w, c##m);                                   \
     }
 #define R_STORE(m)                                                                                                 \
-    if (m < M) store16(y + (m) * ldy, c##m, nr, add);
+    if (m < M) store16(y + (m) * ldy, dt == RMU_DT_F8_E4M3 ? _mm512_mul_ps(c##m, sv) : c##m, nr, add);
 
 /* One kc slice [k0, k0+kc) of a group for M rows of x, then into y. pairs: x and the lanes
  * are k-pairs (vdpbf16ps), x as u32 pairs. */
 AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pairs, const char *const r[16],
-                    const float *sc, __m512 sv, int nr, int k0, int kc, const void *x, long ldx, float *y, long ldy,
-                    int add) {
+                    const float *su, int nr, int k0, int kc, const void *x, long ldx, float *y, long ldy, int add) {
+    const __m512 sv = _mm512_loadu_ps(su); /* F8: the rows' scales x 2^8 */
     const float *xf = x;
     const uint32_t *xp = x;
     RACC(R_DECL)
@@ -543,7 +532,7 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pa
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m512 v[4];
-            quad_f32(dt, rnd, h, r, (size_t)k, sv, v);
+            quad_f32(dt, rnd, h, r, (size_t)k, v);
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 __m512 w = v[j];
@@ -553,7 +542,7 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pa
         }
     }
     for (; k < end; k += pairs ? 2 : 1) {
-        __m512 w = column16(dt, rnd, pairs, r, sc, (size_t)k, (size_t)end);
+        __m512 w = column16(dt, rnd, pairs, r, (size_t)k, (size_t)end);
         int kk = k;
         RACC(R_OP)
     }
@@ -566,16 +555,15 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs,
     const int KCS = pairs ? KC_PAIRS : KC_F32;
     for (int n = n0; n < n1; n += 16) {
         const char *r[16];
-        float sc[16] = {0}, su[16] = {0}; /* F8: the rows' scales, and x 2^8 */
+        float su[16] = {0}; /* F8: the rows' scales x 2^8, applied to each slice's sums */
         int nr = n1 - n < 16 ? n1 - n : 16; /* rows past n1 repeat the last one; their lanes are dropped */
         for (int t = 0; t < 16; t++) {
             int i = n + (t < nr ? t : nr - 1);
             r[t] = (const char *)B->data + (size_t)i * rs;
-            if (dt == RMU_DT_F8_E4M3) sc[t] = rmu_gemm_f8_scale(B, i), su[t] = sc[t] * RMU_GEMM_F8_UNIT;
+            if (dt == RMU_DT_F8_E4M3) su[t] = rmu_gemm_f8_scale(B, i) * RMU_GEMM_F8_UNIT;
         }
-        const __m512 sv = _mm512_loadu_ps(su);
         for (int k0 = 0; k0 < K; k0 += KCS)
-            group_slice(dt, M, rnd, pairs, r, sc, sv, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy,
+            group_slice(dt, M, rnd, pairs, r, su, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy,
                         acc || k0 > 0);
     }
 }
