@@ -7,9 +7,9 @@
 //   node bench/serve_load.mjs --url http://127.0.0.1:8080 --streams 1,4,16 --tokens 32
 //
 // Per concurrency C it prints: wall time, aggregate tok/s over the whole run (prefill
-// included), decode tok/s (tokens after each stream's first, over the time from the last
-// first token to the last end: all C streams decoding together), and time to first token
-// (mean / max).
+// included), decode tok/s (tokens that arrive while all C streams are decoding together:
+// between the last stream's first token and the first stream's end), and time to first
+// token (mean / max).
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => (x.startsWith("--") ? [...a, [x.slice(2), all[i + 1]]] : a), []));
 const url = (args.url || "http://127.0.0.1:8080").replace(/\/$/, "");
 const streams = (args.streams || "1,4,16").split(",").map(Number);
@@ -38,6 +38,7 @@ async function one() {
   if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
   const reader = r.body.getReader(), dec = new TextDecoder();
   let buf = "", first = 0, chunks = 0, usage = 0;
+  const times = [];
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -51,11 +52,12 @@ async function one() {
       if (j.usage && j.usage.completion_tokens) usage = j.usage.completion_tokens;
       if ((j.choices || []).some((c) => c.text)) {
         chunks++;
-        if (!first) first = performance.now();
+        times.push(performance.now());
+        if (!first) first = times[0];
       }
     }
   }
-  return { start: t0, first, end: performance.now(), n: usage || chunks };
+  return { start: t0, first, end: performance.now(), n: usage || chunks, chunks, times };
 }
 
 console.log(`# ${url}: prompt ${JSON.stringify(prompt)}, ${tokens} tokens per stream`);
@@ -66,8 +68,12 @@ for (const c of streams) {
   const res = await Promise.all(Array.from({ length: c }, one));
   const wall = (performance.now() - t0) / 1000;
   const total = res.reduce((a, r) => a + r.n, 0);
-  const lastFirst = Math.max(...res.map((r) => r.first)), lastEnd = Math.max(...res.map((r) => r.end));
-  const decode = res.reduce((a, r) => a + r.n - 1, 0) / ((lastEnd - lastFirst) / 1000);
+  // the window where every stream decodes: tokens after the last first token, up to the
+  // first stream's last token (a chunk may carry several tokens: scaled by n / chunks)
+  const lastFirst = Math.max(...res.map((r) => r.first));
+  const firstEnd = Math.min(...res.map((r) => r.times[r.times.length - 1]));
+  const inWin = res.reduce((a, r) => a + r.times.filter((t) => t > lastFirst && t <= firstEnd).length * r.n / r.chunks, 0);
+  const decode = firstEnd > lastFirst ? inWin / ((firstEnd - lastFirst) / 1000) : NaN;
   const ttft = res.map((r) => (r.first - r.start) / 1000);
   if (!base.decode) Object.assign(base, { decode, agg: total / wall });
   console.log(`${String(c).padStart(7)}  ${wall.toFixed(2).padStart(6)}  ${(total / wall).toFixed(2).padStart(9)}  ` +

@@ -189,6 +189,23 @@ static void pack_b(const rmu_gemm_type *ty, const rmu_gemm_b *B, int kp, int k0,
     else ty->pack_b(B, k0, kc, n0, nr, NR, rnd, (float *)dst);
 }
 
+/* The micro-kernel for an F8 weight stored [N,K]: the packed panel holds the codes' values
+ * x 2^-8 without their scales (gemm_impl.h, "F8"), so the slice's sums come out in t and each
+ * is multiplied by its column's scale x 2^8 before it is added to C - the order the rows
+ * kernels follow, so F8 forward rows are row-invariant and a GEMV needs no multiply per
+ * weight. */
+static void ukernel_f8(const rmu_gemm_isa *isa, int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr,
+                       int nr, int acc, const rmu_gemm_b *B, int j0) {
+    float t[RMU_GEMM_MAX_MR * RMU_GEMM_MAX_NR], sc[RMU_GEMM_MAX_NR];
+    isa->ukernel(ks, Ap, Bp, t, isa->nr, mr, nr, 0);
+    for (int j = 0; j < nr; j++) sc[j] = rmu_gemm_f8_scale(B, j0 + j) * RMU_GEMM_F8_UNIT;
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float v = t[i * isa->nr + j] * sc[j], *c = C + i * ldc + j;
+            *c = acc ? *c + v : v;
+        }
+}
+
 /* The blocked product (see gemm_impl.h). */
 static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const float *A, long rsa, long csa,
                    const rmu_gemm_b *B, int bf16, float *C, long ldc, int acc0, rmu_err *e) {
@@ -197,6 +214,7 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
     const int KC = imin(isa->kc, (K + kp - 1) / kp * kp);
     const int MC = imin(isa->mc, (M + MR - 1) / MR * MR);
     const int rnd_a = bf16, rnd_b = bf16 && B->dtype != RMU_DT_BF16;
+    const int f8t = B->dtype == RMU_DT_F8_E4M3 && B->trans; /* scales applied per slice (ukernel_f8) */
     /* Tiles: columns first (B, the weight, is then converted once per call); enough tiles
      * for dynamic balancing across threads; rows split too only when N is narrow. */
     int npan = (N + NR - 1) / NR;
@@ -240,8 +258,12 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
                         if (fused) pack_b(ty, B, kp, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, bp);
                         else bp += (size_t)(j - n0) / NR * bpan;
                         for (int i = 0; i < mc; i += MR)
-                            isa->ukernel(ks, Ap + (size_t)i / MR * apan, bp, C + (size_t)(i0 + i) * ldc + j, ldc,
-                                         imin(MR, mc - i), imin(NR, n1 - j), acc);
+                            if (f8t)
+                                ukernel_f8(isa, ks, Ap + (size_t)i / MR * apan, bp, C + (size_t)(i0 + i) * ldc + j,
+                                           ldc, imin(MR, mc - i), imin(NR, n1 - j), acc, B, j);
+                            else
+                                isa->ukernel(ks, Ap + (size_t)i / MR * apan, bp, C + (size_t)(i0 + i) * ldc + j, ldc,
+                                             imin(MR, mc - i), imin(NR, n1 - j), acc);
                     }
                 }
             }

@@ -18,12 +18,13 @@
  * F8_E4M3 (FP8 weight-only quantization): element (r, c) of the stored matrix is
  * e4m3(code) * scale[r] (one scale per stored row: per output channel when trans = 1) or
  * e4m3(code) * scale[0] (one per tensor). The codes are converted inside the kernels, so a
- * few-row product reads one byte per weight; every path multiplies each element by its scale
- * in fp32 as it converts it (GEMM while packing B, the rows kernels in registers), so F8 rows
- * are row-invariant too. AUTO precision is FP32 for F8; in BF16 precision A is rounded to
- * bf16 and the FP8 values (exact in bf16) and the fp32 scale are used as they are, so F8
- * products always run on the fp32 micro-kernels (never the bf16-pair one, which would round
- * code x scale).
+ * few-row product reads one byte per weight. Stored [N,K] (the forward product), each
+ * output's sum over a kc slice of K is multiplied by its row's scale before it is added to C,
+ * on the blocked path and in the rows kernels alike, so F8 rows are row-invariant too;
+ * stored [K,N] each element is scaled while B is packed. AUTO precision is FP32 for F8; in
+ * BF16 precision A is rounded to bf16 and the FP8 values (exact in bf16) and the fp32 scale
+ * are used as they are, so F8 products always run on the fp32 micro-kernels (never the
+ * bf16-pair one, which would round code x scale).
  * Prefix rmu_gemm_. */
 #ifndef RMU_GEMM_H
 #define RMU_GEMM_H

@@ -158,11 +158,16 @@ AI __m128i f8_nan8(__m128i h) {
     __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x3f80)), _mm_set1_epi16(0x3f80));
     return _mm_or_si128(h, _mm_and_si128(nan, _mm_set1_epi16(0x7c00)));
 }
+/* The same for 16 codes (sign-extended in 256 bits). */
+AI __m256i f8_half16(__m256i s16) {
+    return _mm256_and_si256(_mm256_slli_epi16(s16, 7), _mm256_set1_epi16((short)0xbfff));
+}
+AI __m256i f8_nan16(__m256i h) {
+    __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x3f80)), _mm256_set1_epi16(0x3f80));
+    return _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7c00)));
+}
 /* 8 FP8 codes (bytes) as fp32 times 2^-8, NaN codes included. */
 AI __m256 f8_to_ps(__m128i codes) { return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(codes)))); }
-
-/* Bytes per element of the dtypes this file reads. */
-#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
 
 /* 8 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m256 load8(rmu_dtype dt, const void *p) {
@@ -172,6 +177,17 @@ AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }
+
+/* the vocabulary of gemm_simd.h at 8 lanes */
+#define VL 8
+typedef __m256 vf;
+#define vf_load load8
+#define vf_round round_bf16
+#define vf_store _mm256_store_ps
+#define vf_storeu _mm256_storeu_ps
+#define vf_mul _mm256_mul_ps
+#define vf_set1 _mm256_set1_ps
+#include "gemm_simd.h"
 
 /* ---- weight rows, 8 at a time, transposed in registers */
 
@@ -193,10 +209,8 @@ AI __m256i load2x128(const char *a, const char *b) {
 /* v[j] = the 8 rows' element k + 4h + j as fp32 (rounded to bf16 when rnd), h = 0 or 1; r[t]
  * points at row t (element 0). 128-bit loads of rows t and t+4 side by side, converted
  * in-lane, then 4x4 in-lane transposes: no lane-crossing shuffle (the B packer and the rows
- * kernels both transpose weight rows this way). F8: times sv, the rows' scales x 2^8 (one
- * fp32 product per element, so the packer and the rows kernels get the same values). */
-AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r[8], size_t k, __m256 sv,
-             __m256 v[4]) {
+ * kernels both transpose weight rows this way). F8: the values x 2^-8, without scales. */
+AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r[8], size_t k, __m256 v[4]) {
 #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) {
         if (dt == RMU_DT_BF16) { /* 8 bf16 of rows t and t+4; unpacking with 0 widens in-lane */
@@ -218,14 +232,55 @@ AI void quad(const rmu_dtype dt, const int rnd, const int h, const char *const r
         if (rnd) v[t] = round_bf16(v[t]);
     }
     tr4x2(v);
-    if (dt == RMU_DT_F8_E4M3)
+}
+
+/* v[j] = the 8 rows' element k + j, j < 8 (quad for h = 0 and 1). BF16 is transposed as 16-bit
+ * data first (two unpack stages of row pairs), then widened by unpacking with 0: 20 shuffles
+ * for 64 weights instead of 28. The same values as quad, so packer and rows kernels agree. */
+AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k, __m256 v[8]) {
+    if (dt == RMU_DT_F8_E4M3) { /* an 8x8 byte transpose (12 unpacks), then 16 codes per decode */
+        __m128i q[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; t++) q[t] = _mm_loadl_epi64((const __m128i *)(r[t] + k));
+        __m128i p0 = _mm_unpacklo_epi8(q[0], q[1]), p1 = _mm_unpacklo_epi8(q[2], q[3]);
+        __m128i p2 = _mm_unpacklo_epi8(q[4], q[5]), p3 = _mm_unpacklo_epi8(q[6], q[7]);
+        __m128i s0 = _mm_unpacklo_epi16(p0, p1), s1 = _mm_unpackhi_epi16(p0, p1); /* rows 0..3: k0..3, k4..7 */
+        __m128i s2 = _mm_unpacklo_epi16(p2, p3), s3 = _mm_unpackhi_epi16(p2, p3); /* rows 4..7 */
+        __m128i c[4] = {_mm_unpacklo_epi32(s0, s2), _mm_unpackhi_epi32(s0, s2), _mm_unpacklo_epi32(s1, s3),
+                        _mm_unpackhi_epi32(s1, s3)}; /* c[i]: rows 0..7 of k 2i, then of k 2i+1 */
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) v[j] = _mm256_mul_ps(v[j], sv);
+        for (int i = 0; i < 4; i++) {
+            __m256i h = f8_nan16(f8_half16(_mm256_cvtepi8_epi16(c[i])));
+            v[2 * i] = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+            v[2 * i + 1] = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+        }
+        return;
+    }
+    if (dt != RMU_DT_BF16) {
+        quad(dt, rnd, 0, r, k, v);
+        quad(dt, rnd, 1, r, k, v + 4);
+        return;
+    }
+    __m256i raw[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; t++) raw[t] = load2x128(r[t] + 2 * k, r[t + 4] + 2 * k);
+    /* a: (row 2i, row 2i+1) pairs of k0..3 (lo) / k4..7 (hi); b: rows 0..3 of two k per lane */
+    __m256i a0 = _mm256_unpacklo_epi16(raw[0], raw[1]), a1 = _mm256_unpackhi_epi16(raw[0], raw[1]);
+    __m256i a2 = _mm256_unpacklo_epi16(raw[2], raw[3]), a3 = _mm256_unpackhi_epi16(raw[2], raw[3]);
+    __m256i b[4] = {_mm256_unpacklo_epi32(a0, a2), _mm256_unpackhi_epi32(a0, a2), _mm256_unpacklo_epi32(a1, a3),
+                    _mm256_unpackhi_epi32(a1, a3)};
+    const __m256i z = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        v[2 * i] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, b[i]));
+        v[2 * i + 1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, b[i]));
+    }
 }
 
 /* fp32 B panel [kc][16]. Stored [N,K] (weights, forward): 8x8 transposes; stored [K,N]:
- * rows converted as they are. F8: times the stored row's scale (per column of the
- * transposed block, per row otherwise). Tails (k % 8, odd nr) take the generic packer. */
+ * rows converted as they are. F8 (gemm_impl.h): stored [N,K] the values x 2^-8 (the scales
+ * come after the sums), stored [K,N] times the row's scale. Tails (k % 8, odd nr) take the
+ * generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
     const size_t es = ESIZE(dt);
     const int f8 = dt == RMU_DT_F8_E4M3;
@@ -240,68 +295,26 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
         int kk = kc * es <= sizeof zero_row ? kc / 8 * 8 : 0;
         for (int jb = 0; jb < NR && kk; jb += 8) {
             const char *rp[8];
-            float sc[8] = {0};
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
+            for (int t = 0; t < 8; t++)
                 rp[t] = jb + t < nr ? base + ((size_t)(n0 + jb + t) * B->ld + k0) * es : (const char *)zero_row;
-                if (f8 && jb + t < nr) sc[t] = rmu_gemm_f8_scale(B, n0 + jb + t) * RMU_GEMM_F8_UNIT;
-            }
-            const __m256 sv = _mm256_loadu_ps(sc);
             for (k = 0; k < kk; k += 8) {
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
-                    __m256 v[4];
-                    quad(dt, rnd, h, rp, (size_t)k, sv, v);
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) _mm256_store_ps(Bp + (size_t)(k + 4 * h + j) * NR + jb, v[j]);
-                }
+                __m256 v[8];
+                cols8(dt, rnd, rp, (size_t)k, v);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) _mm256_store_ps(Bp + (size_t)(k + j) * NR + jb, v[j]);
             }
         }
     } else if (nr == NR) {
-        for (; k < kc; k++) {
-            const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
-            __m256 v0 = load8(dt, row), v1 = load8(dt, row + 8 * es);
-            if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
-            if (f8) {
-                __m256 sv = _mm256_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
-                v0 = _mm256_mul_ps(v0, sv), v1 = _mm256_mul_ps(v1, sv);
-            }
-            _mm256_store_ps(Bp + (size_t)k * NR, v0);
-            _mm256_store_ps(Bp + (size_t)k * NR + 8, v1);
-        }
+        k = pack_b_kn(dt, B, k0, kc, n0, rnd, Bp);
     }
     if (k < kc) rmu_gemm_pack_b_generic(B, k0 + k, kc - k, n0, nr, NR, rnd, Bp + (size_t)k * NR);
 }
 
-static void pack_b_f32(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx;
-    pack_b_dt(RMU_DT_F32, B, k0, kc, n0, nr, rnd, Bp);
-}
-static void pack_b_bf16(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx, (void)rnd; /* bf16 values need no rounding */
-    pack_b_dt(RMU_DT_BF16, B, k0, kc, n0, nr, 0, Bp);
-}
-static void pack_b_f16(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx;
-    pack_b_dt(RMU_DT_F16, B, k0, kc, n0, nr, rnd, Bp);
-}
-static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx, (void)rnd; /* FP8 values are exact in bf16; the scale is applied in fp32 */
-    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
-}
-
-/* ---- row conversion */
-
-AI void to_f32_dt(const rmu_dtype dt, float *dst, const void *src, long n) {
-    const size_t es = ESIZE(dt);
-    long i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(dt, (const char *)src + i * es));
-    if (i < n) rmu_to_f32(dst + i, (const char *)src + i * es, dt, (size_t)(n - i));
-}
-static void to_f32_f32(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F32, d, s, n); }
-static void to_f32_bf16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_BF16, d, s, n); }
-static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, d, s, n); }
-static void to_f32_f8(float *d, const void *s, long n) { rmu_to_f32(d, s, RMU_DT_F8_E4M3, (size_t)n); }
+SIMD_TYPE_FNS(f32, RMU_DT_F32)
+SIMD_TYPE_FNS(bf16, RMU_DT_BF16)
+SIMD_TYPE_FNS(f16, RMU_DT_F16)
+SIMD_TYPE_FNS(f8, RMU_DT_F8_E4M3)
 
 /* ---- rows (decode, small batches): the blocked path's order without packing
  *
@@ -312,13 +325,12 @@ static void to_f32_f8(float *d, const void *s, long n) { rmu_to_f32(d, s, RMU_DT
  * transposes, no lane-crossing shuffle. Per kc slice an accumulator starts at 0 and is then
  * added to y, as the micro-kernel adds its tile to C. */
 
-/* The 8 rows' element k, one at a time (slice tails; F8 times the scale, sv / 2^8 exactly,
- * as the generic packer has it). */
-AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k, __m256 sv) {
+/* The 8 rows' element k, one at a time (slice tails; F8 x 2^-8, as the generic packer). */
+AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size_t k) {
     float t[8];
     for (int i = 0; i < 8; i++) t[i] = rmu_gemm_load_f32(r[i], dt, k);
     __m256 v = _mm256_loadu_ps(t);
-    if (dt == RMU_DT_F8_E4M3) return _mm256_mul_ps(v, _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / RMU_GEMM_F8_UNIT)));
+    if (dt == RMU_DT_F8_E4M3) return _mm256_mul_ps(v, _mm256_set1_ps(1.0f / RMU_GEMM_F8_UNIT));
     return rnd ? round_bf16(v) : v;
 }
 
@@ -328,7 +340,7 @@ AI __m256 column(const rmu_dtype dt, const int rnd, const char *const r[8], size
 #define R_FMA(m)                                                                                                   \
     if (m < M) c##m = _mm256_fmadd_ps(_mm256_broadcast_ss(x + (m) * ldx + kk), w, c##m);
 #define R_STORE(m)                                                                                                 \
-    if (m < M) store8(y + (m) * ldy, c##m, nr, add);
+    if (m < M) store8(y + (m) * ldy, dt == RMU_DT_F8_E4M3 ? _mm256_mul_ps(c##m, sv) : c##m, nr, add);
 
 /* y[0..nr) = s (add 0) or y + s (add 1). */
 AI void store8(float *y, __m256 s, int nr, int add) {
@@ -347,20 +359,17 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const char *
     RACC(R_DECL)
     int k = k0, end = k0 + kc;
     for (; k + 8 <= end; k += 8) {
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256 v[4];
-            quad(dt, rnd, h, r, (size_t)k, sv, v);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m256 w = v[j];
-                int kk = k + 4 * h + j;
-                RACC(R_FMA)
-            }
+        __m256 v[8];
+        cols8(dt, rnd, r, (size_t)k, v);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256 w = v[j];
+            int kk = k + j;
+            RACC(R_FMA)
         }
     }
     for (; k < end; k++) {
-        __m256 w = column(dt, rnd, r, (size_t)k, sv);
+        __m256 w = column(dt, rnd, r, (size_t)k);
         int kk = k;
         RACC(R_FMA)
     }
@@ -394,27 +403,25 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
         if (a && b && ka + KC <= K) { /* both full slices: interleaved (two chains per x row) */
             __m256 c0 = _mm256_setzero_ps(), c1 = c0, d0 = c0, d1 = c0;
             for (int k = 0; k < KC; k += 8) {
-                /* one group's quad and its FMAs, then the other's: fewer live registers
-                 * than both quads at once; out-of-order execution overlaps the chains */
-#pragma GCC unroll 2
-                for (int h = 0; h < 2; h++) {
-                    __m256 v[4];
-                    quad(dt, rnd, h, ra, (size_t)(ka + k), sa, v);
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) {
-                        int kk = ka + k + 4 * h + j;
-                        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kk), v[j], c0);
-                        if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kk), v[j], c1);
-                    }
-                    quad(dt, rnd, h, rb, (size_t)(kb + k), sb, v);
-#pragma GCC unroll 4
-                    for (int j = 0; j < 4; j++) {
-                        int kl = kb + k + 4 * h + j;
-                        d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kl), v[j], d0);
-                        if (M > 1) d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kl), v[j], d1);
-                    }
+                /* one group's columns and FMAs, then the other's: fewer live registers than
+                 * both at once; out-of-order execution overlaps the two chains */
+                __m256 v[8];
+                cols8(dt, rnd, ra, (size_t)(ka + k), v);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ka + k + j), v[j], c0);
+                    if (M > 1) c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + ka + k + j), v[j], c1);
+                }
+                cols8(dt, rnd, rb, (size_t)(kb + k), v);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + kb + k + j), v[j], d0);
+                    if (M > 1) d1 = _mm256_fmadd_ps(_mm256_broadcast_ss(x + ldx + kb + k + j), v[j], d1);
                 }
             }
+            if (dt == RMU_DT_F8_E4M3) /* the slices' sums times the scales (gemm_impl.h) */
+                c0 = _mm256_mul_ps(c0, sa), c1 = _mm256_mul_ps(c1, sa), d0 = _mm256_mul_ps(d0, sb),
+                d1 = _mm256_mul_ps(d1, sb);
             store8(y, c0, 8, acc || s > 0);
             store8(y + 8, d0, 8, acc || s > 1);
             if (M > 1) {
@@ -449,27 +456,11 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
     }
 }
 
-#define ROWS_CASE(DT, RND, MM)                                                                                     \
-    case MM: rows_dt(DT, MM, RND, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-#define ROWS_SWITCH(DT, RND)                                                                                       \
-    switch (M) {                                                                                                   \
-        ROWS_CASE(DT, RND, 1) ROWS_CASE(DT, RND, 2) ROWS_CASE(DT, RND, 3) ROWS_CASE(DT, RND, 4)                    \
-        ROWS_CASE(DT, RND, 5) ROWS_CASE(DT, RND, 6) ROWS_CASE(DT, RND, 7) default : ROWS_CASE(DT, RND, 8)          \
-    }
-#define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const void *xv, long ldx, const rmu_gemm_b *B, int rnd,      \
-                     float *y, long ldy, int acc) {                                                              \
-        const float *x = xv;                                                                                      \
-        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
-            ROWS_SWITCH(DT, 1)                                                                                    \
-        } else {                                                                                                  \
-            ROWS_SWITCH(DT, 0)                                                                                    \
-        }                                                                                                         \
-    }
-ROWS_FN(rows_f32, RMU_DT_F32)
-ROWS_FN(rows_f16, RMU_DT_F16)
-ROWS_FN(rows_bf16, RMU_DT_BF16)
-ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
+#define ROWS_AT(MM) rows_dt(dt_, MM, rnd_, n0, n1, K, (const float *)x, ldx, B, y, ldy, acc)
+SIMD_ROWS_FN(rows_f32, RMU_DT_F32)
+SIMD_ROWS_FN(rows_f16, RMU_DT_F16)
+SIMD_ROWS_FN(rows_bf16, RMU_DT_BF16)
+SIMD_ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
 
 void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     memset(isa, 0, sizeof *isa);

@@ -35,10 +35,14 @@
 
 /* Per element type (ggml's type traits): how B is read. A NULL entry: type unsupported.
  * rnd != 0 rounds the fp32 values to bf16 (BF16 precision with non-BF16 storage); F8_E4M3
- * ignores it (its values are exact in bf16) and applies B's scales: its packers and its rows
- * kernels multiply each element by the scale of its stored row (in fp32, before the element
- * meets A: the same numbers on both, so F8 rows are row-invariant too). to_f32 converts F8
- * codes without a scale. */
+ * ignores it (its values are exact in bf16). to_f32 converts F8 codes without a scale.
+ *
+ * F8 scales: B stored [N,K] (forward, trans = 1): the packers and the rows kernels give the
+ * codes' values x 2^-8 (what the SIMD decoders produce; exact), and each output's sum of a kc
+ * slice is multiplied by its row's scale x 2^8 (RMU_GEMM_F8_UNIT) before it is added to C -
+ * gemm.c's ukernel_f8 and the rows kernels alike, so F8 forward rows are row-invariant and a
+ * GEMV multiplies once per output and slice, not per weight. B stored [K,N] (trans = 0, a
+ * scale per k): the packers multiply each element by its scale. */
 typedef struct rmu_gemm_type {
     size_t size; /* bytes per element */
     /* dst[0..n) = src[0..n) as fp32 */
@@ -57,6 +61,9 @@ typedef struct rmu_gemm_type {
     void (*rows)(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd, float *y,
                  long ldy, int acc);
 } rmu_gemm_type;
+
+#define RMU_GEMM_MAX_MR 12 /* the largest register block of any path (AVX-512: 12 x 32) */
+#define RMU_GEMM_MAX_NR 32
 
 /* One kernel path. */
 typedef struct rmu_gemm_isa {

@@ -62,15 +62,17 @@ void rmu_gemm_pack_a2_generic(int mr, int kc, const float *A, long rsa, long csa
     }
 }
 
-/* B(k, n) as fp32, F8 scaled. */
+/* B(k, n) as fp32; F8 (gemm_impl.h): stored [N,K] the value x 2^-8 (its scale comes after
+ * the sums), stored [K,N] the value times its k's scale. */
 static inline float load_b(const rmu_gemm_b *B, long k, long n) {
     size_t i = B->trans ? (size_t)n * B->ld + k : (size_t)k * B->ld + n;
     float v = rmu_gemm_load_f32(B->data, B->dtype, i);
-    return B->dtype == RMU_DT_F8_E4M3 ? v * rmu_gemm_f8_scale(B, B->trans ? n : k) : v;
+    if (B->dtype != RMU_DT_F8_E4M3) return v;
+    return B->trans ? v * (1.0f / RMU_GEMM_F8_UNIT) : v * rmu_gemm_f8_scale(B, k);
 }
 
 void rmu_gemm_pack_b_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NR, int rnd, float *Bp) {
-    if (B->dtype == RMU_DT_F8_E4M3) rnd = 0; /* the FP8 value and its scale are used as they are */
+    if (B->dtype == RMU_DT_F8_E4M3) rnd = 0; /* the FP8 value (and its scale) are used as they are */
     for (int k = 0; k < kc; k++) {
         float *d = Bp + (size_t)k * NR;
         for (int j = 0; j < nr; j++) {
@@ -97,7 +99,8 @@ void rmu_gemm_pack_b2_generic(const rmu_gemm_b *B, int k0, int kc, int n0, int n
 
 /* Rows (see gemm_impl.h, "Order"): per output and kc slice, a product then a sum per k in
  * order, as ukernel_portable; a slice of the weight row is converted once for all rows of x
- * (an F8 element times its row's scale, as load_b gives it to the packer). */
+ * (F8: values x 2^-8 as load_b packs them, each slice's sum times the scale x 2^8, as
+ * gemm.c's ukernel_f8). */
 static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B,
                          int rnd, float *y, long ldy, int acc) {
     float w[PKC];
@@ -108,8 +111,8 @@ static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float
             int kc = K - k0 < PKC ? K - k0 : PKC;
             const char *src = (const char *)B->data + ((size_t)n * B->ld + k0) * es;
             if (f8) {
-                float sc = rmu_gemm_f8_scale(B, n);
-                for (int k = 0; k < kc; k++) w[k] = rmu_gemm_f8_lut[((const uint8_t *)src)[k]] * sc;
+                for (int k = 0; k < kc; k++)
+                    w[k] = rmu_gemm_f8_lut[((const uint8_t *)src)[k]] * (1.0f / RMU_GEMM_F8_UNIT);
             } else {
                 rmu_to_f32(w, src, dt, kc);
                 if (rnd)
@@ -119,6 +122,7 @@ static void rows_generic(rmu_dtype dt, int M, int n0, int n1, int K, const float
                 const float *xm = x + m * ldx + k0;
                 float s = 0, *ym = y + m * ldy + n;
                 for (int k = 0; k < kc; k++) s += xm[k] * w[k];
+                if (f8) s *= rmu_gemm_f8_scale(B, n) * RMU_GEMM_F8_UNIT;
                 *ym = acc || k0 ? *ym + s : s;
             }
         }

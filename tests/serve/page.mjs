@@ -55,7 +55,7 @@ try {
     });
     await page.fill("#input", "And the moon?");
     // record every text the reply shows while it streams; after three growing partial texts,
-    // press Stop from inside the page (a tiny model writes 1900 tokens in about a second)
+    // press Stop from inside the page (serve.sh gives this test a model slow enough that 1900 tokens take seconds)
     await page.evaluate(() => {
       window.seen = [];
       const obs = new MutationObserver(() => {
