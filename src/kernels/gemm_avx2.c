@@ -169,9 +169,6 @@ AI __m256i f8_nan16(__m256i h) {
 /* 8 FP8 codes (bytes) as fp32 times 2^-8, NaN codes included. */
 AI __m256 f8_to_ps(__m128i codes) { return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(codes)))); }
 
-/* Bytes per element of the dtypes this file reads. */
-#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
-
 /* 8 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm256_loadu_ps(p);
@@ -180,6 +177,17 @@ AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }
+
+/* the vocabulary of gemm_simd.h at 8 lanes */
+#define VL 8
+typedef __m256 vf;
+#define vf_load load8
+#define vf_round round_bf16
+#define vf_store _mm256_store_ps
+#define vf_storeu _mm256_storeu_ps
+#define vf_mul _mm256_mul_ps
+#define vf_set1 _mm256_set1_ps
+#include "gemm_simd.h"
 
 /* ---- weight rows, 8 at a time, transposed in registers */
 
@@ -275,7 +283,6 @@ AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t 
  * generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
     const size_t es = ESIZE(dt);
-    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
@@ -298,50 +305,15 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             }
         }
     } else if (nr == NR) {
-        for (; k < kc; k++) {
-            const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
-            __m256 v0 = load8(dt, row), v1 = load8(dt, row + 8 * es);
-            if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
-            if (f8) {
-                __m256 sv = _mm256_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
-                v0 = _mm256_mul_ps(v0, sv), v1 = _mm256_mul_ps(v1, sv);
-            }
-            _mm256_store_ps(Bp + (size_t)k * NR, v0);
-            _mm256_store_ps(Bp + (size_t)k * NR + 8, v1);
-        }
+        k = pack_b_kn(dt, B, k0, kc, n0, rnd, Bp);
     }
     if (k < kc) rmu_gemm_pack_b_generic(B, k0 + k, kc - k, n0, nr, NR, rnd, Bp + (size_t)k * NR);
 }
 
-static void pack_b_f32(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx;
-    pack_b_dt(RMU_DT_F32, B, k0, kc, n0, nr, rnd, Bp);
-}
-static void pack_b_bf16(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx, (void)rnd; /* bf16 values need no rounding */
-    pack_b_dt(RMU_DT_BF16, B, k0, kc, n0, nr, 0, Bp);
-}
-static void pack_b_f16(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx;
-    pack_b_dt(RMU_DT_F16, B, k0, kc, n0, nr, rnd, Bp);
-}
-static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx, (void)rnd; /* FP8 values are exact in bf16; the scale is applied in fp32 */
-    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
-}
-
-/* ---- row conversion */
-
-AI void to_f32_dt(const rmu_dtype dt, float *dst, const void *src, long n) {
-    const size_t es = ESIZE(dt);
-    long i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(dt, (const char *)src + i * es));
-    if (i < n) rmu_to_f32(dst + i, (const char *)src + i * es, dt, (size_t)(n - i));
-}
-static void to_f32_f32(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F32, d, s, n); }
-static void to_f32_bf16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_BF16, d, s, n); }
-static void to_f32_f16(float *d, const void *s, long n) { to_f32_dt(RMU_DT_F16, d, s, n); }
-static void to_f32_f8(float *d, const void *s, long n) { rmu_to_f32(d, s, RMU_DT_F8_E4M3, (size_t)n); }
+SIMD_TYPE_FNS(f32, RMU_DT_F32)
+SIMD_TYPE_FNS(bf16, RMU_DT_BF16)
+SIMD_TYPE_FNS(f16, RMU_DT_F16)
+SIMD_TYPE_FNS(f8, RMU_DT_F8_E4M3)
 
 /* ---- rows (decode, small batches): the blocked path's order without packing
  *
@@ -483,27 +455,11 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, 
     }
 }
 
-#define ROWS_CASE(DT, RND, MM)                                                                                     \
-    case MM: rows_dt(DT, MM, RND, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-#define ROWS_SWITCH(DT, RND)                                                                                       \
-    switch (M) {                                                                                                   \
-        ROWS_CASE(DT, RND, 1) ROWS_CASE(DT, RND, 2) ROWS_CASE(DT, RND, 3) ROWS_CASE(DT, RND, 4)                    \
-        ROWS_CASE(DT, RND, 5) ROWS_CASE(DT, RND, 6) ROWS_CASE(DT, RND, 7) default : ROWS_CASE(DT, RND, 8)          \
-    }
-#define ROWS_FN(NAME, DT)                                                                                          \
-    static void NAME(int M, int n0, int n1, int K, const void *xv, long ldx, const rmu_gemm_b *B, int rnd,      \
-                     float *y, long ldy, int acc) {                                                              \
-        const float *x = xv;                                                                                      \
-        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
-            ROWS_SWITCH(DT, 1)                                                                                    \
-        } else {                                                                                                  \
-            ROWS_SWITCH(DT, 0)                                                                                    \
-        }                                                                                                         \
-    }
-ROWS_FN(rows_f32, RMU_DT_F32)
-ROWS_FN(rows_f16, RMU_DT_F16)
-ROWS_FN(rows_bf16, RMU_DT_BF16)
-ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
+#define ROWS_AT(MM) rows_dt(dt_, MM, rnd_, n0, n1, K, (const float *)x, ldx, B, y, ldy, acc)
+SIMD_ROWS_FN(rows_f32, RMU_DT_F32)
+SIMD_ROWS_FN(rows_f16, RMU_DT_F16)
+SIMD_ROWS_FN(rows_bf16, RMU_DT_BF16)
+SIMD_ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
 
 void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     memset(isa, 0, sizeof *isa);

@@ -275,9 +275,6 @@ AI __m256i f8_nan16(__m256i h) {
 /* 16 FP8 codes as fp32 times 2^-8, NaN codes included. */
 AI __m512 f8_to_ps(__m128i codes) { return _mm512_cvtph_ps(f8_nan16(f8_half16(codes))); }
 
-/* Bytes per element of the dtypes this file reads. */
-#define ESIZE(dt) ((dt) == RMU_DT_F32 ? 4 : (dt) == RMU_DT_F8_E4M3 ? 1 : 2)
-
 /* 16 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m512 load16(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm512_loadu_ps(p);
@@ -287,12 +284,22 @@ AI __m512 load16(rmu_dtype dt, const void *p) {
     return _mm512_cvtph_ps(h);
 }
 
+/* the vocabulary of gemm_simd.h at 16 lanes */
+#define VL 16
+typedef __m512 vf;
+#define vf_load load16
+#define vf_round round_bf16
+#define vf_store _mm512_store_ps
+#define vf_storeu _mm512_storeu_ps
+#define vf_mul _mm512_mul_ps
+#define vf_set1 _mm512_set1_ps
+#include "gemm_simd.h"
+
 /* fp32 B panel [kc][32]: stored [N,K]: 16x16 transposes; stored [K,N]: rows as they are.
  * F8 (gemm_impl.h): stored [N,K] the values x 2^-8 (the scales come after the sums), stored
  * [K,N] times the row's scale. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
     const size_t es = ESIZE(dt);
-    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {
@@ -311,17 +318,7 @@ AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n
             }
         }
     } else if (nr == NR) {
-        for (; k < kc; k++) {
-            const char *row = base + ((size_t)(k0 + k) * B->ld + n0) * es;
-            __m512 v0 = load16(dt, row), v1 = load16(dt, row + 16 * es);
-            if (rnd) v0 = round_bf16(v0), v1 = round_bf16(v1);
-            if (f8) {
-                __m512 sv = _mm512_set1_ps(rmu_gemm_f8_scale(B, k0 + k) * RMU_GEMM_F8_UNIT);
-                v0 = _mm512_mul_ps(v0, sv), v1 = _mm512_mul_ps(v1, sv);
-            }
-            _mm512_store_ps(Bp + (size_t)k * NR, v0);
-            _mm512_store_ps(Bp + (size_t)k * NR + 16, v1);
-        }
+        k = pack_b_kn(dt, B, k0, kc, n0, rnd, Bp);
     }
     if (k < kc) rmu_gemm_pack_b_generic(B, k0 + k, kc - k, n0, nr, NR, rnd, Bp + (size_t)k * NR);
 }
@@ -373,32 +370,20 @@ AI void pack_b2_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int 
     if (k < kc) rmu_gemm_pack_b2_generic(B, k0 + k, kc - k, n0, nr, NR, Bp + (size_t)(k / 2) * NR);
 }
 
-#define PACKERS(NAME, DT)                                                                                         \
-    static void pack_b_##NAME(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) { \
-        (void)NRx;                                                                                                \
-        pack_b_dt(DT, B, k0, kc, n0, nr, DT == RMU_DT_BF16 ? 0 : rnd, Bp);                                        \
-    }                                                                                                             \
+SIMD_TYPE_FNS(f32, RMU_DT_F32)
+SIMD_TYPE_FNS(f16, RMU_DT_F16)
+SIMD_TYPE_FNS(bf16, RMU_DT_BF16)
+SIMD_TYPE_FNS(f8, RMU_DT_F8_E4M3)
+
+/* the bf16 k-pair packers (FP8 never runs on the pair kernel: gemm.c keeps it on fp32) */
+#define PACK_B2(NAME, DT)                                                                                         \
     static void pack_b2_##NAME(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, uint32_t *Bp) {      \
         (void)NRx;                                                                                                \
         pack_b2_dt(DT, B, k0, kc, n0, nr, Bp);                                                                    \
-    }                                                                                                             \
-    static void to_f32_##NAME(float *dst, const void *src, long n) {                                              \
-        const size_t es = DT == RMU_DT_F32 ? 4 : 2;                                                               \
-        long i = 0;                                                                                               \
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16(DT, (const char *)src + i * es));           \
-        if (i < n) rmu_to_f32(dst + i, (const char *)src + i * es, DT, (size_t)(n - i));                          \
     }
-PACKERS(f32, RMU_DT_F32)
-PACKERS(f16, RMU_DT_F16)
-PACKERS(bf16, RMU_DT_BF16)
-
-/* FP8: no bf16 rounding (its values are exact in bf16, the scale stays fp32); gemm.c never
- * runs F8 on the bf16-pair kernel, so the pair packer is the generic one. */
-static void pack_b_f8(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int NRx, int rnd, float *Bp) {
-    (void)NRx, (void)rnd;
-    pack_b_dt(RMU_DT_F8_E4M3, B, k0, kc, n0, nr, 0, Bp);
-}
-static void to_f32_f8(float *dst, const void *src, long n) { rmu_to_f32(dst, src, RMU_DT_F8_E4M3, (size_t)n); }
+PACK_B2(f32, RMU_DT_F32)
+PACK_B2(f16, RMU_DT_F16)
+PACK_B2(bf16, RMU_DT_BF16)
 
 /* ---- rows (decode, small batches): the blocked path's order without packing, as in
  * gemm_avx2.c at twice the width. Sixteen weight rows form a group (one zmm of outputs per row
@@ -568,36 +553,28 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs,
     }
 }
 
-#define ROWS_CASE(DT, RND, PAIRS, MM)                                                                              \
-    case MM: rows_dt(DT, MM, RND, PAIRS, n0, n1, K, x, ldx, B, y, ldy, acc); break;
-#define ROWS_SWITCH(DT, RND, PAIRS)                                                                                \
-    switch (M) {                                                                                                   \
-        ROWS_CASE(DT, RND, PAIRS, 1) ROWS_CASE(DT, RND, PAIRS, 2) ROWS_CASE(DT, RND, PAIRS, 3)                     \
-        ROWS_CASE(DT, RND, PAIRS, 4) ROWS_CASE(DT, RND, PAIRS, 5) ROWS_CASE(DT, RND, PAIRS, 6)                     \
-        ROWS_CASE(DT, RND, PAIRS, 7) default : ROWS_CASE(DT, RND, PAIRS, 8)                                        \
-    }
 /* fp32 lanes (the avx512 table: FP32 precision, or BF16 precision without AVX512-BF16 -
- * rnd rounds F32/F16 weights) and k-pair lanes (the avx512bf16 table, BF16 precision). */
-#define ROWS_FN_F32(NAME, DT)                                                                                      \
+ * rnd rounds F32/F16 weights) and k-pair lanes (the avx512bf16 table, BF16 precision: pairs
+ * are always rounded). F8 has no pair kernel: gemm.c runs it on the fp32 table. */
+#define ROWS_AT(MM) rows_dt(dt_, MM, rnd_, PAIRS_, n0, n1, K, x, ldx, B, y, ldy, acc)
+#define PAIRS_ 0
+SIMD_ROWS_FN(rows_f32, RMU_DT_F32)
+SIMD_ROWS_FN(rows_f16, RMU_DT_F16)
+SIMD_ROWS_FN(rows_bf16, RMU_DT_BF16)
+SIMD_ROWS_FN(rows_f8, RMU_DT_F8_E4M3)
+#undef PAIRS_
+#define PAIRS_ 1
+#define ROWS_FN_PAIRS(NAME, DT)                                                                                    \
     static void NAME(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd,       \
                      float *y, long ldy, int acc) {                                                              \
-        if (rnd && DT != RMU_DT_BF16 && DT != RMU_DT_F8_E4M3) {                                                   \
-            ROWS_SWITCH(DT, 1, 0)                                                                                 \
-        } else {                                                                                                  \
-            ROWS_SWITCH(DT, 0, 0)                                                                                 \
-        }                                                                                                         \
+        (void)rnd;                                                                                                \
+        const rmu_dtype dt_ = DT;                                                                                 \
+        const int rnd_ = 0;                                                                                       \
+        SIMD_SWITCH_M(M)                                                                                          \
     }
-#define ROWS_FN(NAME, DT)                                                                                          \
-    ROWS_FN_F32(NAME, DT)                                                                                          \
-    static void NAME##_pairs(int M, int n0, int n1, int K, const void *x, long ldx, const rmu_gemm_b *B, int rnd, \
-                             float *y, long ldy, int acc) {                                                      \
-        (void)rnd; /* pairs are always rounded */                                                                 \
-        ROWS_SWITCH(DT, 0, 1)                                                                                     \
-    }
-ROWS_FN(rows_f32, RMU_DT_F32)
-ROWS_FN(rows_f16, RMU_DT_F16)
-ROWS_FN(rows_bf16, RMU_DT_BF16)
-ROWS_FN_F32(rows_f8, RMU_DT_F8_E4M3) /* no pair kernel: gemm.c runs F8 on the fp32 table */
+ROWS_FN_PAIRS(rows_f32_pairs, RMU_DT_F32)
+ROWS_FN_PAIRS(rows_f16_pairs, RMU_DT_F16)
+ROWS_FN_PAIRS(rows_bf16_pairs, RMU_DT_BF16)
 
 void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     memset(isa, 0, sizeof *isa);
