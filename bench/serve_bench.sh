@@ -41,6 +41,7 @@ wait_up() {
 stop() { kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=; }
 
 if [ "$ONLY" != llama ]; then
+    : > "$WORK/rmu.log"
     "$RMU" serve -m "$M4" --port 0 --parallel "$NP" --ctx 512 --model-name m4 2>"$WORK/rmu.log" & SPID=$!
     for _ in $(seq 600); do grep -q 'listening on' "$WORK/rmu.log" && break; sleep 0.05; done
     url=http://$(grep -o 'listening on http://[^/]*' "$WORK/rmu.log" | head -1 | sed 's|listening on http://||')

@@ -16,6 +16,7 @@ const streams = (args.streams || "1,4,16").split(",").map(Number);
 const tokens = Number(args.tokens || 32);
 const prompt = args.prompt || "Once upon a time";
 const key = args.key || process.env.RMU_API_KEY;
+const warmup = Number(args.warmup ?? 1); // untimed requests first (page cache, lazy init)
 
 // A kept-alive connection the server has just closed fails at once: try again (twice).
 async function post(body, tries = 3) {
@@ -27,12 +28,12 @@ async function post(body, tries = 3) {
   }
 }
 
-async function one() {
+async function one(ntok = tokens) {
   const t0 = performance.now();
   const r = await post({
     method: "POST",
     headers: { "Content-Type": "application/json", ...(key ? { Authorization: "Bearer " + key } : {}) },
-    body: JSON.stringify({ model: "m", prompt, max_tokens: tokens, temperature: 0, stream: true, ignore_eos: true,
+    body: JSON.stringify({ model: "m", prompt, max_tokens: ntok, temperature: 0, stream: true, ignore_eos: true,
                            stream_options: { include_usage: true } }),
   });
   if (!r.ok) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
@@ -60,7 +61,8 @@ async function one() {
   return { start: t0, first, end: performance.now(), n: usage || chunks, chunks, times };
 }
 
-console.log(`# ${url}: prompt ${JSON.stringify(prompt)}, ${tokens} tokens per stream`);
+for (let i = 0; i < warmup; i++) await one(4);
+console.log(`# ${url}: prompt ${JSON.stringify(prompt)}, ${tokens} tokens per stream, ${warmup} warm-up request(s)`);
 console.log("streams  wall_s  agg_tok/s  decode_tok/s  ttft_mean_s  ttft_max_s");
 const base = {};
 for (const c of streams) {

@@ -283,7 +283,6 @@ AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t 
  * generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
     const size_t es = ESIZE(dt);
-    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {

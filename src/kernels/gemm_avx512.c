@@ -300,7 +300,6 @@ typedef __m512 vf;
  * [K,N] times the row's scale. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
     const size_t es = ESIZE(dt);
-    const int f8 = dt == RMU_DT_F8_E4M3;
     const char *base = B->data;
     int k = 0;
     if (B->trans) {

@@ -5,9 +5,7 @@
 
 #include "core/strbuf.h"
 
-/* Length of the longest suffix of text that is a proper prefix of some stop string: that
- * much text is held back from the stream until we know it is not a stop. */
-static size_t held_back(const char *text, size_t n, const char *const *stops, int nstops) {
+size_t rmu_gen_held_back(const char *text, size_t n, const char *const *stops, int nstops) {
     size_t hold = 0;
     for (int i = 0; i < nstops; i++) {
         size_t sl = strlen(stops[i]);
@@ -63,7 +61,7 @@ int rmu_gen_run(const rmu_model *m, const rmu_tokenizer *t, rmu_state *s, rmu_sa
                 stopped = 1;
             }
         }
-        size_t hold = stopped ? 0 : held_back(text.p, text.n, o->stops, o->nstops);
+        size_t hold = stopped ? 0 : rmu_gen_held_back(text.p, text.n, o->stops, o->nstops);
         if (o->cb && text.n - hold > emitted) {
             char save = text.p[text.n - hold];
             text.p[text.n - hold] = 0;

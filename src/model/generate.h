@@ -28,6 +28,10 @@ typedef struct rmu_gen_result {
     int stop_reason; /* 0 = length, 1 = eos, 2 = stop string, 3 = callback */
 } rmu_gen_result;
 
+/* Length of the longest suffix of text[0..n) that is a proper prefix of some stop string:
+ * that much text is held back from a stream until it is known not to start a stop. */
+size_t rmu_gen_held_back(const char *text, size_t n, const char *const *stops, int nstops);
+
 /* Continue the sequence in s (s->pos tokens already cached) with prompt ids, then generate.
  * A prompt that does not fit s->ctx is an error before any work; generation stops early
  * (stop_reason 0) when the context fills up. EOS is not fed back into the cache. */

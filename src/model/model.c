@@ -241,6 +241,29 @@ size_t rmu_model_weight_bytes(const rmu_model *m) {
 
 /* ---- run state */
 
+/* The per-row activation buffers of a forward over B rows, which rmu_state and rmu_batch_ws
+ * both hold under the same names: x, xb [B, C]; q, att_out [B, qd]; k, v [B, kvd]; hb, hb2
+ * [B, F]; the attention scratch; pos_ids [B]. ROW_BUFS(p) lists them for either struct. */
+#define ROW_BUFS(p) {&(p)->x, &(p)->xb, &(p)->q, &(p)->k, &(p)->v, &(p)->att_out, &(p)->hb, &(p)->hb2, &(p)->att}
+
+/* Allocates them; -1 when one allocation failed (the caller frees what was allocated). */
+static int row_bufs_alloc(const rmu_config *c, size_t B, int nthreads, float **const f[9], int **pos_ids) {
+    size_t C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
+    const size_t w[8] = {C, C, qd, kvd, kvd, qd, F, F};
+    int ok = 1;
+    for (int i = 0; i < 8; i++) ok &= (*f[i] = malloc(B * w[i] * sizeof(float))) != NULL;
+    ok &= (*f[8] = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, (int)hd, nthreads) *
+                          sizeof(float))) != NULL;
+    ok &= (*pos_ids = malloc(B * sizeof(int))) != NULL;
+    return ok ? 0 : -1;
+}
+
+static void row_bufs_free(float **const f[9], int **pos_ids) {
+    for (int i = 0; i < 9; i++) free(*f[i]);
+    free(*pos_ids);
+}
+
 int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu_err *e) {
     memset(s, 0, sizeof *s);
     const rmu_config *c = &m->cfg;
@@ -250,25 +273,14 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
     s->ctx = ctx;
     s->max_batch = max_batch;
     s->nthreads = omp_get_max_threads();
-    size_t B = max_batch, C = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
-    size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
-    size_t kv = (size_t)c->n_layers * ctx * kvd;
+    size_t hd = c->head_dim, kv = (size_t)c->n_layers * ctx * c->n_kv_heads * hd;
     s->kcache = malloc(kv * sizeof(float));
     s->vcache = malloc(kv * sizeof(float));
-    s->x = malloc(B * C * sizeof(float));
-    s->xb = malloc(B * C * sizeof(float));
-    s->q = malloc(B * qd * sizeof(float));
-    s->k = malloc(B * kvd * sizeof(float));
-    s->v = malloc(B * kvd * sizeof(float));
-    s->att_out = malloc(B * qd * sizeof(float));
-    s->hb = malloc(B * F * sizeof(float));
-    s->hb2 = malloc(B * F * sizeof(float));
-    s->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, (int)hd, s->nthreads) * sizeof(float));
     s->rope_cos = malloc((size_t)ctx * (hd / 2) * sizeof(float));
     s->rope_sin = malloc((size_t)ctx * (hd / 2) * sizeof(float));
-    s->pos_ids = malloc(B * sizeof(int));
-    if (!s->kcache || !s->vcache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att_out || !s->hb || !s->hb2 ||
-        !s->att || !s->rope_cos || !s->rope_sin || !s->pos_ids) {
+    float **const f[9] = ROW_BUFS(s);
+    if (row_bufs_alloc(c, (size_t)max_batch, s->nthreads, f, &s->pos_ids) || !s->kcache || !s->vcache ||
+        !s->rope_cos || !s->rope_sin) {
         rmu_state_free(s);
         return rmu_errf(e, "out of memory for a %d-token context (KV cache %.1f MiB)", ctx,
                         2.0 * kv * sizeof(float) / (1 << 20));
@@ -278,9 +290,9 @@ int rmu_state_init(rmu_state *s, const rmu_model *m, int ctx, int max_batch, rmu
 }
 
 void rmu_state_free(rmu_state *s) {
-    free(s->kcache); free(s->vcache); free(s->x); free(s->xb); free(s->q); free(s->k); free(s->v);
-    free(s->att_out); free(s->hb); free(s->hb2); free(s->att); free(s->rope_cos); free(s->rope_sin);
-    free(s->pos_ids);
+    float **const f[9] = ROW_BUFS(s);
+    row_bufs_free(f, &s->pos_ids);
+    free(s->kcache), free(s->vcache), free(s->rope_cos), free(s->rope_sin);
     memset(s, 0, sizeof *s);
 }
 
@@ -486,22 +498,9 @@ int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int ma
     ws->max_rows = max_rows;
     ws->max_slots = max_slots;
     ws->nthreads = omp_get_max_threads();
-    size_t B = max_rows, C = c->hidden_size, F = c->intermediate_size;
-    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    ws->x = malloc(B * C * sizeof(float));
-    ws->xb = malloc(B * C * sizeof(float));
-    ws->q = malloc(B * qd * sizeof(float));
-    ws->k = malloc(B * kvd * sizeof(float));
-    ws->v = malloc(B * kvd * sizeof(float));
-    ws->att_out = malloc(B * qd * sizeof(float));
-    ws->hb = malloc(B * F * sizeof(float));
-    ws->hb2 = malloc(B * F * sizeof(float));
-    ws->att = malloc(rmu_attention_scratch_floats(c->n_heads, c->n_kv_heads, c->head_dim, ws->nthreads) *
-                     sizeof(float));
-    ws->pos_ids = malloc(B * sizeof(int));
+    float **const f[9] = ROW_BUFS(ws);
     ws->r0 = malloc((size_t)max_slots * sizeof(int));
-    if (!ws->x || !ws->xb || !ws->q || !ws->k || !ws->v || !ws->att_out || !ws->hb || !ws->hb2 || !ws->att ||
-        !ws->pos_ids || !ws->r0) {
+    if (row_bufs_alloc(c, (size_t)max_rows, ws->nthreads, f, &ws->pos_ids) || !ws->r0) {
         rmu_batch_ws_free(ws);
         return rmu_errf(e, "batch workspace: out of memory for %d rows", max_rows);
     }
@@ -509,8 +508,9 @@ int rmu_batch_ws_init(rmu_batch_ws *ws, const rmu_model *m, int max_rows, int ma
 }
 
 void rmu_batch_ws_free(rmu_batch_ws *ws) {
-    free(ws->x); free(ws->xb); free(ws->q); free(ws->k); free(ws->v); free(ws->att_out); free(ws->hb);
-    free(ws->hb2); free(ws->att); free(ws->pos_ids); free(ws->r0);
+    float **const f[9] = ROW_BUFS(ws);
+    row_bufs_free(f, &ws->pos_ids);
+    free(ws->r0);
     memset(ws, 0, sizeof *ws);
 }
 

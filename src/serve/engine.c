@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "model/generate.h"
 
 #define ECHO_ROWS 64 /* all-row logits per step (prompt logprobs): [ECHO_ROWS, V] floats */
 
@@ -142,20 +143,6 @@ static int is_gone(rmu_eng_req *r) {
 
 /* ---- text: stop strings and UTF-8 boundaries, as rmu_gen_run streams them */
 
-/* Length of the longest suffix of text that is a proper prefix of a stop string. */
-static size_t held_back(const char *text, size_t n, char *const *stops, int nstops) {
-    size_t hold = 0;
-    for (int i = 0; i < nstops; i++) {
-        size_t sl = strlen(stops[i]);
-        for (size_t k = sl > 1 ? sl - 1 : 0; k > hold; k--)
-            if (k <= n && !memcmp(text + n - k, stops[i], k)) {
-                hold = k;
-                break;
-            }
-    }
-    return hold;
-}
-
 /* Appends the generated token's text; returns 1 when a stop string ended the sequence. */
 static int push_text(seq *s, int id) {
     char piece[256];
@@ -177,7 +164,7 @@ static int push_text(seq *s, int id) {
 /* Moves text that can no longer become part of a stop string to the output. */
 static void release_text(seq *s, rmu_eng_seq_out *o, int final) {
     if (!s->all.p) return;
-    size_t hold = final ? 0 : held_back(s->all.p, s->all.n, s->stops, s->p.nstops);
+    size_t hold = final ? 0 : rmu_gen_held_back(s->all.p, s->all.n, (const char *const *)s->stops, s->p.nstops);
     if (s->all.n - hold > s->released) {
         rmu_sb_add(&o->text, s->all.p + s->released, s->all.n - hold - s->released);
         s->released = s->all.n - hold;
