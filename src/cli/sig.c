@@ -56,6 +56,7 @@ static struct {
 } outs[MAX_OUTS];
 static int nouts;
 static const char *cmd_name;
+static int quiet; /* an MPI rank other than 0: rank 0 speaks for the job */
 static volatile sig_atomic_t caught;
 static sem_t wake;
 static atomic_int claimed; /* 0 nobody, 1 the command's own exit, 2 the watchdog */
@@ -154,6 +155,7 @@ static void hint(int status, char *buf, size_t cap) {
 }
 
 static void message(int status) {
+    if (quiet) return;
     char h[1024], line[1400];
     hint(status, h, sizeof h);
     int n = snprintf(line, sizeof line, "rmu %s: interrupted by %s; %s\n", cmd_name,
@@ -201,6 +203,12 @@ void cli_sig_setup(int argc, char **argv) {
     }
     if (!any) return;
     cmd_name = argv[1];
+    /* under mpirun, a rank that stopped because another one failed (mpirun then sends
+     * SIGTERM to the rest) must not add a second line to the job's one error */
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+    if (!rank) rank = getenv("PMIX_RANK");
+    if (!rank) rank = getenv("PMI_RANK");
+    quiet = rank && strcmp(rank, "0") != 0;
     pthread_t th;
     if (sem_init(&wake, 0, 0) != 0 || pthread_create(&th, NULL, watchdog, NULL) != 0) return; /* defaults stay */
     pthread_detach(th);
