@@ -482,6 +482,15 @@ static int batch_grads(rmu_ft *h, const int *tk, const int *mk, int B, int T, co
 /* Rank 0's part of a step: checkpoint and log line. */
 static int record_step(rmu_ft *h, long s, double loss, double lr, double gnorm, int ntok, double step_s, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
+    /* the log line first: a kill between the two leaves a line past the newest checkpoint,
+     * which a resume drops, never a checkpoint whose line is missing */
+    if (h->logf) {
+        fprintf(h->logf,
+                "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.1f, "
+                "\"tokens\": %d, \"epoch\": %.4f, \"step_s\": %.3f}\n",
+                s + 1, loss, lr, gnorm, step_s > 0 ? ntok / step_s : 0.0, ntok, (double)(s + 1) / h->spe, step_s);
+        if (fflush(h->logf) != 0) return rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
+    }
     if (o->save_every > 0 && (s + 1) % o->save_every == 0) {
         /* the only random stream is the data order: SplitMix64 seeded per epoch from the run
          * seed (rmu_data_epoch_order), so (seed, epoch, batch_in_epoch) is the whole RNG state */
@@ -490,13 +499,6 @@ static int record_step(rmu_ft *h, long s, double loss, double lr, double gnorm, 
         snprintf(rng, sizeof rng, "%016llx", (unsigned long long)rmu_data_epoch_seed(o->seed, ep));
         if (rmu_ckpt_save(h->work, s + 1, &h->m, &h->tr, h->fp, ep, (s + 1) % h->spe, rng, loss, o->keep_checkpoints, e))
             return -1;
-    }
-    if (h->logf) {
-        fprintf(h->logf,
-                "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"tokens_per_s\": %.1f, "
-                "\"tokens\": %d, \"epoch\": %.4f, \"step_s\": %.3f}\n",
-                s + 1, loss, lr, gnorm, step_s > 0 ? ntok / step_s : 0.0, ntok, (double)(s + 1) / h->spe, step_s);
-        if (fflush(h->logf) != 0) return rmu_errf(e, "log_path: %s: write failed: %s", o->log_path, strerror(errno));
     }
     return 0;
 }

@@ -205,7 +205,7 @@ if $RMU train "${RUN[@]}" --out "$T/full" --log "$T/full.jsonl" >/dev/null 2>&1;
         wait "$pid" 2>/dev/null
         # every checkpoint folder on disk is whole: its state parses and has every tensor
         for c in "$T"/killed.rmu-work/checkpoint-* "$T"/killed/checkpoint-*; do
-            case "$c" in *.tmp) continue ;; esac
+            case "$c" in *.tmp|*.del) continue ;; esac # a cut-off save or removal: the lister drops it
             [ -d "$c" ] || continue
             if ! grep -q '"step"' "$c/trainer_state.json" 2>/dev/null || [ ! -s "$c/state.safetensors" ]; then
                 fail "train: checkpoints are never half-written" "$c incomplete"
