@@ -7,14 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cli_fail(const char *cmd, int status, const char *fmt, ...) {
+int cli_vfail(const char *cmd, int status, const char *fmt, va_list ap) {
     if (cli_sig_caught()) return status; /* the error is the interruption: cli_sig_end says it once */
-    va_list ap;
+    cli_sig_error_said();
     fprintf(stderr, "rmu %s: ", cmd);
-    va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
-    va_end(ap);
     fputc('\n', stderr);
+    return status;
+}
+
+int cli_fail(const char *cmd, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    cli_vfail(cmd, status, fmt, ap);
+    va_end(ap);
     return status;
 }
 

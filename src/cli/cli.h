@@ -3,6 +3,7 @@
 #ifndef RMU_CLI_H
 #define RMU_CLI_H
 
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "kernels/gemm.h"
@@ -31,6 +32,7 @@ int rmu_cmd_serve(int argc, char **argv);
 
 /* Print "rmu CMD: message" on stderr and return status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int cli_vfail(const char *cmd, int status, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
 /* Strict numeric parsing of a flag's value: whole string, in range; on failure prints
  * "rmu CMD: FLAG: expected ..." and returns -1. */

@@ -30,10 +30,8 @@ int cli_dist_status(const rmu_dist *d, int status) {
 int cli_dist_fail(const rmu_dist *d, const char *cmd, int status, const char *fmt, ...) {
     if (!rmu_dist_root(d)) return status;
     va_list ap;
-    fprintf(stderr, "rmu %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_vfail(cmd, status, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return status;
 }

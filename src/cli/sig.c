@@ -57,6 +57,7 @@ static struct {
 static int nouts;
 static const char *cmd_name;
 static int quiet; /* an MPI rank other than 0: rank 0 speaks for the job */
+static volatile sig_atomic_t said; /* the command printed its error before the signal came */
 static volatile sig_atomic_t caught;
 static sem_t wake;
 static atomic_int claimed; /* 0 nobody, 1 the command's own exit, 2 the watchdog */
@@ -155,7 +156,7 @@ static void hint(int status, char *buf, size_t cap) {
 }
 
 static void message(int status) {
-    if (quiet) return;
+    if (quiet || said) return; /* one line per job: an error already printed is that line */
     char h[1024], line[1400];
     hint(status, h, sizeof h);
     int n = snprintf(line, sizeof line, "rmu %s: interrupted by %s; %s\n", cmd_name,
@@ -224,6 +225,8 @@ void cli_sig_setup(int argc, char **argv) {
 const volatile sig_atomic_t *cli_sig_flag(void) { return &caught; }
 
 int cli_sig_caught(void) { return caught; }
+
+void cli_sig_error_said(void) { said = 1; }
 
 int cli_sig_end(int status) {
     int none = 0;

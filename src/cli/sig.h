@@ -22,6 +22,9 @@ void cli_sig_setup(int argc, char **argv);
 const volatile sig_atomic_t *cli_sig_flag(void);
 /* The signal caught (SIGINT or SIGTERM), or 0. */
 int cli_sig_caught(void);
+/* cli_fail printed the command's error: a signal that comes after it (mpirun stopping the
+ * other ranks of a failed job) adds no second line. */
+void cli_sig_error_said(void);
 /* The command's exit status: status itself when no signal came; else the one-line message
  * ("rmu CMD: interrupted by SIGINT; ...resume...") and 128 + the signal number. */
 int cli_sig_end(int status);
