@@ -19,12 +19,6 @@
 
 enum { H = 32, KV = 8, HD = 128, WINDOW = 4096 };
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- before: the row-at-a-time kernels of layers.c (commit 3003b21), unchanged apart
  * from names: a [T]-long score row per (query, head), rmu_dot, scalar softmax. */
 static void old_cached(float *out, const float *q, const float *kc, const float *vc, int N, int pos0, float *scratch,
@@ -138,12 +132,12 @@ static result timeit(const char *name, double flops, case_fn f, void *ctx, doubl
     if (only && !strstr(name, only)) return r;
     f(ctx, 1); /* warm */
     int reps = 0;
-    double c0 = cpu_now();
+    double c0 = rmu_thread_cpu_s();
     do {
         f(ctx, 1);
         reps++;
-    } while (cpu_now() - c0 < min_s);
-    r.cpu1 = (cpu_now() - c0) / reps;
+    } while (rmu_thread_cpu_s() - c0 < min_s);
+    r.cpu1 = (rmu_thread_cpu_s() - c0) / reps;
     reps = 0;
     double w0 = rmu_now_s();
     do {

@@ -17,12 +17,6 @@
 #include "core/util.h"
 #include "model/model.h"
 
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void print_profile(const char *what, const rmu_prof *p, double wall, double cpu, int tokens) {
     double mw = 0, mc = 0, sw = 0, sc = 0;
     printf("\n%s: %d tokens, %.1f ms wall and %.1f ms CPU per token\n", what, tokens, 1e3 * wall / tokens,
@@ -90,21 +84,21 @@ int main(int argc, char **argv) {
         printf("prefill: skipped (--fake-prefill), cache of %d positions filled with noise\n", plen);
     } else {
         s.prof = &prof;
-        double w0 = rmu_now_s(), c0 = cpu_now();
+        double w0 = rmu_now_s(), c0 = rmu_thread_cpu_s();
         if (rmu_model_forward(&m, &s, ids, plen, logits, 0, &e)) return fprintf(stderr, "%s\n", e.msg), 1;
-        double w = rmu_now_s() - w0, cp = cpu_now() - c0;
+        double w = rmu_now_s() - w0, cp = rmu_thread_cpu_s() - c0;
         printf("prefill: %.2f tok/s wall (%d tokens in %.2f s)\n", plen / w, plen, w);
         print_profile("prefill", &prof, w, cp, plen);
     }
     memset(&prof, 0, sizeof prof);
     s.prof = &prof;
     int tok = 1;
-    double w0 = rmu_now_s(), c0 = cpu_now();
+    double w0 = rmu_now_s(), c0 = rmu_thread_cpu_s();
     for (int i = 0; i < glen; i++) {
         if (rmu_model_forward(&m, &s, &tok, 1, logits, 0, &e)) return fprintf(stderr, "%s\n", e.msg), 1;
         tok = (int)((tok * 7919L + i) % V);
     }
-    double w = rmu_now_s() - w0, cp = cpu_now() - c0;
+    double w = rmu_now_s() - w0, cp = rmu_thread_cpu_s() - c0;
     /* bytes one decode step reads: every weight but the embedding table (one row of it),
      * plus the KV cache up to the current position */
     size_t all = rmu_model_weight_bytes(&m), emb = wbytes(&m.embed);

@@ -15,12 +15,6 @@
 
 #include "core/util.h"
 
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static int parse_list(const char *s, int *out, int max) {
     int n = 0;
     while (*s && n < max) {
@@ -82,10 +76,10 @@ static double bf16_matmul(int threads, int M, int N, int K, int transA, int tran
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
     double best = 1e30, spent = 0;
     for (int rep = 0; rep < 100 && (rep < 2 || spent < min_time); rep++) {
-        double t0 = threads == 1 ? cpu_now() : rmu_now_s();
+        double t0 = threads == 1 ? rmu_thread_cpu_s() : rmu_now_s();
         CK(dnnl_primitive_execute(mm, strm, 3, args));
         CK(dnnl_stream_wait(strm));
-        double t = (threads == 1 ? cpu_now() : rmu_now_s()) - t0;
+        double t = (threads == 1 ? rmu_thread_cpu_s() : rmu_now_s()) - t0;
         spent += t;
         if (t < best) best = t;
     }
@@ -136,11 +130,11 @@ int main(int argc, char **argv) {
                 } else {
                     double best = 1e30, spent = 0;
                     for (int rep = 0; rep < 100 && (rep < 2 || spent < min_time); rep++) {
-                        double t0 = threads == 1 ? cpu_now() : rmu_now_s();
+                        double t0 = threads == 1 ? rmu_thread_cpu_s() : rmu_now_s();
                         if (pr == 0) CK(dnnl_sgemm('N', 'T', M, out, in, 1.0f, X, in, W, in, 0.0f, Y, out));
                         else if (pr == 1) CK(dnnl_sgemm('N', 'N', M, in, out, 1.0f, Y, out, W, in, 0.0f, X, in));
                         else CK(dnnl_sgemm('T', 'N', out, in, M, 1.0f, Y, out, X, in, 1.0f, G, in));
-                        double t = (threads == 1 ? cpu_now() : rmu_now_s()) - t0;
+                        double t = (threads == 1 ? rmu_thread_cpu_s() : rmu_now_s()) - t0;
                         spent += t;
                         if (t < best) best = t;
                     }

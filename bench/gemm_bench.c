@@ -23,25 +23,11 @@
 #include "core/util.h"
 #include "kernels/gemm.h"
 
-static double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-/* All threads' CPU time: with OMP_WAIT_POLICY=passive, flops / this = GFLOP/s per busy core
- * (what the threads achieve while they run, whatever else shares the machine). */
-static double proc_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 #if defined(__x86_64__)
 /* 12 independent chains of 256-bit FMAs (FMA latency 4 x 2 pipes = 8 in flight needed). */
 __attribute__((target("avx2,fma"))) static double fma_peak_avx2(void) {
     long n = 100000000, it = n;
-    double t0 = cpu_now();
+    double t0 = rmu_thread_cpu_s();
     __asm__ volatile("vxorps %%ymm0,%%ymm0,%%ymm0\n vxorps %%ymm1,%%ymm1,%%ymm1\n vxorps %%ymm2,%%ymm2,%%ymm2\n"
                      "vxorps %%ymm3,%%ymm3,%%ymm3\n vxorps %%ymm4,%%ymm4,%%ymm4\n vxorps %%ymm5,%%ymm5,%%ymm5\n"
                      "vxorps %%ymm6,%%ymm6,%%ymm6\n vxorps %%ymm7,%%ymm7,%%ymm7\n vxorps %%ymm8,%%ymm8,%%ymm8\n"
@@ -57,7 +43,7 @@ __attribute__((target("avx2,fma"))) static double fma_peak_avx2(void) {
                      "dec %0\n jnz 1b\n vzeroupper\n"
                      : "+r"(it)::"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
                        "xmm10", "xmm11", "xmm14", "xmm15", "cc");
-    return n * 12.0 * 16 / (cpu_now() - t0) / 1e9;
+    return n * 12.0 * 16 / (rmu_thread_cpu_s() - t0) / 1e9;
 }
 #endif
 
@@ -158,7 +144,7 @@ int main(int argc, char **argv) {
                     double flops = 2.0 * M * out * in, best = 1e30, spent = 0, bestcpu = 1e30;
                     rmu_err e;
                     for (int rep = 0; rep < 100 && (rep < 2 || spent < min_time); rep++) {
-                        double t0 = threads == 1 ? cpu_now() : rmu_now_s(), c0 = proc_now();
+                        double t0 = threads == 1 ? rmu_thread_cpu_s() : rmu_now_s(), c0 = rmu_cpu_s();
                         int rc;
                         if (pr == 0) {
                             rmu_gemm_b b = {W, dt, 1, in, plist[pi], sc, out};
@@ -171,7 +157,7 @@ int main(int argc, char **argv) {
                             rc = rmu_gemm_ex(path, threads, out, in, M, Y, 1, out, &b, G, in, 1, &e);
                         }
                         if (rc) return fprintf(stderr, "gemm_bench: %s\n", e.msg), 1;
-                        double t = (threads == 1 ? cpu_now() : rmu_now_s()) - t0, c = proc_now() - c0;
+                        double t = (threads == 1 ? rmu_thread_cpu_s() : rmu_now_s()) - t0, c = rmu_cpu_s() - c0;
                         spent += t;
                         if (t < best) best = t;
                         if (c < bestcpu) bestcpu = c;

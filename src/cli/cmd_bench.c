@@ -10,21 +10,9 @@
 
 #include "cli.h"
 #include "kernels/gemm.h"
+#include "core/util.h"
 #include "model/model.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* CPU time of all threads: on a shared machine, tokens per CPU-second say what the code
- * does when it runs, wall time also says how much of the machine it got. */
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Read bandwidth: all threads sum a buffer much larger than the caches; best of 5. */
 static double read_bandwidth(size_t bytes) {
@@ -36,12 +24,12 @@ static double read_bandwidth(size_t bytes) {
     double best = 0;
     volatile uint64_t sink = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
+        double t0 = rmu_now_s();
         uint64_t total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total)
         for (size_t i = 0; i < n; i += 8) /* 8-way unrolled: lets the compiler vectorise the loads */
             total += buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3] + buf[i + 4] + buf[i + 5] + buf[i + 6] + buf[i + 7];
-        double dt = now() - t0;
+        double dt = rmu_now_s() - t0;
         sink += total;
         if (bytes / dt > best) best = bytes / dt;
     }
@@ -104,18 +92,18 @@ int rmu_cmd_bench(int argc, char **argv) {
     /* warm the page cache / mmap once so the first pass does not measure disk reads */
     if (rmu_model_forward(&m, &s, ids, 1, logits, 0, &e)) goto fail;
     rmu_state_reset(&s);
-    double t0 = now(), c0 = cpu_now();
+    double t0 = rmu_now_s(), c0 = rmu_cpu_s();
     if (rmu_model_forward(&m, &s, ids, (int)plen, logits, 0, &e)) goto fail;
-    double tp = now() - t0, cp = cpu_now() - c0;
+    double tp = rmu_now_s() - t0, cp = rmu_cpu_s() - c0;
     int tok = 0;
     for (int i = 1; i < V; i++)
         if (logits[i] > logits[tok]) tok = i;
-    t0 = now(), c0 = cpu_now();
+    t0 = rmu_now_s(), c0 = rmu_cpu_s();
     for (long i = 0; i < glen; i++) {
         if (rmu_model_forward(&m, &s, &tok, 1, logits, 0, &e)) goto fail;
         tok = (int)((tok * 7919L + i) % V);
     }
-    double td = now() - t0, cd = cpu_now() - c0;
+    double td = rmu_now_s() - t0, cd = rmu_cpu_s() - c0;
     double dps = glen / td;
     printf("model              %s\nweights            %.2f GB\nprecision          %s\n", dir, wb / 1e9,
            rmu_prec_name(prec));

@@ -316,22 +316,16 @@ typedef struct {
     double wall, cpu;
 } ph_mark;
 
-static double thread_cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static ph_mark ph_start(const rmu_prof *prof) {
     ph_mark t = {0, 0};
-    if (prof) t = (ph_mark){rmu_now_s(), thread_cpu_s()};
+    if (prof) t = (ph_mark){rmu_now_s(), rmu_thread_cpu_s()};
     return t;
 }
 
 static void ph_end(rmu_prof *prof, rmu_phase p, ph_mark t) {
     if (!prof) return;
     prof->wall[p] += rmu_now_s() - t.wall;
-    prof->cpu[p] += thread_cpu_s() - t.cpu;
+    prof->cpu[p] += rmu_thread_cpu_s() - t.cpu;
 }
 
 /* Runs the statement(s) as profile phase p (rmu_prof *prof in scope, may be NULL). */
