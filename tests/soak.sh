@@ -8,8 +8,9 @@
 #     tests/integration/fuzz.sh then runs it in every `make test`).
 #  2. crashes: tests/integration/crash.sh with SOAK_KILLS (200) SIGKILLs per writer.
 #  3. faults: tests/integration/faults.sh with SOAK_FAULT_ROUNDS (20) rounds of its loops.
-# SOAK_PARTS (default "fuzz crash faults") picks parts; SOAK_SECONDS > 0 caps each fuzz
-# target's time. Prints one line per target - executions, seconds, findings - and writes
+# SOAK_PARTS (default "fuzz crash faults") picks parts, SOAK_TARGETS (default: all) the fuzz
+# targets; SOAK_SECONDS > 0 caps each fuzz target's time. The corpus in SOAK_DIR is kept, so a
+# campaign split over several runs goes on from where the last one stopped. Prints one line per target - executions, seconds, findings - and writes
 # them to SOAK_DIR/summary.txt.
 set -u
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ OUT=${SOAK_DIR:-$ROOT/tests/tmp/soak}
 RUNS=${SOAK_RUNS:-10000000}
 SECS=${SOAK_SECONDS:-0}
 PARTS=${SOAK_PARTS:-fuzz crash faults}
+TARGETS=${SOAK_TARGETS:-}
 mkdir -p "$OUT/crashes" "$OUT/corpus"
 SUM=$OUT/summary.txt
 : > "$SUM"
@@ -32,6 +34,7 @@ if [[ " $PARTS " == *" fuzz "* ]]; then
     for bin in "$OUT"/bin/fuzz_*; do
         [ -x "$bin" ] || continue
         t=${bin##*/fuzz_}
+        [ -n "$TARGETS" ] && [[ " $TARGETS " != *" $t "* ]] && continue
         extra=()
         [ "$t" = jinja ] && extra=(-dict=tests/fuzz/jinja.dict)
         [ "$SECS" -gt 0 ] && extra+=(-max_total_time="$SECS")
