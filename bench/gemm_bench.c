@@ -10,8 +10,9 @@
  * usage: gemm_bench [--threads N] [--path best|portable|avx2|avx512|avx512bf16]
  *                   [--prec fp32|bf16|auto|all] [--dtype bf16|f16|f32|F8_E4M3] [--products fwd,dx,dw]
  *                   [--m 1,4,64,512,2048] [--shapes 4096x4096,1024x4096,14336x4096,4096x14336]
- *                   [--min-time 0.5] [--peak-only] [--no-peak]
- * shapes are OUTxIN of the weight; F8_E4M3 weights get a scale per output channel. */
+ *                   [--min-time 0.5] [--peak-only] [--no-peak] [--panels]
+ * shapes are OUTxIN of the weight; F8_E4M3 weights get a scale per output channel, and with
+ * --panels the forward product reads them through FP8 panels (rmu_gemm_f8_panels). */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -85,7 +86,7 @@ int main(int argc, char **argv) {
     rmu_gemm_path_id path = RMU_GEMM_BEST;
     rmu_dtype dt = RMU_DT_BF16;
     double min_time = 0.5;
-    int peak_only = 0, no_peak = 0;
+    int peak_only = 0, no_peak = 0, panels = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
         if (!strcmp(a, "--threads")) threads = atoi(v), i++;
@@ -97,6 +98,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--min-time")) min_time = atof(v), i++;
         else if (!strcmp(a, "--peak-only")) peak_only = 1;
         else if (!strcmp(a, "--no-peak")) no_peak = 1;
+        else if (!strcmp(a, "--panels")) panels = 1;
         else if (!strcmp(a, "--path")) {
             int found = 0;
             for (int p = 0; p < RMU_GEMM_NPATHS; p++)
@@ -128,10 +130,13 @@ int main(int argc, char **argv) {
         float *wf = malloc(sizeof(float) * wn), *X = malloc(sizeof(float) * big), *Y = malloc(sizeof(float) * big);
         float *G = malloc(sizeof(float) * wn), *sc = malloc(sizeof(float) * out);
         void *W = malloc(rmu_dtype_size(dt) * wn);
-        if (!wf || !X || !Y || !G || !W || !sc) return fprintf(stderr, "gemm_bench: out of memory\n"), 1;
+        unsigned char *P = panels && dt == RMU_DT_F8_E4M3 ? malloc(rmu_gemm_f8_panels_bytes(out, in)) : NULL;
+        if (!wf || !X || !Y || !G || !W || !sc || (panels && dt == RMU_DT_F8_E4M3 && !P))
+            return fprintf(stderr, "gemm_bench: out of memory\n"), 1;
         for (int r = 0; r < out; r++) sc[r] = 0.01f; /* F8 only: W's stored rows are its out rows */
         fill(wf, wn, 1);
         rmu_from_f32(W, wf, dt, wn);
+        if (P) rmu_gemm_f8_panels(W, out, in, in, P);
         fill(X, big, 2);
         fill(Y, big, 3);
         memset(G, 0, sizeof(float) * wn);
@@ -147,13 +152,13 @@ int main(int argc, char **argv) {
                         double t0 = threads == 1 ? rmu_thread_cpu_s() : rmu_now_s(), c0 = rmu_cpu_s();
                         int rc;
                         if (pr == 0) {
-                            rmu_gemm_b b = {W, dt, 1, in, plist[pi], sc, out};
+                            rmu_gemm_b b = {W, dt, 1, in, plist[pi], sc, out, P};
                             rc = rmu_gemm_ex(path, threads, M, out, in, X, in, 1, &b, Y, out, 0, &e);
                         } else if (pr == 1) {
-                            rmu_gemm_b b = {W, dt, 0, in, plist[pi], sc, out};
+                            rmu_gemm_b b = {W, dt, 0, in, plist[pi], sc, out, NULL};
                             rc = rmu_gemm_ex(path, threads, M, in, out, Y, out, 1, &b, X, in, 0, &e);
                         } else {
-                            rmu_gemm_b b = {X, RMU_DT_F32, 0, in, plist[pi], NULL, 0};
+                            rmu_gemm_b b = {X, RMU_DT_F32, 0, in, plist[pi], NULL, 0, NULL};
                             rc = rmu_gemm_ex(path, threads, out, in, M, Y, 1, out, &b, G, in, 1, &e);
                         }
                         if (rc) return fprintf(stderr, "gemm_bench: %s\n", e.msg), 1;
@@ -169,7 +174,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        free(wf), free(X), free(Y), free(G), free(W), free(sc);
+        free(wf), free(X), free(Y), free(G), free(W), free(sc), free(P);
     }
     return 0;
 }

@@ -425,7 +425,7 @@ int rmu_cmd_export(int argc, char **argv) {
         name = base;
     }
     rmu_model m;
-    if (rmu_model_load(&m, dir, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    if (rmu_model_open(&m, dir, &e)) return cli_fail(cmd, 1, "%s", e.msg);
     cli_model_note(cmd, &m.cfg);
     rmu_tokenizer *t = rmu_tok_load(dir, &e);
     if (!t) {

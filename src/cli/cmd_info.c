@@ -47,7 +47,7 @@ int rmu_cmd_info(int argc, char **argv) {
     if (!dir) return cli_fail(cmd, 2, "-m DIR is required");
     rmu_model m;
     rmu_err e;
-    if (rmu_model_load(&m, dir, &e)) return cli_fail(cmd, 1, "%s", e.msg);
+    if (rmu_model_open(&m, dir, &e)) return cli_fail(cmd, 1, "%s", e.msg);
     const rmu_config *c = &m.cfg;
     long long np = rmu_cfg_n_params(c);
     size_t wb = rmu_model_weight_bytes(&m);

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -217,6 +218,13 @@ static void close_file(rmu_st_file *f) {
     free(f->path);
     free(f->name);
     memset(f, 0, sizeof *f);
+}
+
+void rmu_st_release(const void *p, size_t n) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(pg - 1);
+    /* a private read-only file mapping: MADV_DONTNEED only unmaps; the file has the data */
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void rmu_st_close(rmu_st_set *s) {

@@ -53,6 +53,9 @@ int rmu_st_open_dir(rmu_st_set *s, const char *dir, rmu_err *e);
 int rmu_st_open_file(rmu_st_set *s, const char *path, rmu_err *e);
 const rmu_st_tensor *rmu_st_get(const rmu_st_set *s, const char *name);
 void rmu_st_close(rmu_st_set *s);
+/* Drop the resident pages wholly inside [p, p + n) of a tensor's mapped data (its values
+ * stay: a later read faults them in from the file again) - for data copied elsewhere. */
+void rmu_st_release(const void *p, size_t n);
 
 /* A tensor to write. data holds prod(shape) elements of dtype. shard is the file name
  * it goes to (NULL = "model.safetensors"). */

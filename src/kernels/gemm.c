@@ -82,6 +82,36 @@ int rmu_prec_parse(const char *s, rmu_prec *out, rmu_err *e) {
 
 const char *rmu_prec_name(rmu_prec p) { return p == RMU_PREC_BF16 ? "bf16" : p == RMU_PREC_FP32 ? "fp32" : "auto"; }
 
+size_t rmu_gemm_f8_panels_bytes(long N, long ld) { return (size_t)((N + 15) / 16) * (size_t)ld * 16; }
+
+long rmu_gemm_f8_panels(const unsigned char *w, long N, long K, long ld, unsigned char *out) {
+    long np = (N + 15) / 16, nan = 0;
+    /* 64 columns of 16 rows at a time: 16 cache lines in, 16 out */
+#pragma omp parallel for schedule(static) reduction(+ : nan)
+    for (long p = 0; p < np; p++) {
+        unsigned char *o = out + (size_t)p * ld * 16;
+        memset(o + (size_t)K * 16, 0, (size_t)(ld - K) * 16);
+        for (long k0 = 0; k0 < K; k0 += 64) {
+            long kn = K - k0 < 64 ? K - k0 : 64;
+            for (int r = 0; r < 16; r++) {
+                long n = p * 16 + r;
+                const unsigned char *src = w + (size_t)n * ld + k0;
+                for (long k = 0; k < kn; k++) {
+                    unsigned char c = n < N ? src[k] : 0;
+                    nan += (c & 0x7f) == 0x7f;
+                    o[(size_t)(k0 + k) * 16 + r] = c;
+                }
+            }
+        }
+    }
+    return nan;
+}
+
+int rmu_gemm_f8_panels_used(void) {
+    const gemm_dispatch *d = dispatch();
+    return d->isa[d->best].f8_panels;
+}
+
 float rmu_dot(const float *a, const float *b, int n) {
     /* 8 partial sums: vectorisable without -ffast-math, and less rounding drift. */
     float s[8] = {0};

@@ -182,6 +182,7 @@ AI __m256 load8(rmu_dtype dt, const void *p) {
 #define VL 8
 typedef __m256 vf;
 #define vf_load load8
+#define vf_load_f8_finite(p) _mm256_cvtph_ps(f8_half8(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p)))))
 #define vf_round round_bf16
 #define vf_store _mm256_store_ps
 #define vf_storeu _mm256_storeu_ps
@@ -282,6 +283,7 @@ AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t 
  * come after the sums), stored [K,N] times the row's scale. Tails (k % 8, odd nr) take the
  * generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
+    if (dt == RMU_DT_F8_E4M3 && pack_b_panels(B, k0, kc, n0, nr, Bp)) return;
     const size_t es = ESIZE(dt);
     const char *base = B->data;
     int k = 0;
@@ -434,8 +436,108 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
     }
 }
 
+/* F8 from panels (gemm.h): one 16-byte load and decode gives the 16 rows' element k as two lane
+ * vectors, no transposes and no NaN fix-up (panels hold none). Up to 4 rows of x take both halves at once (8 accumulators); more
+ * rows take the halves one after the other (the slice's panel bytes are then in L1). The
+ * order per output is the groups' (k in order per slice, scale after the slice's sum). */
+#define P_DECL(m) __m256 a##m = _mm256_setzero_ps(), b##m = a##m;
+#define P_FMA(m)                                                                                                   \
+    if (m < M) {                                                                                                   \
+        __m256 xm = _mm256_broadcast_ss(x + (m) * ldx + k);                                                        \
+        a##m = _mm256_fmadd_ps(xm, w0, a##m), b##m = _mm256_fmadd_ps(xm, w1, b##m);                               \
+    }
+#define P_STORE(m)                                                                                                 \
+    if (m < M) {                                                                                                   \
+        store8(y + (m) * ldy, _mm256_mul_ps(a##m, s0), nr < 8 ? nr : 8, add);                                     \
+        if (nr > 8) store8(y + (m) * ldy + 8, _mm256_mul_ps(b##m, s1), nr - 8, add);                              \
+    }
+#define RACC4(X) X(0) X(1) X(2) X(3)
+/* 8 of a panel's rows (p: the first one's element 0, 16 bytes per k) for up to 8 rows of x */
+AI void half_slice(const int M, const unsigned char *p, __m256 sv, int nr, int k0, int kc, const float *x, long ldx,
+                   float *y, long ldy, int add) {
+    const rmu_dtype dt = RMU_DT_F8_E4M3;
+    RACC(R_DECL)
+    for (int kk = k0; kk < k0 + kc; kk++) {
+        __m256 w = vf_load_f8_finite(p + (size_t)kk * 16);
+        RACC(R_FMA)
+    }
+    RACC(R_STORE)
+}
+AI void panel_slice(const int M, const unsigned char *p, __m256 s0, __m256 s1, int nr, int k0, int kc, const float *x,
+                    long ldx, float *y, long ldy, int add) {
+    if (M <= 4) {
+        RACC4(P_DECL)
+        for (int k = k0; k < k0 + kc; k++) {
+            __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + (size_t)k * 16))));
+            __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+            RACC4(P_FMA)
+        }
+        RACC4(P_STORE)
+        return;
+    }
+    for (int half = 0; half < 2 && 8 * half < nr; half++)
+        half_slice(M, p + 8 * half, half ? s1 : s0, half ? nr - 8 : nr < 8 ? nr : 8, k0, kc, x, ldx, y + 8 * half, ldy,
+                   add);
+}
+
+/* Two whole panels for one or two rows of x: with one panel a row of x is two FMA chains,
+ * bound by the FMA latency; two panels give four (eight for two rows). */
+AI void panel2_slice(const int M, const unsigned char *p, const unsigned char *q, const __m256 *s, int k0, int kc,
+                     const float *x, long ldx, float *y, long ldy, int add) {
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0, c0 = a0, d0 = a0, a1 = a0, b1 = a0, c1 = a0, d1 = a0;
+    for (int k = k0; k < k0 + kc; k++) {
+        __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + (size_t)k * 16))));
+        __m256i g = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)k * 16))));
+        __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+        __m256 w2 = _mm256_cvtph_ps(_mm256_castsi256_si128(g)), w3 = _mm256_cvtph_ps(_mm256_extracti128_si256(g, 1));
+        __m256 x0 = _mm256_broadcast_ss(x + k);
+        a0 = _mm256_fmadd_ps(x0, w0, a0), b0 = _mm256_fmadd_ps(x0, w1, b0);
+        c0 = _mm256_fmadd_ps(x0, w2, c0), d0 = _mm256_fmadd_ps(x0, w3, d0);
+        if (M > 1) {
+            __m256 x1 = _mm256_broadcast_ss(x + ldx + k);
+            a1 = _mm256_fmadd_ps(x1, w0, a1), b1 = _mm256_fmadd_ps(x1, w1, b1);
+            c1 = _mm256_fmadd_ps(x1, w2, c1), d1 = _mm256_fmadd_ps(x1, w3, d1);
+        }
+    }
+    store8(y, _mm256_mul_ps(a0, s[0]), 8, add), store8(y + 8, _mm256_mul_ps(b0, s[1]), 8, add);
+    store8(y + 16, _mm256_mul_ps(c0, s[2]), 8, add), store8(y + 24, _mm256_mul_ps(d0, s[3]), 8, add);
+    if (M > 1) {
+        store8(y + ldy, _mm256_mul_ps(a1, s[0]), 8, add), store8(y + ldy + 8, _mm256_mul_ps(b1, s[1]), 8, add);
+        store8(y + ldy + 16, _mm256_mul_ps(c1, s[2]), 8, add), store8(y + ldy + 24, _mm256_mul_ps(d1, s[3]), 8, add);
+    }
+}
+
+AI void rows_panels(const int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, float *y,
+                    long ldy, int acc) {
+    int n = n0;
+    if (M <= 2)
+        for (; n + 32 <= n1; n += 32) {
+            const unsigned char *p = B->panels + (size_t)(n / 16) * (size_t)B->ld * 16;
+            float sc[32];
+            for (int t = 0; t < 32; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
+            __m256 s[4] = {_mm256_loadu_ps(sc), _mm256_loadu_ps(sc + 8), _mm256_loadu_ps(sc + 16),
+                           _mm256_loadu_ps(sc + 24)};
+            for (int k0 = 0; k0 < K; k0 += KC)
+                panel2_slice(M, p, p + (size_t)B->ld * 16, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy,
+                             acc || k0 > 0);
+        }
+    for (; n < n1; n += 16) {
+        const unsigned char *p = B->panels + (size_t)(n / 16) * (size_t)B->ld * 16;
+        int nr = n1 - n < 16 ? n1 - n : 16;
+        float sc[16] = {0};
+        for (int t = 0; t < nr; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
+        __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
+        for (int k0 = 0; k0 < K; k0 += KC)
+            panel_slice(M, p, s0, s1, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+    }
+}
+
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
                 const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    if (dt == RMU_DT_F8_E4M3 && B->panels && n0 % 16 == 0) {
+        rows_panels(M, n0, n1, K, x, ldx, B, y, ldy, acc);
+        return;
+    }
     const size_t rs = (size_t)B->ld * ESIZE(dt);
     int n = n0;
     if (M <= 2)
@@ -471,6 +573,7 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->mc = 144;
     isa->nc = 1024;
     isa->rows_max = 8;
+    isa->f8_panels = 1;
     isa->ukernel = ukernel;
     isa->pack_a = pack_a;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};

@@ -179,7 +179,61 @@ out:
     return rc;
 }
 
+/* Every matrix slot of the model, for walks over the weights. */
+static int matrices(rmu_model *m, rmu_weight **out) {
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        rmu_layer *L = &m->layers[l];
+        rmu_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 7; k++) out[n++] = ws[k];
+    }
+    if (!m->cfg.tie_word_embeddings) out[n++] = &m->lm_head;
+    return n;
+}
+
+/* FP8 weights -> panels (one allocation), then their mapped pages released: the kernels
+ * read only the panels from now on (other readers fault the pages in again). */
+static int make_panels(rmu_model *m, rmu_err *e) {
+    if (!m->scales || !rmu_gemm_f8_panels_used()) return 0;
+    rmu_weight **ws = malloc(sizeof *ws * (7 * (size_t)m->cfg.n_layers + 1));
+    if (!ws) return rmu_errf(e, "%s: out of memory", m->dir);
+    int n = matrices(m, ws);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (ws[i]->dtype == RMU_DT_F8_E4M3) total += rmu_gemm_f8_panels_bytes((long)ws[i]->rows, (long)ws[i]->cols);
+    if (!total) {
+        free(ws);
+        return 0;
+    }
+    if (!(m->panels = aligned_alloc(64, (total + 63) & ~(size_t)63))) {
+        free(ws);
+        return rmu_errf(e, "%s: out of memory (%zu bytes for the FP8 panels)", m->dir, total);
+    }
+    unsigned char *p = m->panels;
+    for (int i = 0; i < n; i++) {
+        rmu_weight *w = ws[i];
+        if (w->dtype != RMU_DT_F8_E4M3) continue;
+        /* a weight with NaN codes (corrupt) has no panel form: it is read as stored, and its
+         * outputs come out NaN as on every path */
+        if (rmu_gemm_f8_panels(w->data, (long)w->rows, (long)w->cols, (long)w->cols, p)) continue;
+        rmu_st_release(w->data, (size_t)w->rows * (size_t)w->cols);
+        w->panels = p;
+        p += rmu_gemm_f8_panels_bytes((long)w->rows, (long)w->cols);
+    }
+    free(ws);
+    return 0;
+}
+
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e) {
+    if (rmu_model_open(m, dir, e)) return -1;
+    if (make_panels(m, e)) {
+        rmu_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int rmu_model_open(rmu_model *m, const char *dir, rmu_err *e) {
     memset(m, 0, sizeof *m);
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     if (rmu_cfg_load(&m->cfg, dir, e)) return -1;
@@ -197,8 +251,10 @@ void rmu_model_free(rmu_model *m) {
     rmu_st_close(&m->st);
     free(m->layers);
     free(m->scales);
+    free(m->panels);
     m->layers = NULL;
     m->scales = NULL;
+    m->panels = NULL;
 }
 
 void rmu_model_set_precision(rmu_model *m, rmu_prec p) { m->precision = p; }

@@ -118,7 +118,7 @@ int rmu_quant_fp8(const rmu_quant_opts *o, rmu_quant_stats *st, rmu_err *e) {
         return rmu_err_prefix(e, "out_dir");
     }
     rmu_model m;
-    if (rmu_model_load(&m, o->model_dir, e)) return rmu_err_prefix(e, "model_dir");
+    if (rmu_model_open(&m, o->model_dir, e)) return rmu_err_prefix(e, "model_dir");
     int per_row = o->scheme != RMU_QUANT_FP8_TENSOR, L = m.cfg.n_layers, n = 7 * L, rc = -1;
     int nth = omp_get_max_threads();
     qtensor *q = calloc((size_t)n, sizeof *q);

@@ -4,7 +4,9 @@
  * NaN codes give NaN; random products at awkward shapes against a double reference
  * (per-channel and per-tensor scales, both B layouts, A transposed, beta 0/1, both
  * precisions: in bf16 precision A is rounded, the FP8 value and its scale are not);
- * the multi-matrix GEMV equal to one product per job; thread-count independence; errors. */
+ * the multi-matrix GEMV equal to one product per job; thread-count independence; errors;
+ * weights read through FP8 panels (rmu_gemm_f8_panels) give bitwise the products read from
+ * [N,K] (rows kernels and blocked path, partial panels, kc slices); NaN codes are counted. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,7 +67,7 @@ static void exact_path(rmu_gemm_path_id p) {
                         if (k0 + i < K) A[i * K + k0 + i] = 1.0f;
                     /* stored [N,K]: a scale per n; stored [K,N]: a scale per k */
                     rmu_gemm_b b = {tr ? (void *)W : (void *)WT, RMU_DT_F8_E4M3, tr, tr ? K : N, (rmu_prec)prec,
-                                    tr ? sc : sck, tr ? N : K};
+                                    tr ? sc : sck, tr ? N : K, NULL};
                     if (rmu_gemm_ex(p, 1, rows, N, K, A, K, 1, &b, C, N, 0, &e)) fail_msg("%s", e.msg);
                     for (int i = 0; i < rows && k0 + i < K; i++)
                         for (int n = 0; n < N; n++) {
@@ -102,7 +104,7 @@ static void test_nan_codes(void **st) {
     for (int p = RMU_GEMM_PORTABLE; p < RMU_GEMM_NPATHS; p++) {
         if (!rmu_gemm_path_available(p)) continue;
         for (int M = 1; M <= 6; M += 5) {
-            rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, K, RMU_PREC_AUTO, sc, N};
+            rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, K, RMU_PREC_AUTO, sc, N, NULL};
             if (rmu_gemm_ex(p, 1, M, N, K, A, K, 1, &b, C, N, 0, &e)) fail_msg("%s", e.msg);
             for (int i = 0; i < M; i++)
                 for (int n = 0; n < N; n++)
@@ -129,7 +131,7 @@ static void check_case(rmu_gemm_path_id p, int M, int N, int K, int trans, int t
     if (beta == 0)
         for (int i = 0; i < M; i++)
             for (int n = 0; n < N; n++) C[(size_t)i * ldc + n] = NAN;
-    rmu_gemm_b b = {B, RMU_DT_F8_E4M3, trans, ldb, prec, sc, per_row ? srows : 1};
+    rmu_gemm_b b = {B, RMU_DT_F8_E4M3, trans, ldb, prec, sc, per_row ? srows : 1, NULL};
     long rsa = transA ? 1 : lda, csa = transA ? lda : 1;
     rmu_err e;
     if (rmu_gemm_ex(p, 0, M, N, K, A, rsa, csa, &b, C, ldc, beta, &e)) fail_msg("rmu_gemm_ex: %s", e.msg);
@@ -207,9 +209,9 @@ static void test_multi_threads(void **st) {
     for (int i = 0; i < 129 * K; i++) W2[i] = rmu_f32_to_bf16(tu_frand(&seed));
     float *C[3], *R[3];
     rmu_gemm_job jobs[3] = {
-        {{W0, RMU_DT_F8_E4M3, 1, K, RMU_PREC_AUTO, sc0, 70}, 70, NULL, 70, 0.0f},
-        {{W1, RMU_DT_F8_E4M3, 1, K, RMU_PREC_BF16, &sc1, 1}, 33, NULL, 33, 1.0f},
-        {{W2, RMU_DT_BF16, 1, K, RMU_PREC_AUTO, NULL, 0}, 129, NULL, 129, 0.0f},
+        {{W0, RMU_DT_F8_E4M3, 1, K, RMU_PREC_AUTO, sc0, 70, NULL}, 70, NULL, 70, 0.0f},
+        {{W1, RMU_DT_F8_E4M3, 1, K, RMU_PREC_BF16, &sc1, 1, NULL}, 33, NULL, 33, 1.0f},
+        {{W2, RMU_DT_BF16, 1, K, RMU_PREC_AUTO, NULL, 0, NULL}, 129, NULL, 129, 0.0f},
     };
     for (int j = 0; j < 3; j++) {
         C[j] = malloc(sizeof(float) * 6 * Ns[j]);
@@ -238,12 +240,61 @@ static void test_multi_threads(void **st) {
     free(W0), free(W1), free(W2);
 }
 
+/* The panel layout itself, and every path's products through panels == through data, bit for
+ * bit: M = 1..9 (rows kernels, both halves or one by one) and 17, 40
+ * (blocked), N with partial panels, K across kc slices, a row stride past K, 1 and 2 threads. */
+static void test_panels(void **st) {
+    (void)st;
+    static const int NK[][2] = {{100, 300}, {37, 33}, {64, 512}, {16, 1}, {130, 1030}};
+    int Ms[] = {1, 2, 3, 4, 5, 8, 9, 17, 40};
+    for (size_t s = 0; s < sizeof NK / sizeof NK[0]; s++) {
+        int N = NK[s][0], K = NK[s][1];
+        long ld = K + 5;
+        uint64_t seed = (uint64_t)N * 77 + K;
+        uint8_t *W = malloc((size_t)N * ld), *P = malloc(rmu_gemm_f8_panels_bytes(N, ld));
+        float *sc = malloc(sizeof(float) * N), *A = malloc(sizeof(float) * 40 * K);
+        float *C0 = malloc(sizeof(float) * 40 * N), *C1 = malloc(sizeof(float) * 40 * N);
+        for (size_t i = 0; i < (size_t)N * ld; i++) W[i] = rand_code(&seed);
+        for (int n = 0; n < N; n++) sc[n] = (1.0f + tu_frand(&seed)) * 1e-2f;
+        for (int i = 0; i < 40 * K; i++) A[i] = tu_frand(&seed);
+        memset(P, 0xaa, rmu_gemm_f8_panels_bytes(N, ld));
+        assert_int_equal(rmu_gemm_f8_panels(W, N, K, ld, P), 0);
+        for (int p = 0; p < (N + 15) / 16; p++)
+            for (long k = 0; k < ld; k++)
+                for (int r = 0; r < 16; r++) {
+                    int n = p * 16 + r;
+                    uint8_t want = n < N && k < K ? W[(size_t)n * ld + k] : 0;
+                    if (P[((size_t)p * ld + k) * 16 + r] != want) fail_msg("panel %d k %ld row %d", p, k, r);
+                }
+        rmu_err e;
+        for (int path = RMU_GEMM_PORTABLE; path < RMU_GEMM_NPATHS; path++) {
+            if (!rmu_gemm_path_available(path)) continue;
+            for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++)
+                for (int prec = RMU_PREC_BF16; prec <= RMU_PREC_FP32; prec++) {
+                    int M = Ms[t], nth = 1 + (int)(t % 2);
+                    rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, ld, (rmu_prec)prec, sc, N, NULL};
+                    if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C0, N, 0, &e)) fail_msg("%s", e.msg);
+                    b.panels = P;
+                    if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C1, N, 0, &e)) fail_msg("%s", e.msg);
+                    for (int i = 0; i < M * N; i++)
+                        if (memcmp(&C0[i], &C1[i], 4))
+                            fail_msg("path %s N %d K %d M %d prec %d: C[%d] %.9g through panels, %.9g through data",
+                                     rmu_gemm_path_name(path), N, K, M, prec, i, C1[i], C0[i]);
+                }
+        }
+        /* NaN codes are counted (panels hold none: the loader rejects such weights) */
+        W[(size_t)(N / 2) * ld + K - 1] = 0xff, W[0] = 0x7f, W[K] = 0x7e;
+        assert_int_equal(rmu_gemm_f8_panels(W, N, K, ld, P), N > 1 ? 2 : 1);
+        free(W), free(P), free(sc), free(A), free(C0), free(C1);
+    }
+}
+
 static void test_errors(void **st) {
     (void)st;
     uint8_t W[12] = {0};
     float A[4] = {0}, C[12], sc[3] = {1, 1, 1};
     rmu_err e;
-    rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, 4, RMU_PREC_AUTO, NULL, 3};
+    rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, 4, RMU_PREC_AUTO, NULL, 3, NULL};
     assert_int_equal(rmu_gemm(1, 3, 4, A, 4, 1, &b, C, 3, 0, &e), -1);
     assert_non_null(strstr(e.msg, "no scale array"));
     b.scale = sc, b.nscale = 2; /* neither 1 nor N = 3 */
@@ -252,7 +303,7 @@ static void test_errors(void **st) {
     b.trans = 0, b.ld = 3, b.nscale = 3; /* stored [K=4, N=3]: 4 rows, one scale each */
     assert_int_equal(rmu_gemm(1, 3, 4, A, 4, 1, &b, C, 3, 0, &e), -1);
     assert_non_null(strstr(e.msg, "needs 1 or 4"));
-    rmu_gemm_job job = {{W, RMU_DT_F8_E4M3, 1, 4, RMU_PREC_AUTO, NULL, 1}, 3, C, 3, 0.0f};
+    rmu_gemm_job job = {{W, RMU_DT_F8_E4M3, 1, 4, RMU_PREC_AUTO, NULL, 1, NULL}, 3, C, 3, 0.0f};
     assert_int_equal(rmu_gemm_multi(1, 4, A, 4, &job, 1, &e), -1);
     assert_non_null(strstr(e.msg, "F8_E4M3"));
     job.B.scale = sc;
@@ -269,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_avx512),
         cmocka_unit_test(test_avx512bf16),
         cmocka_unit_test(test_multi_threads),
+        cmocka_unit_test(test_panels),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("fp8_gemm", tests, NULL, NULL);

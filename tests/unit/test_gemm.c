@@ -38,7 +38,7 @@ static void check_case(rmu_gemm_path_id p, int M, int N, int K, rmu_dtype dt, in
         for (int i = 0; i < M; i++)
             for (int n = 0; n < N; n++) C[(size_t)i * ldc + n] = NAN; /* beta 0 overwrites, NaN included */
     int bf16 = prec == RMU_PREC_BF16 || (prec == RMU_PREC_AUTO && dt == RMU_DT_BF16);
-    rmu_gemm_b b = {B, dt, trans, ldb, prec, NULL, 0};
+    rmu_gemm_b b = {B, dt, trans, ldb, prec, NULL, 0, NULL};
     long rsa = transA ? 1 : lda, csa = transA ? lda : 1;
     rmu_err e;
     if (rmu_gemm_ex(p, 0, M, N, K, A, rsa, csa, &b, C, ldc, beta, &e)) fail_msg("rmu_gemm_ex: %s", e.msg);
@@ -136,7 +136,7 @@ static void test_threads_bitwise(void **st) {
     for (int p = RMU_GEMM_PORTABLE; p < RMU_GEMM_NPATHS; p++) {
         if (!rmu_gemm_path_available(p)) continue;
         for (int tr = 0; tr < 2; tr++) {
-            rmu_gemm_b b = {B, RMU_DT_BF16, tr, tr ? K : N, RMU_PREC_AUTO, NULL, 0};
+            rmu_gemm_b b = {B, RMU_DT_BF16, tr, tr ? K : N, RMU_PREC_AUTO, NULL, 0, NULL};
             OK(rmu_gemm_ex(p, 1, M, N, K, A, K, 1, &b, C1, N, 0, &e));
             OK(rmu_gemm_ex(p, 2, M, N, K, A, K, 1, &b, C2, N, 0, &e));
             assert_memory_equal(C1, C2, sizeof(float) * M * N);
@@ -166,7 +166,7 @@ static void rows_case(rmu_gemm_path_id p, int N, int K, rmu_dtype dt, rmu_prec p
     rmu_from_f32(B, Bf, dt, bsz);
     float *sc = malloc(sizeof(float) * N);
     for (int n = 0; n < N; n++) sc[n] = (1.0f + tu_frand(&seed)) * 1e-2f;
-    rmu_gemm_b b = {B, dt, 1, K, prec, dt == RMU_DT_F8_E4M3 ? sc : NULL, dt == RMU_DT_F8_E4M3 ? N : 0};
+    rmu_gemm_b b = {B, dt, 1, K, prec, dt == RMU_DT_F8_E4M3 ? sc : NULL, dt == RMU_DT_F8_E4M3 ? N : 0, NULL};
     rmu_err e;
     memcpy(ref, C0, sizeof(float) * MMAX * N);
     for (int i = 0; i < MMAX; i++) OK(rmu_gemm_ex(p, 1, 1, N, K, A + i * rsa, rsa, csa, &b, ref + (size_t)i * N, N, beta, &e));
@@ -223,7 +223,7 @@ static void test_multi(void **st) {
         free(tmp);
         C[j] = malloc(sizeof(float) * 10 * Ns[j]);
         R[j] = malloc(sizeof(float) * 10 * Ns[j]);
-        jobs[j] = (rmu_gemm_job){{W[j], dts[j], 1, K, precs[j], NULL, 0}, Ns[j], C[j], Ns[j], (float)(j == 1)};
+        jobs[j] = (rmu_gemm_job){{W[j], dts[j], 1, K, precs[j], NULL, 0, NULL}, Ns[j], C[j], Ns[j], (float)(j == 1)};
     }
     rmu_err e;
     for (int M = 1; M <= 10; M++) { /* the rows kernels, then the blocked path */
@@ -245,7 +245,7 @@ static void test_multi(void **st) {
 static void test_edges_and_errors(void **st) {
     (void)st;
     float C[4] = {1, 2, 3, 4}, A[1] = {0}, Bv[1] = {0};
-    rmu_gemm_b b = {Bv, RMU_DT_F32, 1, 1, RMU_PREC_AUTO, NULL, 0};
+    rmu_gemm_b b = {Bv, RMU_DT_F32, 1, 1, RMU_PREC_AUTO, NULL, 0, NULL};
     rmu_err e;
     OK(rmu_gemm(2, 2, 0, A, 0, 1, &b, C, 2, 1, &e)); /* K = 0: C unchanged with beta 1 */
     assert_true(C[0] == 1 && C[3] == 4);
@@ -254,7 +254,7 @@ static void test_edges_and_errors(void **st) {
     OK(rmu_gemm(0, 2, 3, A, 0, 1, &b, C, 2, 0, &e));
     assert_int_equal(rmu_gemm(1, 1, 1, A, 1, 1, &b, C, 1, 0.5f, &e), -1);
     assert_non_null(strstr(e.msg, "beta"));
-    rmu_gemm_b bad = {Bv, RMU_DT_INVALID, 1, 1, RMU_PREC_AUTO, NULL, 0};
+    rmu_gemm_b bad = {Bv, RMU_DT_INVALID, 1, 1, RMU_PREC_AUTO, NULL, 0, NULL};
     assert_int_equal(rmu_gemm(1, 1, 1, A, 1, 1, &bad, C, 1, 0, &e), -1);
     assert_non_null(strstr(e.msg, "dtype"));
     assert_int_equal(rmu_gemm(-1, 1, 1, A, 1, 1, &b, C, 1, 0, &e), -1);

@@ -44,7 +44,7 @@ static void test_gemm_oom(void **st) {
     for (int p = RMU_GEMM_PORTABLE; p < RMU_GEMM_NPATHS; p++) {
         if (!rmu_gemm_path_available(p)) continue;
         for (int m = 1; m <= M; m += M - 1) { /* the few-row path (bf16 rounds A into a buffer) and the blocked one */
-            rmu_gemm_b b = {B, RMU_DT_BF16, 1, K, RMU_PREC_BF16, NULL, 0};
+            rmu_gemm_b b = {B, RMU_DT_BF16, 1, K, RMU_PREC_BF16, NULL, 0, NULL};
             arm(0);
             int rc = rmu_gemm_ex(p, 0, m, N, K, A, K, 1, &b, C, N, 0, &e);
             long calls = ncalls;
@@ -56,7 +56,7 @@ static void test_gemm_oom(void **st) {
         }
     }
     /* rmu_gemm_multi and the linear layer */
-    rmu_gemm_job job = {{B, RMU_DT_BF16, 1, K, RMU_PREC_AUTO, NULL, 0}, N, C, N, 0};
+    rmu_gemm_job job = {{B, RMU_DT_BF16, 1, K, RMU_PREC_AUTO, NULL, 0, NULL}, N, C, N, 0};
     arm(0);
     assert_int_equal(rmu_gemm_multi(2, K, A, K, &job, 1, &e), -1);
     rmu_weight w = {.data = B, .dtype = RMU_DT_BF16, .rows = N, .cols = K};
