@@ -11,8 +11,8 @@
  *                   [--prec fp32|bf16|auto|all] [--dtype bf16|f16|f32|F8_E4M3] [--products fwd,dx,dw]
  *                   [--m 1,4,64,512,2048] [--shapes 4096x4096,1024x4096,14336x4096,4096x14336]
  *                   [--min-time 0.5] [--peak-only] [--no-peak] [--panels]
- * shapes are OUTxIN of the weight; F8_E4M3 weights get a scale per output channel, and with
- * --panels the forward product reads them through FP8 panels (rmu_gemm_f8_panels). */
+ * shapes are OUTxIN of the weight; F8_E4M3 weights get a scale per output channel. With
+ * --panels the forward product reads F8_E4M3 and BF16 weights through panels (rmu_gemm_panels). */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,13 +130,14 @@ int main(int argc, char **argv) {
         float *wf = malloc(sizeof(float) * wn), *X = malloc(sizeof(float) * big), *Y = malloc(sizeof(float) * big);
         float *G = malloc(sizeof(float) * wn), *sc = malloc(sizeof(float) * out);
         void *W = malloc(rmu_dtype_size(dt) * wn);
-        unsigned char *P = panels && dt == RMU_DT_F8_E4M3 ? malloc(rmu_gemm_f8_panels_bytes(out, in)) : NULL;
-        if (!wf || !X || !Y || !G || !W || !sc || (panels && dt == RMU_DT_F8_E4M3 && !P))
+        int use_p = panels && (dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16);
+        void *P = use_p ? malloc(rmu_gemm_panels_bytes(dt, out, in)) : NULL;
+        if (!wf || !X || !Y || !G || !W || !sc || (use_p && !P))
             return fprintf(stderr, "gemm_bench: out of memory\n"), 1;
         for (int r = 0; r < out; r++) sc[r] = 0.01f; /* F8 only: W's stored rows are its out rows */
         fill(wf, wn, 1);
         rmu_from_f32(W, wf, dt, wn);
-        if (P) rmu_gemm_f8_panels(W, out, in, in, P);
+        if (P) rmu_gemm_panels(dt, W, out, in, in, P);
         fill(X, big, 2);
         fill(Y, big, 3);
         memset(G, 0, sizeof(float) * wn);

@@ -82,24 +82,34 @@ int rmu_prec_parse(const char *s, rmu_prec *out, rmu_err *e) {
 
 const char *rmu_prec_name(rmu_prec p) { return p == RMU_PREC_BF16 ? "bf16" : p == RMU_PREC_FP32 ? "fp32" : "auto"; }
 
-size_t rmu_gemm_f8_panels_bytes(long N, long ld) { return (size_t)((N + 15) / 16) * (size_t)ld * 16; }
+size_t rmu_gemm_panels_bytes(rmu_dtype dt, long N, long ld) {
+    return (size_t)((N + 15) / 16) * (size_t)ld * 16 * rmu_dtype_size(dt);
+}
 
-long rmu_gemm_f8_panels(const unsigned char *w, long N, long K, long ld, unsigned char *out) {
+long rmu_gemm_panels(rmu_dtype dt, const void *w, long N, long K, long ld, void *out) {
     long np = (N + 15) / 16, nan = 0;
-    /* 64 columns of 16 rows at a time: 16 cache lines in, 16 out */
+    const int f8 = dt == RMU_DT_F8_E4M3;
+    /* 64 columns of 16 rows at a time: 16 cache lines in, 16 (32) out */
 #pragma omp parallel for schedule(static) reduction(+ : nan)
     for (long p = 0; p < np; p++) {
-        unsigned char *o = out + (size_t)p * ld * 16;
-        memset(o + (size_t)K * 16, 0, (size_t)(ld - K) * 16);
+        unsigned char *o8 = (unsigned char *)out + (size_t)p * ld * 16;
+        uint16_t *o16 = (uint16_t *)out + (size_t)p * ld * 16;
+        if (f8) memset(o8 + (size_t)K * 16, 0, (size_t)(ld - K) * 16);
+        else memset(o16 + (size_t)K * 16, 0, (size_t)(ld - K) * 16 * 2);
         for (long k0 = 0; k0 < K; k0 += 64) {
             long kn = K - k0 < 64 ? K - k0 : 64;
             for (int r = 0; r < 16; r++) {
                 long n = p * 16 + r;
-                const unsigned char *src = w + (size_t)n * ld + k0;
-                for (long k = 0; k < kn; k++) {
-                    unsigned char c = n < N ? src[k] : 0;
-                    nan += (c & 0x7f) == 0x7f;
-                    o[(size_t)(k0 + k) * 16 + r] = c;
+                if (f8) {
+                    const unsigned char *src = (const unsigned char *)w + (size_t)n * ld + k0;
+                    for (long k = 0; k < kn; k++) {
+                        unsigned char c = n < N ? src[k] : 0;
+                        nan += (c & 0x7f) == 0x7f;
+                        o8[(size_t)(k0 + k) * 16 + r] = c;
+                    }
+                } else {
+                    const uint16_t *src = (const uint16_t *)w + (size_t)n * ld + k0;
+                    for (long k = 0; k < kn; k++) o16[(size_t)(k0 + k) * 16 + r] = n < N ? src[k] : 0;
                 }
             }
         }
@@ -107,9 +117,12 @@ long rmu_gemm_f8_panels(const unsigned char *w, long N, long K, long ld, unsigne
     return nan;
 }
 
-int rmu_gemm_f8_panels_used(void) {
+int rmu_gemm_panels_used(rmu_dtype dt) {
     const gemm_dispatch *d = dispatch();
-    return d->isa[d->best].f8_panels;
+    /* BF16 weights default to BF16 precision, which runs on the path's bf16 table (d->best);
+     * F8 always runs on the fp32 table (AVX512BF16's is AVX512's) */
+    rmu_gemm_path_id p = d->best == RMU_GEMM_AVX512BF16 && dt == RMU_DT_F8_E4M3 ? RMU_GEMM_AVX512 : d->best;
+    return (int)dt > 0 && (int)dt < RMU_GEMM_NDT && (d->isa[p].panels >> dt & 1);
 }
 
 float rmu_dot(const float *a, const float *b, int n) {

@@ -54,10 +54,10 @@ typedef struct rmu_gemm_b {
      * the whole matrix (nscale = 1); ignored for other dtypes */
     const float *scale;
     long nscale;
-    /* F8_E4M3 stored [N,K] only, optional: the same codes as rmu_gemm_f8_panels lays them out.
-     * The SIMD paths' forward kernels then read these instead of data (paths without panel
-     * kernels read data); the results are bitwise the same either way. */
-    const unsigned char *panels;
+    /* F8_E4M3 or BF16 stored [N,K] only, optional: the same weights as rmu_gemm_panels lays
+     * them out. The paths with panel kernels then read these instead of data (the others
+     * read data); the results are bitwise the same either way. */
+    const void *panels;
 } rmu_gemm_b;
 
 /* beta must be 0 (overwrite) or 1 (accumulate). Returns 0, or -1 with e filled (bad
@@ -102,19 +102,22 @@ typedef struct rmu_gemm_job {
 } rmu_gemm_job;
 int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *jobs, int njobs, rmu_err *e);
 
-/* FP8 panels: an F8_E4M3 weight [N,K] (row stride ld) laid out so that element k of rows
- * 16p .. 16p+15 is 16 consecutive bytes: out[(p * ld + k) * 16 + r] = W[16p + r][k], rows past
- * N and columns past K zero (rmu_gemm_f8_panels_bytes(N, ld) bytes). On [N,K] storage the
- * forward kernels must transpose the weight rows in registers to keep each output's fixed
- * summation order, and for FP8 those shuffles cost more than the memory read; from panels
- * one load gives the 16 rows' element k. Panels hold no NaN codes (0x7f, 0xff): their
- * kernels decode without the NaN fix-up, so a weight with NaN codes (a corrupt checkpoint;
- * quantizers saturate at +-448) has no panel form. Made once at load (rmu_model_load).
- * Returns the number of NaN codes in w; when it is not 0, out is unspecified. OpenMP threads. */
-size_t rmu_gemm_f8_panels_bytes(long N, long ld);
-long rmu_gemm_f8_panels(const unsigned char *w, long N, long K, long ld, unsigned char *out);
-/* Whether rmu_gemm's path (BEST) reads panels: when not, making them is wasted memory. */
-int rmu_gemm_f8_panels_used(void);
+/* Panels: an F8_E4M3 or BF16 weight [N,K] (row stride ld) laid out so that element k of rows
+ * 16p .. 16p+15 is 16 consecutive elements: out[(p * ld + k) * 16 + r] = W[16p + r][k], rows
+ * past N and columns past K zero (rmu_gemm_panels_bytes(dt, N, ld) bytes). On [N,K] storage
+ * the kernels must transpose weight rows in registers, to keep each output's fixed summation
+ * order in the rows kernels and to pack B for the blocked path; from panels one load gives
+ * the 16 rows' element k. That makes FP8 decode ~1.8x faster per core (its transposes cost
+ * more than the memory read) and BF16 products of 9-64 rows (batched serving) cheaper to pack.
+ * F8 panels hold no NaN codes (0x7f, 0xff): their kernels decode without the NaN fix-up, so a
+ * weight with NaN codes (a corrupt checkpoint; quantizers saturate at +-448) has no panel
+ * form. Made once at load (rmu_model_load). Returns the number of NaN codes in an F8 w (0 for
+ * BF16); when it is not 0, out is unspecified. OpenMP threads. */
+size_t rmu_gemm_panels_bytes(rmu_dtype dt, long N, long ld);
+long rmu_gemm_panels(rmu_dtype dt, const void *w, long N, long K, long ld, void *out);
+/* Whether rmu_gemm's path (BEST) reads panels of dtype dt in its default precision: when
+ * not, making them is wasted memory. */
+int rmu_gemm_panels_used(rmu_dtype dt);
 
 /* dot product of n fp32 values (vectorised portable loop). */
 float rmu_dot(const float *a, const float *b, int n);

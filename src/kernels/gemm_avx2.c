@@ -182,7 +182,11 @@ AI __m256 load8(rmu_dtype dt, const void *p) {
 #define VL 8
 typedef __m256 vf;
 #define vf_load load8
-#define vf_load_f8_finite(p) _mm256_cvtph_ps(f8_half8(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p)))))
+/* 8 elements of a panel (gemm.h: F8 codes there are never NaN, so no fix-up) as fp32 (F8 x 2^-8) */
+AI __m256 vf_load_panel(const rmu_dtype dt, const void *p) {
+    if (dt == RMU_DT_F8_E4M3) return _mm256_cvtph_ps(f8_half8(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p))));
+    return load8(dt, p);
+}
 #define vf_round round_bf16
 #define vf_store _mm256_store_ps
 #define vf_storeu _mm256_storeu_ps
@@ -283,7 +287,7 @@ AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t 
  * come after the sums), stored [K,N] times the row's scale. Tails (k % 8, odd nr) take the
  * generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    if (dt == RMU_DT_F8_E4M3 && pack_b_panels(B, k0, kc, n0, nr, Bp)) return;
+    if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && pack_b_panels(dt, B, k0, kc, n0, nr, Bp)) return;
     const size_t es = ESIZE(dt);
     const char *base = B->data;
     int k = 0;
@@ -436,10 +440,20 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
     }
 }
 
-/* F8 from panels (gemm.h): one 16-byte load and decode gives the 16 rows' element k as two lane
- * vectors, no transposes and no NaN fix-up (panels hold none). Up to 4 rows of x take both halves at once (8 accumulators); more
- * rows take the halves one after the other (the slice's panel bytes are then in L1). The
- * order per output is the groups' (k in order per slice, scale after the slice's sum). */
+/* F8 or BF16 from panels (gemm.h): the 16 rows' element k is one 16-byte (32-byte) load, two
+ * lane vectors, no transposes and (F8) no NaN fix-up. Up to 4 rows of x take both halves at
+ * once (8 accumulators); more rows take the halves one after the other (the slice's panel
+ * elements are then in L1). The order per output is the groups' (k in order per slice, an F8
+ * scale after the slice's sum). es: bytes per element. */
+AI void dec16(const rmu_dtype dt, const char *p, __m256 *w0, __m256 *w1) {
+    if (dt == RMU_DT_F8_E4M3) {
+        __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p)));
+        *w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), *w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+    } else {
+        *w0 = load8(dt, p), *w1 = load8(dt, p + 16);
+    }
+}
+AI __m256 scaled(const rmu_dtype dt, __m256 c, __m256 s) { return dt == RMU_DT_F8_E4M3 ? _mm256_mul_ps(c, s) : c; }
 #define P_DECL(m) __m256 a##m = _mm256_setzero_ps(), b##m = a##m;
 #define P_FMA(m)                                                                                                   \
     if (m < M) {                                                                                                   \
@@ -448,48 +462,49 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
     }
 #define P_STORE(m)                                                                                                 \
     if (m < M) {                                                                                                   \
-        store8(y + (m) * ldy, _mm256_mul_ps(a##m, s0), nr < 8 ? nr : 8, add);                                     \
-        if (nr > 8) store8(y + (m) * ldy + 8, _mm256_mul_ps(b##m, s1), nr - 8, add);                              \
+        store8(y + (m) * ldy, scaled(dt, a##m, s0), nr < 8 ? nr : 8, add);                                         \
+        if (nr > 8) store8(y + (m) * ldy + 8, scaled(dt, b##m, s1), nr - 8, add);                                 \
     }
 #define RACC4(X) X(0) X(1) X(2) X(3)
-/* 8 of a panel's rows (p: the first one's element 0, 16 bytes per k) for up to 8 rows of x */
-AI void half_slice(const int M, const unsigned char *p, __m256 sv, int nr, int k0, int kc, const float *x, long ldx,
-                   float *y, long ldy, int add) {
-    const rmu_dtype dt = RMU_DT_F8_E4M3;
+/* 8 of a panel's rows (p: the first one's element 0, 16 elements per k) for up to 8 rows of x */
+AI void half_slice(const rmu_dtype dt, const int M, const char *p, __m256 sv, int nr, int k0, int kc, const float *x,
+                   long ldx, float *y, long ldy, int add) {
+    const size_t es = ESIZE(dt);
     RACC(R_DECL)
     for (int kk = k0; kk < k0 + kc; kk++) {
-        __m256 w = vf_load_f8_finite(p + (size_t)kk * 16);
+        __m256 w = vf_load_panel(dt, p + (size_t)kk * 16 * es);
         RACC(R_FMA)
     }
     RACC(R_STORE)
 }
-AI void panel_slice(const int M, const unsigned char *p, __m256 s0, __m256 s1, int nr, int k0, int kc, const float *x,
-                    long ldx, float *y, long ldy, int add) {
+AI void panel_slice(const rmu_dtype dt, const int M, const char *p, __m256 s0, __m256 s1, int nr, int k0, int kc,
+                    const float *x, long ldx, float *y, long ldy, int add) {
+    const size_t es = ESIZE(dt);
     if (M <= 4) {
         RACC4(P_DECL)
         for (int k = k0; k < k0 + kc; k++) {
-            __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + (size_t)k * 16))));
-            __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+            __m256 w0, w1;
+            dec16(dt, p + (size_t)k * 16 * es, &w0, &w1);
             RACC4(P_FMA)
         }
         RACC4(P_STORE)
         return;
     }
     for (int half = 0; half < 2 && 8 * half < nr; half++)
-        half_slice(M, p + 8 * half, half ? s1 : s0, half ? nr - 8 : nr < 8 ? nr : 8, k0, kc, x, ldx, y + 8 * half, ldy,
-                   add);
+        half_slice(dt, M, p + 8 * half * es, half ? s1 : s0, half ? nr - 8 : nr < 8 ? nr : 8, k0, kc, x, ldx,
+                   y + 8 * half, ldy, add);
 }
 
 /* Two whole panels for one or two rows of x: with one panel a row of x is two FMA chains,
  * bound by the FMA latency; two panels give four (eight for two rows). */
-AI void panel2_slice(const int M, const unsigned char *p, const unsigned char *q, const __m256 *s, int k0, int kc,
+AI void panel2_slice(const rmu_dtype dt, const int M, const char *p, const char *q, const __m256 *s, int k0, int kc,
                      const float *x, long ldx, float *y, long ldy, int add) {
+    const size_t es = ESIZE(dt);
     __m256 a0 = _mm256_setzero_ps(), b0 = a0, c0 = a0, d0 = a0, a1 = a0, b1 = a0, c1 = a0, d1 = a0;
     for (int k = k0; k < k0 + kc; k++) {
-        __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p + (size_t)k * 16))));
-        __m256i g = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)k * 16))));
-        __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-        __m256 w2 = _mm256_cvtph_ps(_mm256_castsi256_si128(g)), w3 = _mm256_cvtph_ps(_mm256_extracti128_si256(g, 1));
+        __m256 w0, w1, w2, w3;
+        dec16(dt, p + (size_t)k * 16 * es, &w0, &w1);
+        dec16(dt, q + (size_t)k * 16 * es, &w2, &w3);
         __m256 x0 = _mm256_broadcast_ss(x + k);
         a0 = _mm256_fmadd_ps(x0, w0, a0), b0 = _mm256_fmadd_ps(x0, w1, b0);
         c0 = _mm256_fmadd_ps(x0, w2, c0), d0 = _mm256_fmadd_ps(x0, w3, d0);
@@ -499,43 +514,48 @@ AI void panel2_slice(const int M, const unsigned char *p, const unsigned char *q
             c1 = _mm256_fmadd_ps(x1, w2, c1), d1 = _mm256_fmadd_ps(x1, w3, d1);
         }
     }
-    store8(y, _mm256_mul_ps(a0, s[0]), 8, add), store8(y + 8, _mm256_mul_ps(b0, s[1]), 8, add);
-    store8(y + 16, _mm256_mul_ps(c0, s[2]), 8, add), store8(y + 24, _mm256_mul_ps(d0, s[3]), 8, add);
+    store8(y, scaled(dt, a0, s[0]), 8, add), store8(y + 8, scaled(dt, b0, s[1]), 8, add);
+    store8(y + 16, scaled(dt, c0, s[2]), 8, add), store8(y + 24, scaled(dt, d0, s[3]), 8, add);
     if (M > 1) {
-        store8(y + ldy, _mm256_mul_ps(a1, s[0]), 8, add), store8(y + ldy + 8, _mm256_mul_ps(b1, s[1]), 8, add);
-        store8(y + ldy + 16, _mm256_mul_ps(c1, s[2]), 8, add), store8(y + ldy + 24, _mm256_mul_ps(d1, s[3]), 8, add);
+        store8(y + ldy, scaled(dt, a1, s[0]), 8, add), store8(y + ldy + 8, scaled(dt, b1, s[1]), 8, add);
+        store8(y + ldy + 16, scaled(dt, c1, s[2]), 8, add), store8(y + ldy + 24, scaled(dt, d1, s[3]), 8, add);
     }
 }
 
-AI void rows_panels(const int M, int n0, int n1, int K, const float *x, long ldx, const rmu_gemm_b *B, float *y,
-                    long ldy, int acc) {
+/* F8: the rows' scales x 2^8 (gemm_impl.h), 0 past nr; BF16: unused */
+AI void panel_scales(const rmu_dtype dt, const rmu_gemm_b *B, int n, int nr, float *sc) {
+    for (int t = 0; t < nr; t++) sc[t] = dt == RMU_DT_F8_E4M3 ? rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT : 1;
+}
+
+AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, const float *x, long ldx,
+                    const rmu_gemm_b *B, float *y, long ldy, int acc) {
+    const size_t ps = (size_t)B->ld * 16 * ESIZE(dt); /* bytes per panel */
     int n = n0;
     if (M <= 2)
         for (; n + 32 <= n1; n += 32) {
-            const unsigned char *p = B->panels + (size_t)(n / 16) * (size_t)B->ld * 16;
+            const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
             float sc[32];
-            for (int t = 0; t < 32; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
+            panel_scales(dt, B, n, 32, sc);
             __m256 s[4] = {_mm256_loadu_ps(sc), _mm256_loadu_ps(sc + 8), _mm256_loadu_ps(sc + 16),
                            _mm256_loadu_ps(sc + 24)};
             for (int k0 = 0; k0 < K; k0 += KC)
-                panel2_slice(M, p, p + (size_t)B->ld * 16, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy,
-                             acc || k0 > 0);
+                panel2_slice(dt, M, p, p + ps, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
         }
     for (; n < n1; n += 16) {
-        const unsigned char *p = B->panels + (size_t)(n / 16) * (size_t)B->ld * 16;
+        const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
         int nr = n1 - n < 16 ? n1 - n : 16;
         float sc[16] = {0};
-        for (int t = 0; t < nr; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
+        panel_scales(dt, B, n, nr, sc);
         __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
         for (int k0 = 0; k0 < K; k0 += KC)
-            panel_slice(M, p, s0, s1, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+            panel_slice(dt, M, p, s0, s1, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
     }
 }
 
 AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, int n0, int n1, int K, const float *x, long ldx,
                 const rmu_gemm_b *B, float *y, long ldy, int acc) {
-    if (dt == RMU_DT_F8_E4M3 && B->panels && n0 % 16 == 0) {
-        rows_panels(M, n0, n1, K, x, ldx, B, y, ldy, acc);
+    if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && B->panels && n0 % 16 == 0) {
+        rows_panels(dt, M, n0, n1, K, x, ldx, B, y, ldy, acc);
         return;
     }
     const size_t rs = (size_t)B->ld * ESIZE(dt);
@@ -573,7 +593,7 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->mc = 144;
     isa->nc = 1024;
     isa->rows_max = 8;
-    isa->f8_panels = 1;
+    isa->panels = 1u << RMU_DT_F8_E4M3 | 1u << RMU_DT_BF16;
     isa->ukernel = ukernel;
     isa->pack_a = pack_a;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};

@@ -288,7 +288,11 @@ AI __m512 load16(rmu_dtype dt, const void *p) {
 #define VL 16
 typedef __m512 vf;
 #define vf_load load16
-#define vf_load_f8_finite(p) _mm512_cvtph_ps(f8_half16(_mm_loadu_si128((const __m128i *)(p))))
+/* 16 elements of a panel (gemm.h: F8 codes there are never NaN, so no fix-up) as fp32 (F8 x 2^-8) */
+AI __m512 vf_load_panel(const rmu_dtype dt, const void *p) {
+    if (dt == RMU_DT_F8_E4M3) return _mm512_cvtph_ps(f8_half16(_mm_loadu_si128((const __m128i *)p)));
+    return load16(dt, p);
+}
 #define vf_round round_bf16
 #define vf_store _mm512_store_ps
 #define vf_storeu _mm512_storeu_ps
@@ -300,7 +304,7 @@ typedef __m512 vf;
  * F8 (gemm_impl.h): stored [N,K] the values x 2^-8 (the scales come after the sums), stored
  * [K,N] times the row's scale. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    if (dt == RMU_DT_F8_E4M3 && pack_b_panels(B, k0, kc, n0, nr, Bp)) return;
+    if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && pack_b_panels(dt, B, k0, kc, n0, nr, Bp)) return;
     const size_t es = ESIZE(dt);
     const char *base = B->data;
     int k = 0;
@@ -536,18 +540,18 @@ AI void group_slice(const rmu_dtype dt, const int M, const int rnd, const int pa
     RACC(R_STORE)
 }
 
-/* F8 from panels (gemm.h): a panel's element k is one 16-byte load and one lane vector, no
- * transposes and no NaN fix-up (panels hold none); the order per output is group_slice's. */
-AI void panel_slice(const int M, const unsigned char *p, const float *su, int nr, int k0, int kc, const float *xf,
-                    long ldx, float *y, long ldy, int add) {
-    const rmu_dtype dt = RMU_DT_F8_E4M3;
+/* F8 or BF16 from panels (gemm.h): a panel's element k is one load and one lane vector, no
+ * transposes and (F8) no NaN fix-up; the order per output is group_slice's. */
+AI void panel_slice(const rmu_dtype dt, const int M, const char *p, const float *su, int nr, int k0, int kc,
+                    const float *xf, long ldx, float *y, long ldy, int add) {
     const int pairs = 0;
     const uint32_t *xp = NULL;
     const __m512 sv = _mm512_loadu_ps(su);
+    const size_t es = ESIZE(dt);
     (void)xp;
     RACC(R_DECL)
     for (int kk = k0; kk < k0 + kc; kk++) {
-        __m512 w = vf_load_f8_finite(p + (size_t)kk * 16);
+        __m512 w = vf_load_panel(dt, p + (size_t)kk * 16 * es);
         RACC(R_OP)
     }
     RACC(R_STORE)
@@ -566,10 +570,10 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs,
             r[t] = (const char *)B->data + (size_t)i * rs;
             if (dt == RMU_DT_F8_E4M3) su[t] = rmu_gemm_f8_scale(B, i) * RMU_GEMM_F8_UNIT;
         }
-        if (dt == RMU_DT_F8_E4M3 && B->panels && !pairs && n0 % 16 == 0) {
-            const unsigned char *p = B->panels + (size_t)(n / 16) * (size_t)B->ld * 16;
+        if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && B->panels && !pairs && n0 % 16 == 0) {
+            const char *p = (const char *)B->panels + (size_t)(n / 16) * (size_t)B->ld * 16 * ESIZE(dt);
             for (int k0 = 0; k0 < K; k0 += KCS)
-                panel_slice(M, p, su, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy, acc || k0 > 0);
+                panel_slice(dt, M, p, su, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy, acc || k0 > 0);
             continue;
         }
         for (int k0 = 0; k0 < K; k0 += KCS)
@@ -611,7 +615,8 @@ void rmu_gemm_isa_avx512(rmu_gemm_isa *isa, int bf16) {
     isa->mc = 384;
     isa->nc = 1024;
     isa->rows_max = 8;
-    isa->f8_panels = 1;
+    /* the pair table (BF16 precision) reads BF16 weights as stored; F8 runs on the fp32 table */
+    isa->panels = bf16 ? 1u << RMU_DT_F8_E4M3 : 1u << RMU_DT_F8_E4M3 | 1u << RMU_DT_BF16;
     isa->ukernel = bf16 ? ukernel_bf16 : ukernel_f32;
     isa->pack_a = bf16 ? pack_a_bf16 : pack_a_f32;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, pack_b2_f32, bf16 ? rows_f32_pairs : rows_f32};

@@ -73,7 +73,7 @@ typedef struct rmu_gemm_isa {
     int kc, mc; /* cache blocking (kc a multiple of kp, mc of mr) */
     int nc;     /* widest tile: kc x nc of packed B per thread */
     int rows_max; /* forward products with M <= rows_max take the rows kernels */
-    int f8_panels; /* its F8 rows kernel and packer read rmu_gemm_b.panels when set */
+    unsigned panels; /* bit dt set: its dtype-dt rows kernel and B packer read rmu_gemm_b.panels */
     /* C[0..mr, 0..nr) (+)= Ap * Bp over ks k slots (acc 0: overwrite, 1: add) */
     void (*ukernel)(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc);
     /* A(0..mr, 0..kc) (mr <= MR) -> the MR-row micro-panel Ap (rows mr..MR zero); kp = 1:

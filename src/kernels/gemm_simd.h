@@ -4,7 +4,7 @@
  *   NR           the B panel width (two vectors)
  *   VL           lanes per vector; vf the fp32 vector type
  *   vf_load(dt, p)        VL elements of dtype dt at p as fp32 (F8: times 2^-8)
- *   vf_load_f8_finite(p)  VL F8 codes, none of them NaN, as fp32 times 2^-8
+ *   vf_load_panel(dt, p)  VL elements of a panel (F8 or BF16; F8 codes not NaN) as fp32
  *   vf_round(v)           fp32 lanes rounded to bf16 values
  *   vf_store(p, v), vf_storeu(p, v), vf_mul(a, b), vf_set1(x)
  * and, for the rows entry points, rows_dt() and ROWS_AT(MM) (its call with MM rows). */
@@ -32,16 +32,17 @@ AI int pack_b_kn(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0
     return kc;
 }
 
-/* F8 stored [N,K] with panels (gemm.h), a full NR-wide panel starting on a panel row: each
- * k slot of Bp is the converted 16 bytes of k of NR / 16 panels, no transpose. Returns 1 when
- * it packed, 0 when this B or block has no panel form (pack_b_dt then reads data). */
-AI int pack_b_panels(const rmu_gemm_b *B, int k0, int kc, int n0, int nr, float *Bp) {
+/* F8 or BF16 stored [N,K] with panels (gemm.h), a full NR-wide panel starting on a panel row:
+ * each k slot of Bp is the converted 16 elements of k of NR / 16 panels, no transpose. Returns 1
+ * when it packed, 0 when this B or block has no panel form (pack_b_dt then reads data). */
+AI int pack_b_panels(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, float *Bp) {
     if (!B->panels || !B->trans || nr != NR || n0 % 16) return 0;
+    const size_t es = ESIZE(dt);
     for (int jb = 0; jb < NR; jb += 16) {
-        const unsigned char *p = B->panels + ((size_t)(n0 + jb) / 16 * (size_t)B->ld + (size_t)k0) * 16;
+        const char *p = (const char *)B->panels + ((size_t)(n0 + jb) / 16 * (size_t)B->ld + (size_t)k0) * 16 * es;
         for (int k = 0; k < kc; k++)
             for (int v = 0; v < 16; v += VL)
-                vf_store(Bp + (size_t)k * NR + jb + v, vf_load_f8_finite(p + (size_t)k * 16 + v));
+                vf_store(Bp + (size_t)k * NR + jb + v, vf_load_panel(dt, p + ((size_t)k * 16 + v) * es));
     }
     return 1;
 }

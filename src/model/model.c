@@ -191,34 +191,38 @@ static int matrices(rmu_model *m, rmu_weight **out) {
     return n;
 }
 
-/* FP8 weights -> panels (one allocation), then their mapped pages released: the kernels
- * read only the panels from now on (other readers fault the pages in again). */
+/* Whether w gets panels: an F8 or BF16 matrix whose panels the kernels read. */
+static int wants_panels(const rmu_weight *w) {
+    return (w->dtype == RMU_DT_F8_E4M3 || w->dtype == RMU_DT_BF16) && rmu_gemm_panels_used(w->dtype);
+}
+
+/* FP8 and BF16 matrices -> panels (one allocation), then their mapped pages released: the
+ * kernels read only the panels from now on (other readers fault the pages in again). */
 static int make_panels(rmu_model *m, rmu_err *e) {
-    if (!m->scales || !rmu_gemm_f8_panels_used()) return 0;
     rmu_weight **ws = malloc(sizeof *ws * (7 * (size_t)m->cfg.n_layers + 1));
     if (!ws) return rmu_errf(e, "%s: out of memory", m->dir);
     int n = matrices(m, ws);
     size_t total = 0;
     for (int i = 0; i < n; i++)
-        if (ws[i]->dtype == RMU_DT_F8_E4M3) total += rmu_gemm_f8_panels_bytes((long)ws[i]->rows, (long)ws[i]->cols);
+        if (wants_panels(ws[i])) total += rmu_gemm_panels_bytes(ws[i]->dtype, (long)ws[i]->rows, (long)ws[i]->cols);
     if (!total) {
         free(ws);
         return 0;
     }
     if (!(m->panels = aligned_alloc(64, (total + 63) & ~(size_t)63))) {
         free(ws);
-        return rmu_errf(e, "%s: out of memory (%zu bytes for the FP8 panels)", m->dir, total);
+        return rmu_errf(e, "%s: out of memory (%zu bytes for the weight panels)", m->dir, total);
     }
     unsigned char *p = m->panels;
     for (int i = 0; i < n; i++) {
         rmu_weight *w = ws[i];
-        if (w->dtype != RMU_DT_F8_E4M3) continue;
-        /* a weight with NaN codes (corrupt) has no panel form: it is read as stored, and its
-         * outputs come out NaN as on every path */
-        if (rmu_gemm_f8_panels(w->data, (long)w->rows, (long)w->cols, (long)w->cols, p)) continue;
-        rmu_st_release(w->data, (size_t)w->rows * (size_t)w->cols);
+        if (!wants_panels(w)) continue;
+        /* an FP8 weight with NaN codes (corrupt) has no panel form: it is read as stored, and
+         * its outputs come out NaN as on every path */
+        if (rmu_gemm_panels(w->dtype, w->data, (long)w->rows, (long)w->cols, (long)w->cols, p)) continue;
+        rmu_st_release(w->data, (size_t)w->rows * (size_t)w->cols * rmu_dtype_size(w->dtype));
         w->panels = p;
-        p += rmu_gemm_f8_panels_bytes((long)w->rows, (long)w->cols);
+        p += rmu_gemm_panels_bytes(w->dtype, (long)w->rows, (long)w->cols);
     }
     free(ws);
     return 0;

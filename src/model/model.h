@@ -32,7 +32,7 @@ typedef struct rmu_weight {
     int64_t rows, cols;
     const float *scale; /* F8_E4M3 only: nscale fp32 scales, one per row (nscale = rows) or one */
     int64_t nscale;
-    const unsigned char *panels; /* F8_E4M3 only, optional: data as FP8 panels (kernels/gemm.h) */
+    const void *panels; /* F8_E4M3/BF16 matrices, optional: data as panels (kernels/gemm.h) */
 } rmu_weight;
 
 typedef struct rmu_layer {
@@ -51,18 +51,20 @@ typedef struct rmu_model {
     rmu_layer *layers;      /* [n_layers] */
     rmu_prec precision;     /* of every matmul; AUTO (the default): bf16 iff the weight is BF16 */
     float *scales;          /* the FP8 weights' scales as fp32 (NULL without FP8 weights) */
-    unsigned char *panels;  /* the FP8 weights as panels, one allocation (NULL: none made) */
+    unsigned char *panels;  /* the FP8/BF16 matrices as panels, one allocation (NULL: none made) */
     char dir[4096];
 } rmu_model;
 
 /* Load DIR (config.json + safetensors) to run it. Every expected tensor must be present with
- * the configured shape; missing, extra and mis-shaped tensors are reported by name. FP8
- * weights are then copied once into panels when the kernels read them (kernels/gemm.h: the
- * forward products of FP8 run ~1.8x faster from them), and their mapped pages released, so
- * resident memory stays one byte per weight. */
+ * the configured shape; missing, extra and mis-shaped tensors are reported by name. FP8 and
+ * BF16 matrices are then copied once into panels when the kernels read them (kernels/gemm.h:
+ * FP8 decode ~1.8x faster per core, BF16 products of 9-64 rows cheaper to pack), and their
+ * mapped pages released, so resident memory stays the size of the weights. A weight whose
+ * data is later swapped (training's fp32 masters) must drop its panels. */
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e);
 /* The same without panels: for commands that read the weights but do not run the model
- * (info, export, quantize), where a copy of every FP8 weight would only cost time and memory. */
+ * (info, export, quantize) and for training, which reads the stored layout for dX and swaps
+ * weights for masters: panels there would only cost time and memory. */
 int rmu_model_open(rmu_model *m, const char *dir, rmu_err *e);
 void rmu_model_free(rmu_model *m);
 /* Arithmetic of the matmuls (kernels/gemm.h): RMU_PREC_AUTO (bf16 for BF16 weights, what a

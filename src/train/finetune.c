@@ -315,7 +315,7 @@ void rmu_ft_close(rmu_ft *h) {
 /* Model, batches (fixed or from the corpus) and trainer. */
 static int open_inputs(rmu_ft *h, rmu_err *e) {
     const rmu_ft_opts *o = &h->o;
-    if (rmu_model_load(&h->m, o->model_dir, e)) return -1;
+    if (rmu_model_open(&h->m, o->model_dir, e)) return -1;
     rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     const rmu_config *c = &h->m.cfg;

@@ -505,7 +505,7 @@ static int make_control_vectors(rmu_unl *h, rmu_err *e) {
 /* What every rank does alone: options, model, tokenizer, corpora, trainer, buffers. */
 static int open_local(rmu_unl *h, rmu_err *e) {
     const rmu_unl_opts *o = &h->o;
-    if (check_opts(h, e) || rmu_model_load(&h->m, o->model_dir, e)) return -1;
+    if (check_opts(h, e) || rmu_model_open(&h->m, o->model_dir, e)) return -1;
     rmu_model_set_precision(&h->m, o->precision);
     h->have_m = 1;
     int nl = h->m.cfg.n_layers, C = h->m.cfg.hidden_size;

@@ -5,7 +5,7 @@
  * (per-channel and per-tensor scales, both B layouts, A transposed, beta 0/1, both
  * precisions: in bf16 precision A is rounded, the FP8 value and its scale are not);
  * the multi-matrix GEMV equal to one product per job; thread-count independence; errors;
- * weights read through FP8 panels (rmu_gemm_f8_panels) give bitwise the products read from
+ * weights read through FP8 panels (rmu_gemm_panels) give bitwise the products read from
  * [N,K] (rows kernels and blocked path, partial panels, kc slices); NaN codes are counted. */
 #include <math.h>
 #include <setjmp.h>
@@ -251,14 +251,14 @@ static void test_panels(void **st) {
         int N = NK[s][0], K = NK[s][1];
         long ld = K + 5;
         uint64_t seed = (uint64_t)N * 77 + K;
-        uint8_t *W = malloc((size_t)N * ld), *P = malloc(rmu_gemm_f8_panels_bytes(N, ld));
+        uint8_t *W = malloc((size_t)N * ld), *P = malloc(rmu_gemm_panels_bytes(RMU_DT_F8_E4M3, N, ld));
         float *sc = malloc(sizeof(float) * N), *A = malloc(sizeof(float) * 40 * K);
         float *C0 = malloc(sizeof(float) * 40 * N), *C1 = malloc(sizeof(float) * 40 * N);
         for (size_t i = 0; i < (size_t)N * ld; i++) W[i] = rand_code(&seed);
         for (int n = 0; n < N; n++) sc[n] = (1.0f + tu_frand(&seed)) * 1e-2f;
         for (int i = 0; i < 40 * K; i++) A[i] = tu_frand(&seed);
-        memset(P, 0xaa, rmu_gemm_f8_panels_bytes(N, ld));
-        assert_int_equal(rmu_gemm_f8_panels(W, N, K, ld, P), 0);
+        memset(P, 0xaa, rmu_gemm_panels_bytes(RMU_DT_F8_E4M3, N, ld));
+        assert_int_equal(rmu_gemm_panels(RMU_DT_F8_E4M3, W, N, K, ld, P), 0);
         for (int p = 0; p < (N + 15) / 16; p++)
             for (long k = 0; k < ld; k++)
                 for (int r = 0; r < 16; r++) {
@@ -284,7 +284,7 @@ static void test_panels(void **st) {
         }
         /* NaN codes are counted (panels hold none: the loader rejects such weights) */
         W[(size_t)(N / 2) * ld + K - 1] = 0xff, W[0] = 0x7f, W[K] = 0x7e;
-        assert_int_equal(rmu_gemm_f8_panels(W, N, K, ld, P), N > 1 ? 2 : 1);
+        assert_int_equal(rmu_gemm_panels(RMU_DT_F8_E4M3, W, N, K, ld, P), N > 1 ? 2 : 1);
         free(W), free(P), free(sc), free(A), free(C0), free(C1);
     }
 }

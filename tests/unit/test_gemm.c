@@ -150,9 +150,10 @@ static void test_threads_bitwise(void **st) {
  * rows_max, the blocked path above), every dtype (F8_E4M3 with per-row scales that are not
  * powers of two) and precision, beta 0 and 1, K crossing the
  * kc slices of every path, N with partial groups of 8 and 16, A read through strides, and
- * 1 or 2 threads. This is what makes rmu serve's batching invisible in its outputs. */
+ * 1 or 2 threads; BF16 and F8 also with the M-row products read through panels
+ * (rmu_gemm_panels). This is what makes rmu serve's batching invisible in its outputs. */
 static void rows_case(rmu_gemm_path_id p, int N, int K, rmu_dtype dt, rmu_prec prec, float beta, int transA,
-                      const int *Ms, int nM, int nth) {
+                      const int *Ms, int nM, int nth, int panels) {
     enum { MMAX = 70 };
     uint64_t seed = (uint64_t)N * 31 + K * 7 + dt + 11 * prec;
     long lda = transA ? MMAX + 1 : K + 3, rsa = transA ? 1 : lda, csa = transA ? lda : 1;
@@ -170,18 +171,22 @@ static void rows_case(rmu_gemm_path_id p, int N, int K, rmu_dtype dt, rmu_prec p
     rmu_err e;
     memcpy(ref, C0, sizeof(float) * MMAX * N);
     for (int i = 0; i < MMAX; i++) OK(rmu_gemm_ex(p, 1, 1, N, K, A + i * rsa, rsa, csa, &b, ref + (size_t)i * N, N, beta, &e));
+    /* panels: the M-row products read them, the 1-row references read the stored rows */
+    void *P = panels ? malloc(rmu_gemm_panels_bytes(dt, N, K)) : NULL;
+    if (P) assert_int_equal(rmu_gemm_panels(dt, B, N, K, K, P), 0);
+    b.panels = P;
     for (int t = 0; t < nM; t++) {
         int M = Ms[t];
         memcpy(C, C0, sizeof(float) * MMAX * N);
         OK(rmu_gemm_ex(p, nth, M, N, K, A, rsa, csa, &b, C, N, beta, &e));
         for (int i = 0; i < M; i++)
             if (memcmp(C + (size_t)i * N, ref + (size_t)i * N, sizeof(float) * N))
-                fail_msg("path %s %s prec %s N %d K %d beta %g transA %d threads %d: row %d of an M=%d product "
-                         "differs from its 1-row product",
-                         rmu_gemm_path_name(p), rmu_dtype_name(dt), rmu_prec_name(prec), N, K, beta, transA, nth, i,
-                         M);
+                fail_msg("path %s %s prec %s N %d K %d beta %g transA %d threads %d panels %d: row %d of an M=%d "
+                         "product differs from its 1-row product",
+                         rmu_gemm_path_name(p), rmu_dtype_name(dt), rmu_prec_name(prec), N, K, beta, transA, nth,
+                         panels, i, M);
     }
-    free(A), free(Bf), free(C0), free(ref), free(C), free(B), free(sc);
+    free(A), free(Bf), free(C0), free(ref), free(C), free(B), free(sc), free(P);
 }
 
 static void test_rows_invariant(void **st) {
@@ -195,9 +200,14 @@ static void test_rows_invariant(void **st) {
         for (int d = 0; d < 4; d++)
             for (int pr = 0; pr < 2; pr++) {
                 float beta = (float)((d + pr) % 2);
-                rows_case(p, 100, 300, dts[d], precs[pr], beta, 0, all, 70, 1);
-                rows_case(p, 37, 33, dts[d], precs[pr], 1 - beta, 1, all, 70, 1);
-                rows_case(p, 300, 1100, dts[d], precs[pr], beta, d == 1, few, 6, 2);
+                rows_case(p, 100, 300, dts[d], precs[pr], beta, 0, all, 70, 1, 0);
+                rows_case(p, 37, 33, dts[d], precs[pr], 1 - beta, 1, all, 70, 1, 0);
+                rows_case(p, 300, 1100, dts[d], precs[pr], beta, d == 1, few, 6, 2, 0);
+                if (dts[d] == RMU_DT_BF16 || dts[d] == RMU_DT_F8_E4M3) { /* through panels */
+                    rows_case(p, 100, 300, dts[d], precs[pr], beta, 0, all, 70, 1, 1);
+                    rows_case(p, 37, 33, dts[d], precs[pr], 1 - beta, 1, all, 70, 1, 1);
+                    rows_case(p, 300, 1100, dts[d], precs[pr], beta, 0, few, 6, 2, 1);
+                }
             }
     }
 }
