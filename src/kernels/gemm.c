@@ -11,12 +11,13 @@
 
 /* ---- dispatch: the kernel tables and the CPU check, filled once per process
  * (pthread_once) and read-only afterwards - the library's only static state. RMU_SIMD, if
- * set, caps the best path (read once, here). */
+ * set, caps the best path, and RMU_PANELS=0 turns weight panels off (read once, here). */
 
 typedef struct {
     rmu_gemm_isa isa[RMU_GEMM_NPATHS]; /* AVX512BF16's entry is its bf16 table */
     int avail[RMU_GEMM_NPATHS];
     rmu_gemm_path_id best;
+    int no_panels; /* RMU_PANELS=0: rmu_gemm_panels_used says no (benchmarks side by side) */
 } gemm_dispatch;
 
 static gemm_dispatch g_disp;
@@ -50,6 +51,8 @@ static void dispatch_init(void) {
     if (force && !strcmp(force, "portable")) cap = RMU_GEMM_PORTABLE;
     else if (force && !strcmp(force, "avx2")) cap = RMU_GEMM_AVX2;
     else if (force && !strcmp(force, "avx512")) cap = RMU_GEMM_AVX512;
+    const char *pn = getenv("RMU_PANELS");
+    d->no_panels = pn && !strcmp(pn, "0");
     d->best = RMU_GEMM_PORTABLE;
     for (int p = RMU_GEMM_PORTABLE; p <= (int)cap; p++)
         if (d->avail[p]) d->best = (rmu_gemm_path_id)p;
@@ -122,7 +125,7 @@ int rmu_gemm_panels_used(rmu_dtype dt) {
     /* BF16 weights default to BF16 precision, which runs on the path's bf16 table (d->best);
      * F8 always runs on the fp32 table (AVX512BF16's is AVX512's) */
     rmu_gemm_path_id p = d->best == RMU_GEMM_AVX512BF16 && dt == RMU_DT_F8_E4M3 ? RMU_GEMM_AVX512 : d->best;
-    return (int)dt > 0 && (int)dt < RMU_GEMM_NDT && (d->isa[p].panels >> dt & 1);
+    return !d->no_panels && (int)dt > 0 && (int)dt < RMU_GEMM_NDT && (d->isa[p].panels >> dt & 1);
 }
 
 float rmu_dot(const float *a, const float *b, int n) {

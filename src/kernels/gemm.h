@@ -116,7 +116,7 @@ int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *j
 size_t rmu_gemm_panels_bytes(rmu_dtype dt, long N, long ld);
 long rmu_gemm_panels(rmu_dtype dt, const void *w, long N, long K, long ld, void *out);
 /* Whether rmu_gemm's path (BEST) reads panels of dtype dt in its default precision: when
- * not, making them is wasted memory. */
+ * not, making them is wasted memory. No when the environment has RMU_PANELS=0. */
 int rmu_gemm_panels_used(rmu_dtype dt);
 
 /* dot product of n fp32 values (vectorised portable loop). */
