@@ -37,8 +37,6 @@ static void print_profile(const char *what, const rmu_prof *p, double wall, doub
            1e3 * (cpu - mc) / tokens, 100 * (cpu - mc) / cpu);
 }
 
-static size_t wbytes(const rmu_weight *w) { return (size_t)w->rows * w->cols * rmu_dtype_size(w->dtype); }
-
 int main(int argc, char **argv) {
     const char *dir = NULL;
     int plen = 512, glen = 32, fake = 0;
@@ -101,16 +99,13 @@ int main(int argc, char **argv) {
     double w = rmu_now_s() - w0, cp = rmu_thread_cpu_s() - c0;
     /* bytes one decode step reads: every weight but the embedding table (one row of it),
      * plus the KV cache up to the current position */
-    size_t all = rmu_model_weight_bytes(&m), emb = wbytes(&m.embed);
-    if (!c->tie_word_embeddings) all -= emb - emb / V;
+    size_t all = rmu_model_decode_bytes(&m);
     double kvb = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float) * (plen + glen / 2.0);
     printf("\ndecode: %.2f tok/s wall, %.2f tok/s by CPU time, context %d..%d\n", glen / w, glen / cp, plen,
            plen + glen);
-    printf("decode bytes/token: %.3f GB of weights (rmu bench counts %.3f: the whole embedding table) + %.3f GB "
-           "of KV cache\n",
-           all / 1e9, rmu_model_weight_bytes(&m) / 1e9, kvb / 1e9);
-    printf("decode effective: %.1f GB/s (weights + cache, wall), %.1f GB/s (rmu bench's definition)\n",
-           (all + kvb) * glen / w / 1e9, rmu_model_weight_bytes(&m) * glen / w / 1e9);
+    printf("decode bytes/token: %.3f GB of weights + %.3f GB of KV cache\n", all / 1e9, kvb / 1e9);
+    printf("decode effective: %.1f GB/s (weights + cache, wall), %.1f GB/s (weights: rmu bench's definition)\n",
+           (all + kvb) * glen / w / 1e9, all * glen / w / 1e9);
     print_profile("decode", &prof, w, cp, glen);
     free(ids);
     free(logits);

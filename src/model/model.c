@@ -280,6 +280,11 @@ static size_t wbytes(const rmu_weight *w) {
     return (size_t)w->rows * w->cols * rmu_dtype_size(w->dtype) + (size_t)w->nscale * sizeof(float);
 }
 
+size_t rmu_model_decode_bytes(const rmu_model *m) {
+    size_t all = rmu_model_weight_bytes(m), emb = wbytes(&m->embed);
+    return m->cfg.tie_word_embeddings || m->embed.rows < 1 ? all : all - emb + emb / (size_t)m->embed.rows;
+}
+
 void rmu_weight_row_f32(const rmu_weight *w, int64_t row, float *dst) {
     size_t es = rmu_dtype_size(w->dtype);
     rmu_to_f32(dst, (const char *)w->data + (size_t)row * (size_t)w->cols * es, w->dtype, (size_t)w->cols);

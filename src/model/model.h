@@ -73,8 +73,11 @@ void rmu_model_set_precision(rmu_model *m, rmu_prec p);
 /* HF name of a weight, e.g. "model.layers.3.mlp.down_proj.weight"; returns a pointer into
  * the model (lets train/unlearn swap a weight's data for an fp32 master copy). */
 rmu_weight *rmu_model_weight(rmu_model *m, const char *hf_name);
-/* Bytes of all weights (what one decode step reads), FP8 scales included. */
+/* Bytes of all weights, FP8 scales included. */
 size_t rmu_model_weight_bytes(const rmu_model *m);
+/* Bytes of weights one decode step reads: all but the embedding table, of which one row (all
+ * of it when tied: it is then the lm_head too). */
+size_t rmu_model_decode_bytes(const rmu_model *m);
 /* Row `row` of w as fp32 values (an FP8 row times its scale): dst[w->cols]. */
 void rmu_weight_row_f32(const rmu_weight *w, int64_t row, float *dst);
 
