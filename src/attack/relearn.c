@@ -103,7 +103,6 @@ static void view_refresh(view *v) {
             rmu_from_f32(q->buf, q->live->data, q->dt, q->numel);
             q->dst->data = q->buf;
             q->dst->dtype = q->dt;
-            q->dst->panels = NULL; /* the live weight's panels (if any) hold other values */
         }
     }
     if (v->m.cfg.tie_word_embeddings) v->m.lm_head = v->m.embed;

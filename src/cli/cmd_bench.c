@@ -13,8 +13,6 @@
 #include "core/util.h"
 #include "model/model.h"
 
-
-/* Read bandwidth: all threads sum a buffer much larger than the caches; best of 5. */
 /* One pass over n 32-byte vectors: four independent xor chains. The AVX2 clone's 256-bit loads
  * are what the weight kernels issue; with 64-bit adds the probe read ~25% below them (decode
  * then showed more than 100% of "the" bandwidth). */
@@ -26,7 +24,7 @@ __attribute__((target_clones("avx2", "default"))) static uint64_t read_pass(cons
     return a[0] ^ a[1] ^ a[2] ^ a[3];
 }
 
-/* Best of 5 passes of all threads over a buffer of `bytes`, in GB/s. */
+/* Read bandwidth: best of 5 passes of all threads over a buffer much larger than the caches, GB/s. */
 static double read_bandwidth(size_t bytes) {
     size_t n = bytes / sizeof(bw_vec);
     bw_vec *buf = aligned_alloc(64, n * sizeof(bw_vec));

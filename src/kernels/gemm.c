@@ -120,14 +120,6 @@ long rmu_gemm_panels(rmu_dtype dt, const void *w, long N, long K, long ld, void 
     return nan;
 }
 
-int rmu_gemm_panels_used(rmu_dtype dt) {
-    const gemm_dispatch *d = dispatch();
-    /* BF16 weights default to BF16 precision, which runs on the path's bf16 table (d->best);
-     * F8 always runs on the fp32 table (AVX512BF16's is AVX512's) */
-    rmu_gemm_path_id p = d->best == RMU_GEMM_AVX512BF16 && dt == RMU_DT_F8_E4M3 ? RMU_GEMM_AVX512 : d->best;
-    return !d->no_panels && (int)dt > 0 && (int)dt < RMU_GEMM_NDT && (d->isa[p].panels >> dt & 1);
-}
-
 float rmu_dot(const float *a, const float *b, int n) {
     /* 8 partial sums: vectorisable without -ffast-math, and less rounding drift. */
     float s[8] = {0};
@@ -149,6 +141,13 @@ static const rmu_gemm_isa *pick_isa(const gemm_dispatch *d, rmu_gemm_path_id p, 
     /* the bf16-pair table only differs in BF16 precision */
     if (p == RMU_GEMM_AVX512BF16 && !bf16) p = RMU_GEMM_AVX512;
     return &d->isa[p];
+}
+
+int rmu_gemm_panels_used(rmu_dtype dt) {
+    const gemm_dispatch *d = dispatch();
+    /* the table a product of dt takes in its default precision (BF16: bf16; F8: fp32) */
+    const rmu_gemm_isa *isa = pick_isa(d, RMU_GEMM_BEST, dt == RMU_DT_BF16);
+    return !d->no_panels && (int)dt > 0 && (int)dt < RMU_GEMM_NDT && (isa->panels >> dt & 1);
 }
 
 static int imin(int a, int b) { return a < b ? a : b; }

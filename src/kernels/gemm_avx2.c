@@ -287,7 +287,7 @@ AI void cols8(const rmu_dtype dt, const int rnd, const char *const r[8], size_t 
  * come after the sums), stored [K,N] times the row's scale. Tails (k % 8, odd nr) take the
  * generic packer. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && pack_b_panels(dt, B, k0, kc, n0, nr, Bp)) return;
+    if (pack_b_panels(dt, B, k0, kc, n0, nr, Bp)) return;
     const size_t es = ESIZE(dt);
     const char *base = B->data;
     int k = 0;
@@ -522,9 +522,10 @@ AI void panel2_slice(const rmu_dtype dt, const int M, const char *p, const char 
     }
 }
 
-/* F8: the rows' scales x 2^8 (gemm_impl.h), 0 past nr; BF16: unused */
+/* F8: the rows' scales x 2^8 (gemm_impl.h); BF16 has none (scaled() ignores sc) */
 AI void panel_scales(const rmu_dtype dt, const rmu_gemm_b *B, int n, int nr, float *sc) {
-    for (int t = 0; t < nr; t++) sc[t] = dt == RMU_DT_F8_E4M3 ? rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT : 1;
+    if (dt == RMU_DT_F8_E4M3)
+        for (int t = 0; t < nr; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
 }
 
 AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, const float *x, long ldx,
@@ -534,7 +535,7 @@ AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, cons
     if (M <= 2)
         for (; n + 32 <= n1; n += 32) {
             const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
-            float sc[32];
+            float sc[32] = {0};
             panel_scales(dt, B, n, 32, sc);
             __m256 s[4] = {_mm256_loadu_ps(sc), _mm256_loadu_ps(sc + 8), _mm256_loadu_ps(sc + 16),
                            _mm256_loadu_ps(sc + 24)};

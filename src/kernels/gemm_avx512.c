@@ -304,7 +304,7 @@ AI __m512 vf_load_panel(const rmu_dtype dt, const void *p) {
  * F8 (gemm_impl.h): stored [N,K] the values x 2^-8 (the scales come after the sums), stored
  * [K,N] times the row's scale. */
 AI void pack_b_dt(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, int rnd, float *Bp) {
-    if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && pack_b_panels(dt, B, k0, kc, n0, nr, Bp)) return;
+    if (pack_b_panels(dt, B, k0, kc, n0, nr, Bp)) return;
     const size_t es = ESIZE(dt);
     const char *base = B->data;
     int k = 0;

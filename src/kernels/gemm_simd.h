@@ -36,7 +36,7 @@ AI int pack_b_kn(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0
  * each k slot of Bp is the converted 16 elements of k of NR / 16 panels, no transpose. Returns 1
  * when it packed, 0 when this B or block has no panel form (pack_b_dt then reads data). */
 AI int pack_b_panels(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, float *Bp) {
-    if (!B->panels || !B->trans || nr != NR || n0 % 16) return 0;
+    if ((dt != RMU_DT_F8_E4M3 && dt != RMU_DT_BF16) || !B->panels || !B->trans || nr != NR || n0 % 16) return 0;
     const size_t es = ESIZE(dt);
     for (int jb = 0; jb < NR; jb += 16) {
         const char *p = (const char *)B->panels + ((size_t)(n0 + jb) / 16 * (size_t)B->ld + (size_t)k0) * 16 * es;

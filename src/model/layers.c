@@ -26,10 +26,12 @@ void rmu_rmsnorm_forward(float *out, float *rstd, const float *x, const rmu_weig
     }
 }
 
-/* W as the GEMM's B (with its FP8 scales), stored [out, in]: trans 1 reads it as [N=out, K=in]. */
+/* W as the GEMM's B (with its FP8 scales), stored [out, in]: trans 1 reads it as [N=out, K=in]
+ * (through its panels while they were made from its data). */
 static rmu_gemm_b weight_b(const rmu_weight *W, int trans, rmu_prec prec) {
+    const void *panels = trans && W->panels_of == W->data ? W->panels : NULL;
     return (rmu_gemm_b){.data = W->data, .dtype = W->dtype, .trans = trans, .ld = (long)W->cols, .prec = prec,
-                        .scale = W->scale, .nscale = (long)W->nscale, .panels = trans ? W->panels : NULL};
+                        .scale = W->scale, .nscale = (long)W->nscale, .panels = panels};
 }
 
 int rmu_linear_forward(float *y, const float *x, const rmu_weight *W, int N, float beta, rmu_prec prec, rmu_err *e) {

@@ -179,53 +179,44 @@ out:
     return rc;
 }
 
-/* Every matrix slot of the model, for walks over the weights. */
-static int matrices(rmu_model *m, rmu_weight **out) {
-    int n = 0;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        rmu_layer *L = &m->layers[l];
-        rmu_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int k = 0; k < 7; k++) out[n++] = ws[k];
-    }
-    if (!m->cfg.tie_word_embeddings) out[n++] = &m->lm_head;
-    return n;
-}
-
-/* Whether w gets panels: an F8 or BF16 matrix whose panels the kernels read. */
-static int wants_panels(const rmu_weight *w) {
+/* Whether slot s gets panels: a matrix read by the forward products (not the embedding, not
+ * a tied lm_head), F8 or BF16, whose panels the kernels read. */
+static int wants_panels(const rmu_model *m, const slot *s) {
+    const rmu_weight *w = s->w;
+    if (!s->rows || w == &m->embed || (w == &m->lm_head && m->cfg.tie_word_embeddings)) return 0;
     return (w->dtype == RMU_DT_F8_E4M3 || w->dtype == RMU_DT_BF16) && rmu_gemm_panels_used(w->dtype);
 }
 
 /* FP8 and BF16 matrices -> panels (one allocation), then their mapped pages released: the
  * kernels read only the panels from now on (other readers fault the pages in again). */
 static int make_panels(rmu_model *m, rmu_err *e) {
-    rmu_weight **ws = malloc(sizeof *ws * (7 * (size_t)m->cfg.n_layers + 1));
-    if (!ws) return rmu_errf(e, "%s: out of memory", m->dir);
-    int n = matrices(m, ws);
+    int ns = n_slots(&m->cfg), rc = -1;
+    slot *s = calloc(ns, sizeof *s);
+    if (!s) return rmu_errf(e, "%s: out of memory", m->dir);
+    fill_slots(m, s);
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        if (wants_panels(ws[i])) total += rmu_gemm_panels_bytes(ws[i]->dtype, (long)ws[i]->rows, (long)ws[i]->cols);
-    if (!total) {
-        free(ws);
-        return 0;
-    }
-    if (!(m->panels = aligned_alloc(64, (total + 63) & ~(size_t)63))) {
-        free(ws);
-        return rmu_errf(e, "%s: out of memory (%zu bytes for the weight panels)", m->dir, total);
+    for (int i = 0; i < ns; i++)
+        if (wants_panels(m, &s[i])) total += rmu_gemm_panels_bytes(s[i].w->dtype, (long)s[i].rows, (long)s[i].cols);
+    if (total && !(m->panels = aligned_alloc(64, (total + 63) & ~(size_t)63))) {
+        rmu_errf(e, "%s: out of memory (%zu bytes for the weight panels)", m->dir, total);
+        goto out;
     }
     unsigned char *p = m->panels;
-    for (int i = 0; i < n; i++) {
-        rmu_weight *w = ws[i];
-        if (!wants_panels(w)) continue;
+    for (int i = 0; i < ns; i++) {
+        rmu_weight *w = s[i].w;
+        if (!wants_panels(m, &s[i])) continue;
         /* an FP8 weight with NaN codes (corrupt) has no panel form: it is read as stored, and
          * its outputs come out NaN as on every path */
         if (rmu_gemm_panels(w->dtype, w->data, (long)w->rows, (long)w->cols, (long)w->cols, p)) continue;
         rmu_st_release(w->data, (size_t)w->rows * (size_t)w->cols * rmu_dtype_size(w->dtype));
         w->panels = p;
+        w->panels_of = w->data;
         p += rmu_gemm_panels_bytes(w->dtype, (long)w->rows, (long)w->cols);
     }
-    free(ws);
-    return 0;
+    rc = 0;
+out:
+    free(s);
+    return rc;
 }
 
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e) {

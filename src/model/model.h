@@ -32,7 +32,8 @@ typedef struct rmu_weight {
     int64_t rows, cols;
     const float *scale; /* F8_E4M3 only: nscale fp32 scales, one per row (nscale = rows) or one */
     int64_t nscale;
-    const void *panels; /* F8_E4M3/BF16 matrices, optional: data as panels (kernels/gemm.h) */
+    const void *panels;    /* F8_E4M3/BF16 matrices, optional: data as panels (kernels/gemm.h) */
+    const void *panels_of; /* valid while data is still this (training swaps data for masters) */
 } rmu_weight;
 
 typedef struct rmu_layer {
@@ -60,7 +61,7 @@ typedef struct rmu_model {
  * BF16 matrices are then copied once into panels when the kernels read them (kernels/gemm.h:
  * FP8 decode ~1.8x faster per core, BF16 products of 9-64 rows cheaper to pack), and their
  * mapped pages released, so resident memory stays the size of the weights. A weight whose
- * data is later swapped (training's fp32 masters) must drop its panels. */
+ * data is later swapped (training's fp32 masters) is read from its new data. */
 int rmu_model_load(rmu_model *m, const char *dir, rmu_err *e);
 /* The same without panels: for commands that read the weights but do not run the model
  * (info, export, quantize) and for training, which reads the stored layout for dX and swaps

@@ -277,10 +277,8 @@ int rmu_tr_init(rmu_tr *tr, rmu_model *m, const rmu_tr_opts *o, rmu_err *e) {
     }
     memcpy(tr->frozen.layers, m->layers, sizeof(rmu_layer) * c->n_layers);
     for (int i = 0; i < tr->nparams; i++) {
-        tr->params[i].orig_panels = tr->params[i].w->panels;
         tr->params[i].w->data = tr->params[i].master;
         tr->params[i].w->dtype = RMU_DT_F32;
-        tr->params[i].w->panels = NULL;
     }
     if (c->tie_word_embeddings) m->lm_head = m->embed;
     return 0;
@@ -295,7 +293,6 @@ void rmu_tr_free(rmu_tr *tr) {
     for (int i = 0; i < tr->nparams; i++) {
         tr->params[i].w->data = tr->params[i].orig;
         tr->params[i].w->dtype = tr->params[i].orig_dtype;
-        tr->params[i].w->panels = tr->params[i].orig_panels;
     }
     if (tr->nparams && tr->m->cfg.tie_word_embeddings) tr->m->lm_head = tr->m->embed;
     free(tr->params);

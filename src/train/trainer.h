@@ -61,7 +61,6 @@ typedef struct rmu_tr_param {
     rmu_weight *w;          /* the live model's slot (data = master) */
     const void *orig;       /* the original file data (mmap) */
     rmu_dtype orig_dtype;
-    const void *orig_panels; /* the weight's panels, dropped while data is the master */
     int64_t rows, cols;     /* rows = 1 for 1-D tensors */
     size_t numel;
     int layer;              /* -1 embedding, n_layers: final norm / lm_head */

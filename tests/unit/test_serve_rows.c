@@ -4,7 +4,8 @@
  * GEMM's few-row threshold), whatever the prefill chunking (1-token chunks included), and
  * rows a decode step computed equal rows a prefill computes for the same tokens (so a
  * generated reply's cache is reusable as a prompt prefix). This is what makes greedy serving
- * batch-invariant. */
+ * batch-invariant. Also: the weight panels rmu_model_load makes give the logits of the stored
+ * layout, bitwise, and a weight whose data is swapped after load is read from its new data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -225,6 +226,48 @@ static void test_chunking_and_all_rows(void **state) {
     rmu_state_free(&s0);
 }
 
+/* Logits of the last of n prompt tokens (k-th prompt) on model m. */
+static void last_logits(rmu_model *m, int k, int n, float *logits) {
+    rmu_state s;
+    rmu_err e;
+    int ids[CTX];
+    prompt(k, n, ids);
+    if (rmu_state_init(&s, m, CTX, CTX, &e) || rmu_model_forward(m, &s, ids, n, logits, 0, &e)) fail_msg("%s", e.msg);
+    rmu_state_free(&s);
+}
+
+static void test_panels_follow_data(void **state) {
+    rmu_model m2;
+    rmu_err e;
+    if (rmu_model_open(&m2, tu_path(*state, "m"), &e)) fail_msg("%s", e.msg);
+    rmu_weight *w = &g_m.layers[0].w_up, *w2 = &m2.layers[0].w_up;
+    if (!rmu_gemm_panels_used(RMU_DT_BF16)) print_message("note: this kernel path makes no BF16 panels\n");
+    else assert_non_null(w->panels);
+    assert_null(w2->panels);
+    float *a = malloc(sizeof(float) * g_V), *b = malloc(sizeof(float) * g_V), *c = malloc(sizeof(float) * g_V);
+    for (int n = 1; n <= 12; n += 11) { /* decode-sized and prefill-sized products */
+        last_logits(&g_m, 3, n, a);
+        last_logits(&m2, 3, n, b);
+        assert_memory_equal(a, b, sizeof(float) * g_V);
+    }
+    /* swap w_up's data for a changed copy (same dtype: the panels would still "fit") */
+    size_t numel = (size_t)w->rows * (size_t)w->cols;
+    uint16_t *copy = malloc(2 * numel);
+    memcpy(copy, w->data, 2 * numel);
+    for (size_t i = 0; i < numel; i += 3) copy[i] ^= 0x8000; /* flip a third of the signs */
+    const void *orig = w->data, *orig2 = w2->data;
+    w->data = copy, w2->data = copy;
+    last_logits(&g_m, 3, 12, c);
+    last_logits(&m2, 3, 12, b);
+    assert_memory_equal(c, b, sizeof(float) * g_V);
+    assert_true(memcmp(a, c, sizeof(float) * g_V) != 0);
+    w->data = orig, w2->data = orig2;
+    last_logits(&g_m, 3, 12, c);
+    assert_memory_equal(a, c, sizeof(float) * g_V);
+    free(copy), free(a), free(b), free(c);
+    rmu_model_free(&m2);
+}
+
 static void test_errors(void **state) {
     (void)state;
     rmu_state s[2];
@@ -255,6 +298,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batches_equal_alone),
         cmocka_unit_test(test_chunking_and_all_rows),
+        cmocka_unit_test(test_panels_follow_data),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
