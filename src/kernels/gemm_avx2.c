@@ -445,8 +445,36 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
  * once (8 accumulators); more rows take the halves one after the other (the slice's panel
  * elements are then in L1). The order per output is the groups' (k in order per slice, an F8
  * scale after the slice's sum). es: bytes per element. */
-AI void dec16(const rmu_dtype dt, const char *p, __m256 *w0, __m256 *w1) {
-    if (dt == RMU_DT_F8_E4M3) {
+/* 8 FP8 codes (no NaN) as the fp32 patterns of e4m3(code) * 2^-120: sign to bit 31,
+ * magnitude to bits 26..20, i.e. the E4M3 exponent becomes the fp32 exponent field (denormal
+ * codes become fp32 denormals, exactly). Three integer operations instead of vcvtph2ps,
+ * which Zen 3 issues once per two cycles: the limit of one-row FP8 decode. The x these meet
+ * is scaled by 2^112, so each product is x * (e4m3 * 2^-8) exactly as on every other path. */
+AI __m256 f8_tiny8(const char *p) {
+    __m256i d = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(d, 20), _mm256_set1_epi32((int)0x87f00000)));
+}
+#define F8_X_SCALE 0x1p112f
+/* x * 2^112 stays finite: every |x| < 2^16 (NaN fails the test, so such rows take the
+ * vcvtph2ps path, whose products are the same numbers) */
+AI int f8_x_fits(int M, int K, const float *x, long ldx) {
+    const __m256 lim = _mm256_set1_ps(65536.0f), mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int m = 0; m < M; m++) {
+        int k = 0;
+        __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        for (; k + 8 <= K; k += 8)
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + m * ldx + k), mag), lim, _CMP_LT_OQ));
+        if (_mm256_movemask_ps(ok) != 0xff) return 0;
+        for (; k < K; k++)
+            if (!(fabsf(x[m * ldx + k]) < 65536.0f)) return 0;
+    }
+    return 1;
+}
+/* 16 panel elements as fp32: F8 times 2^-8, or with tiny (F8 only) times 2^-120 */
+AI void dec16(const rmu_dtype dt, const char *p, __m256 *w0, __m256 *w1, const int tiny) {
+    if (dt == RMU_DT_F8_E4M3 && tiny) {
+        *w0 = f8_tiny8(p), *w1 = f8_tiny8(p + 8);
+    } else if (dt == RMU_DT_F8_E4M3) {
         __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p)));
         *w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), *w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
     } else {
@@ -484,7 +512,7 @@ AI void panel_slice(const rmu_dtype dt, const int M, const char *p, __m256 s0, _
         RACC4(P_DECL)
         for (int k = k0; k < k0 + kc; k++) {
             __m256 w0, w1;
-            dec16(dt, p + (size_t)k * 16 * es, &w0, &w1);
+            dec16(dt, p + (size_t)k * 16 * es, &w0, &w1, 0);
             RACC4(P_FMA)
         }
         RACC4(P_STORE)
@@ -496,20 +524,24 @@ AI void panel_slice(const rmu_dtype dt, const int M, const char *p, __m256 s0, _
 }
 
 /* Two whole panels for one or two rows of x: with one panel a row of x is two FMA chains,
- * bound by the FMA latency; two panels give four (eight for two rows). */
+ * bound by the FMA latency; two panels give four (eight for two rows). tiny: F8 decoded by
+ * f8_tiny8, x scaled by 2^112 (one multiply per k and row of x). */
 AI void panel2_slice(const rmu_dtype dt, const int M, const char *p, const char *q, const __m256 *s, int k0, int kc,
-                     const float *x, long ldx, float *y, long ldy, int add) {
+                     const float *x, long ldx, float *y, long ldy, int add, const int tiny) {
     const size_t es = ESIZE(dt);
+    const __m256 xs = _mm256_set1_ps(F8_X_SCALE);
     __m256 a0 = _mm256_setzero_ps(), b0 = a0, c0 = a0, d0 = a0, a1 = a0, b1 = a0, c1 = a0, d1 = a0;
     for (int k = k0; k < k0 + kc; k++) {
         __m256 w0, w1, w2, w3;
-        dec16(dt, p + (size_t)k * 16 * es, &w0, &w1);
-        dec16(dt, q + (size_t)k * 16 * es, &w2, &w3);
+        dec16(dt, p + (size_t)k * 16 * es, &w0, &w1, tiny);
+        dec16(dt, q + (size_t)k * 16 * es, &w2, &w3, tiny);
         __m256 x0 = _mm256_broadcast_ss(x + k);
+        if (tiny) x0 = _mm256_mul_ps(x0, xs);
         a0 = _mm256_fmadd_ps(x0, w0, a0), b0 = _mm256_fmadd_ps(x0, w1, b0);
         c0 = _mm256_fmadd_ps(x0, w2, c0), d0 = _mm256_fmadd_ps(x0, w3, d0);
         if (M > 1) {
             __m256 x1 = _mm256_broadcast_ss(x + ldx + k);
+            if (tiny) x1 = _mm256_mul_ps(x1, xs);
             a1 = _mm256_fmadd_ps(x1, w0, a1), b1 = _mm256_fmadd_ps(x1, w1, b1);
             c1 = _mm256_fmadd_ps(x1, w2, c1), d1 = _mm256_fmadd_ps(x1, w3, d1);
         }
@@ -532,6 +564,7 @@ AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, cons
                     const rmu_gemm_b *B, float *y, long ldy, int acc) {
     const size_t ps = (size_t)B->ld * 16 * ESIZE(dt); /* bytes per panel */
     int n = n0;
+    const int tiny = dt == RMU_DT_F8_E4M3 && M <= 2 && f8_x_fits(M, K, x, ldx);
     if (M <= 2)
         for (; n + 32 <= n1; n += 32) {
             const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
@@ -540,7 +573,10 @@ AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, cons
             __m256 s[4] = {_mm256_loadu_ps(sc), _mm256_loadu_ps(sc + 8), _mm256_loadu_ps(sc + 16),
                            _mm256_loadu_ps(sc + 24)};
             for (int k0 = 0; k0 < K; k0 += KC)
-                panel2_slice(dt, M, p, p + ps, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+                if (tiny)
+                    panel2_slice(dt, M, p, p + ps, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0, 1);
+                else
+                    panel2_slice(dt, M, p, p + ps, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0, 0);
         }
     for (; n < n1; n += 16) {
         const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;

@@ -242,7 +242,9 @@ static void test_multi_threads(void **st) {
 
 /* The panel layout itself, and every path's products through panels == through data, bit for
  * bit: M = 1..9 (rows kernels, both halves or one by one) and 17, 40
- * (blocked), N with partial panels, K across kc slices, a row stride past K, 1 and 2 threads. */
+ * (blocked), N with partial panels, K across kc slices, a row stride past K, 1 and 2 threads;
+ * x of unit size, tiny (products below fp32's normal range) and past 2^16 (where AVX2's one-
+ * and two-row kernels cannot scale x by 2^112 and take the vcvtph2ps decode). */
 static void test_panels(void **st) {
     (void)st;
     static const int NK[][2] = {{100, 300}, {37, 33}, {64, 512}, {16, 1}, {130, 1030}};
@@ -267,8 +269,11 @@ static void test_panels(void **st) {
                     if (P[((size_t)p * ld + k) * 16 + r] != want) fail_msg("panel %d k %ld row %d", p, k, r);
                 }
         rmu_err e;
+        static const float xscale[] = {1.0f, 1e-36f, 9e4f};
         for (int path = RMU_GEMM_PORTABLE; path < RMU_GEMM_NPATHS; path++) {
             if (!rmu_gemm_path_available(path)) continue;
+            for (size_t xs = 0; xs < 3; xs++) {
+            for (int i = 0; i < 40 * K; i++) A[i] = tu_frand(&seed) * xscale[xs];
             for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++)
                 for (int prec = RMU_PREC_BF16; prec <= RMU_PREC_FP32; prec++) {
                     int M = Ms[t], nth = 1 + (int)(t % 2);
@@ -278,9 +283,11 @@ static void test_panels(void **st) {
                     if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C1, N, 0, &e)) fail_msg("%s", e.msg);
                     for (int i = 0; i < M * N; i++)
                         if (memcmp(&C0[i], &C1[i], 4))
-                            fail_msg("path %s N %d K %d M %d prec %d: C[%d] %.9g through panels, %.9g through data",
-                                     rmu_gemm_path_name(path), N, K, M, prec, i, C1[i], C0[i]);
+                            fail_msg("path %s N %d K %d M %d prec %d x scale %g: C[%d] %.9g through panels, %.9g "
+                                     "through data",
+                                     rmu_gemm_path_name(path), N, K, M, prec, xscale[xs], i, C1[i], C0[i]);
                 }
+            }
         }
         /* NaN codes are counted (panels hold none: the loader rejects such weights) */
         W[(size_t)(N / 2) * ld + K - 1] = 0xff, W[0] = 0x7f, W[K] = 0x7e;
