@@ -440,11 +440,6 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
     }
 }
 
-/* F8 or BF16 from panels (gemm.h): the 16 rows' element k is one 16-byte (32-byte) load, two
- * lane vectors, no transposes and (F8) no NaN fix-up. Up to 4 rows of x take both halves at
- * once (8 accumulators); more rows take the halves one after the other (the slice's panel
- * elements are then in L1). The order per output is the groups' (k in order per slice, an F8
- * scale after the slice's sum). es: bytes per element. */
 /* 8 FP8 codes (no NaN) as the fp32 patterns of e4m3(code) * 2^-120: sign to bit 31,
  * magnitude to bits 26..20, i.e. the E4M3 exponent becomes the fp32 exponent field (denormal
  * codes become fp32 denormals, exactly). Three integer operations instead of vcvtph2ps,
@@ -470,7 +465,12 @@ AI int f8_x_fits(int M, int K, const float *x, long ldx) {
     }
     return 1;
 }
-/* 16 panel elements as fp32: F8 times 2^-8, or with tiny (F8 only) times 2^-120 */
+/* F8 or BF16 from panels (gemm.h): the 16 rows' element k is one 16-byte (32-byte) load, two
+ * lane vectors, no transposes and (F8) no NaN fix-up. Up to 4 rows of x take both halves at
+ * once (8 accumulators); more rows take the halves one after the other (the slice's panel
+ * elements are then in L1). The order per output is the groups' (k in order per slice, an F8
+ * scale after the slice's sum). es: bytes per element.
+ * dec16: 16 panel elements as fp32, F8 times 2^-8 or, with tiny, times 2^-120. */
 AI void dec16(const rmu_dtype dt, const char *p, __m256 *w0, __m256 *w1, const int tiny) {
     if (dt == RMU_DT_F8_E4M3 && tiny) {
         *w0 = f8_tiny8(p), *w1 = f8_tiny8(p + 8);
