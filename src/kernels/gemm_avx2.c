@@ -457,8 +457,10 @@ AI int f8_x_fits(int M, int K, const float *x, long ldx) {
     for (int m = 0; m < M; m++) {
         int k = 0;
         __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-        for (; k + 8 <= K; k += 8)
-            ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + m * ldx + k), mag), lim, _CMP_LT_OQ));
+        for (; k + 8 <= K; k += 8) {
+            __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + m * ldx + k), mag);
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(a, lim, _CMP_LT_OQ));
+        }
         if (_mm256_movemask_ps(ok) != 0xff) return 0;
         for (; k < K; k++)
             if (!(fabsf(x[m * ldx + k]) < 65536.0f)) return 0;
@@ -572,11 +574,13 @@ AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, cons
             panel_scales(dt, B, n, 32, sc);
             __m256 s[4] = {_mm256_loadu_ps(sc), _mm256_loadu_ps(sc + 8), _mm256_loadu_ps(sc + 16),
                            _mm256_loadu_ps(sc + 24)};
-            for (int k0 = 0; k0 < K; k0 += KC)
+            for (int k0 = 0; k0 < K; k0 += KC) {
+                int kc = K - k0 < KC ? K - k0 : KC;
                 if (tiny)
-                    panel2_slice(dt, M, p, p + ps, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0, 1);
+                    panel2_slice(dt, M, p, p + ps, s, k0, kc, x, ldx, y + n, ldy, acc || k0 > 0, 1);
                 else
-                    panel2_slice(dt, M, p, p + ps, s, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0, 0);
+                    panel2_slice(dt, M, p, p + ps, s, k0, kc, x, ldx, y + n, ldy, acc || k0 > 0, 0);
+            }
         }
     for (; n < n1; n += 16) {
         const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;

@@ -5,8 +5,8 @@
  * same bytes, and the small step / memory limits keep every input fast: a template that
  * loops for ever or grows without bound has to stop with an error (far below the engine's
  * defaults; at 200000 steps / 16 MiB a few looping inputs took 1-2 s each under ASan and the
- * campaign ran at 130 executions/s; the code that enforces the limits is the same). `make fuzz`, then
- * build-fuzz/fuzz_jinja [corpus dir]. */
+ * campaign ran at 130 executions/s; the code that enforces the limits is the same).
+ * `make fuzz`, then build-fuzz/fuzz_jinja [corpus dir]. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,8 +5,8 @@
  * rstrip); the ids must decode back to exactly that text when it is valid UTF-8, and the
  * stream decoder must agree with the full decoder. Only the first TEXT_MAX bytes of a text
  * are encoded: the JSON seeds make libFuzzer grow inputs to ~15 KB, and a text that long
- * reaches no code a shorter one does not while costing 10x the time per execution. `make fuzz`, then
- * build-fuzz/fuzz_tokenizer [corpus dir]. */
+ * reaches no code a shorter one does not while costing 10x the time per execution.
+ * `make fuzz`, then build-fuzz/fuzz_tokenizer [corpus dir]. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -273,20 +273,20 @@ static void test_panels(void **st) {
         for (int path = RMU_GEMM_PORTABLE; path < RMU_GEMM_NPATHS; path++) {
             if (!rmu_gemm_path_available(path)) continue;
             for (size_t xs = 0; xs < 3; xs++) {
-            for (int i = 0; i < 40 * K; i++) A[i] = tu_frand(&seed) * xscale[xs];
-            for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++)
-                for (int prec = RMU_PREC_BF16; prec <= RMU_PREC_FP32; prec++) {
-                    int M = Ms[t], nth = 1 + (int)(t % 2);
-                    rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, ld, (rmu_prec)prec, sc, N, NULL};
-                    if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C0, N, 0, &e)) fail_msg("%s", e.msg);
-                    b.panels = P;
-                    if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C1, N, 0, &e)) fail_msg("%s", e.msg);
-                    for (int i = 0; i < M * N; i++)
-                        if (memcmp(&C0[i], &C1[i], 4))
-                            fail_msg("path %s N %d K %d M %d prec %d x scale %g: C[%d] %.9g through panels, %.9g "
-                                     "through data",
-                                     rmu_gemm_path_name(path), N, K, M, prec, xscale[xs], i, C1[i], C0[i]);
-                }
+                for (int i = 0; i < 40 * K; i++) A[i] = tu_frand(&seed) * xscale[xs];
+                for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++)
+                    for (int prec = RMU_PREC_BF16; prec <= RMU_PREC_FP32; prec++) {
+                        int M = Ms[t], nth = 1 + (int)(t % 2);
+                        rmu_gemm_b b = {W, RMU_DT_F8_E4M3, 1, ld, (rmu_prec)prec, sc, N, NULL};
+                        if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C0, N, 0, &e)) fail_msg("%s", e.msg);
+                        b.panels = P;
+                        if (rmu_gemm_ex(path, nth, M, N, K, A, K, 1, &b, C1, N, 0, &e)) fail_msg("%s", e.msg);
+                        for (int i = 0; i < M * N; i++)
+                            if (memcmp(&C0[i], &C1[i], 4))
+                                fail_msg("path %s N %d K %d M %d prec %d x scale %g: C[%d] %.9g through "
+                                         "panels, %.9g through data",
+                                         rmu_gemm_path_name(path), N, K, M, prec, xscale[xs], i, C1[i], C0[i]);
+                    }
             }
         }
         /* NaN codes are counted (panels hold none: the loader rejects such weights) */
