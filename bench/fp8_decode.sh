@@ -29,7 +29,7 @@ fi
 # one `rmu bench` run: "tok/s GB/s percent"
 one() {
     local out
-    out=$("$RMU" bench -m "$1" --prompt-len "$PROMPT" --gen-len "$GEN" 2>&1) || { echo "$out" >&2; exit 1; }
+    out=$("$RMU" bench -m "$1" --prompt-len "$PROMPT" --gen-len "$GEN" 2>&1) || { echo "$out" >&2; return 1; }
     echo "$(echo "$out" | awk '/^decode  / {print $2}') $(echo "$out" | awk '/^decode bandwidth/ {print $3, $(NF-4)}' | tr -d '(%')"
 }
 median() { sort -g | awk '{a[NR] = $1} END {print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -38,8 +38,11 @@ echo "== $ROUNDS rounds, prompt $PROMPT, $GEN decoded tokens, $(nproc) cores, th
 printf "%-6s %-22s %-22s %s\n" round "bf16 tok/s (GB/s, %)" "FP8 tok/s (GB/s, %)" "FP8/bf16"
 b_all= f_all= r_all=
 for r in $(seq "$ROUNDS"); do
-    read -r bt bg bp <<<"$(one "$DIR")"
-    read -r ft fg fp <<<"$(one "$DIR-fp8")"
+    # assignments, so that a failed run stops the script (set -e) instead of reading blanks
+    b=$(one "$DIR")
+    f=$(one "$DIR-fp8")
+    read -r bt bg bp <<<"$b"
+    read -r ft fg fp <<<"$f"
     ratio=$(awk -v f="$ft" -v b="$bt" 'BEGIN {printf "%.2f", f / b}')
     printf "%-6s %-22s %-22s %sx\n" "$r" "$bt ($bg, $bp%)" "$ft ($fg, $fp%)" "$ratio"
     b_all="$b_all $bt" f_all="$f_all $ft" r_all="$r_all $ratio"
