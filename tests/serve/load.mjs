@@ -158,8 +158,8 @@ async function limits() {
       const ac = new AbortController();
       let started;
       const started_p = new Promise((r) => (started = r));
-      const long = stream(srv.base, "/v1/completions", { prompt: "Once", max_tokens: 3000, ignore_eos: true }, { signal: ac.signal, onEvent: () => started() }).catch(() => null);
-      await started_p; // the slot is busy
+      const long = stream(srv.base, "/v1/completions", { prompt: "Once", max_tokens: 3000, ignore_eos: true }, { signal: ac.signal, onEvent: (e) => e.choices && e.choices[0].text && started() }).catch(() => null);
+      await started_p; // a token came: the slot is busy (the first, empty chunk is sent before the request is in a slot)
       const queued = http(srv.base, "/v1/completions", { body: { prompt: "Hi", max_tokens: 2 } });
       await sleep(100);
       assertError(await http(srv.base, "/v1/completions", { body: { prompt: "Hi", max_tokens: 2 } }), 429, { type: "rate_limit_exceeded", code: "queue_full" });
