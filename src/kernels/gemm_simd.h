@@ -40,9 +40,16 @@ AI int pack_b_panels(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, in
     const size_t es = ESIZE(dt);
     for (int jb = 0; jb < NR; jb += 16) {
         const char *p = (const char *)B->panels + ((size_t)(n0 + jb) / 16 * (size_t)B->ld + (size_t)k0) * 16 * es;
-        for (int k = 0; k < kc; k++)
+        /* The next panel's slice, packed next (gemm.c's column loop), is pulled into L2
+         * meanwhile: otherwise each pack starts a cold DRAM stream and waits on it (16 rows of
+         * the 4-layer model: +14% tok/s). An integer address: past the last panel it is outside
+         * the weights, fine for a prefetch (it never faults), not for pointer arithmetic. */
+        const uintptr_t next = (uintptr_t)p + (uintptr_t)B->ld * 16 * es;
+        for (int k = 0; k < kc; k++) {
+            if ((k * 16 * es) % 64 == 0) _mm_prefetch((const char *)(next + (size_t)k * 16 * es), _MM_HINT_T1);
             for (int v = 0; v < 16; v += VL)
                 vf_store(Bp + (size_t)k * NR + jb + v, vf_load_panel(dt, p + ((size_t)k * 16 + v) * es));
+        }
     }
     return 1;
 }
