@@ -276,6 +276,10 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
     /* Rows of a tile in one A block: each B micro-panel is used once, so it is packed right
      * before use and stays in L1 (reading the weights overlaps the arithmetic). */
     int fused = MT <= MC;
+    /* BF16 panels, kp = 1 and NR = 16: full micro-panels of B are read from the panels
+     * themselves, no packing (partial last panels are packed) */
+    const int direct = fused && isa->ukernel_pbf16 && kp == 1 && NR == 16 && B->dtype == RMU_DT_BF16 && B->trans &&
+                       B->panels && (isa->panels >> RMU_DT_BF16 & 1);
     size_t slots = (size_t)(KC / kp);
     size_t abytes = round64(slots * MC * 4), bbytes = round64(slots * (fused ? NR : imin(NT, npan * NR)) * 4);
     size_t per = abytes + bbytes;
@@ -300,6 +304,17 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
                                     Ap + (size_t)i / MR * apan);
                     for (int j = n0; j < n1; j += NR) {
                         char *bp = Bp;
+                        if (direct && n1 - j >= NR) {
+                            /* this slice of panel j / 16 read as it is; the next panel's is
+                             * prefetched by the first micro-panel of A (an integer address:
+                             * past the last panel it is outside the weights) */
+                            const char *pn = (const char *)B->panels + ((size_t)j / 16 * B->ld + k0) * 32;
+                            uintptr_t next = (uintptr_t)pn + (uintptr_t)B->ld * 32;
+                            for (int i = 0; i < mc; i += MR)
+                                isa->ukernel_pbf16(ks, Ap + (size_t)i / MR * apan, pn, i ? 0 : next,
+                                                   C + (size_t)(i0 + i) * ldc + j, ldc, imin(MR, mc - i), acc);
+                            continue;
+                        }
                         if (fused) pack_b(ty, B, kp, k0, kc, j, imin(NR, n1 - j), NR, rnd_b, bp);
                         else bp += (size_t)(j - n0) / NR * bpan;
                         for (int i = 0; i < mc; i += MR)

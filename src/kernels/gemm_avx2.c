@@ -87,6 +87,70 @@ static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, 
     }
 }
 
+/* C[mr, 16] (+)= Ap[ks][6] * W^T straight from a BF16 panel (gemm.h; no packed B): at k the
+ * panel's 32 bytes are the 16 rows' bf16 pairs, so one load gives two fp32 vectors - the even
+ * rows (<< 16) and the odd rows (the high halves) - two integer operations the FMA pipes do not
+ * need. The products and their order are the packed kernel's (gemm_impl.h "Order"); only the
+ * lanes are permuted, put back at the store. Few rows of A (serving batches) spent ~10% of a
+ * product packing B. next: a later panel's bytes to pull into L2 meanwhile (0: none). */
+#define PACC_DECL(i) __m256 e##i = _mm256_setzero_ps(), o##i = _mm256_setzero_ps();
+#define PACC_FMA(i)                                                                                                \
+    if (i < R) {                                                                                                   \
+        __m256 ai = _mm256_broadcast_ss(a + i);                                                                    \
+        e##i = _mm256_fmadd_ps(ai, we, e##i);                                                                      \
+        o##i = _mm256_fmadd_ps(ai, wo, o##i);                                                                      \
+    }
+#define PACC_OUT(i)                                                                                                \
+    if (i < R) {                                                                                                   \
+        __m256 lo = _mm256_unpacklo_ps(e##i, o##i), hi = _mm256_unpackhi_ps(e##i, o##i);                           \
+        c[i][0] = _mm256_permute2f128_ps(lo, hi, 0x20), c[i][1] = _mm256_permute2f128_ps(lo, hi, 0x31);            \
+    }
+AI void ukernel_pbf16_r(const int R, int ks, const void *Ap, const void *panel, uintptr_t next, float *C, long ldc,
+                        int acc) {
+    const float *a = Ap;
+    const __m256i *w = panel;
+    const __m256i hi16 = _mm256_set1_epi32((int)0xffff0000u);
+    PACC_DECL(0) PACC_DECL(1) PACC_DECL(2) PACC_DECL(3) PACC_DECL(4) PACC_DECL(5)
+    int k = 0;
+    if (next)
+        for (; k + 2 <= ks; k += 2) {
+            _mm_prefetch((const char *)(next + (size_t)k * 32), _MM_HINT_T1);
+            for (int u = 0; u < 2; u++, a += MR) {
+                __m256i v = _mm256_loadu_si256(w + k + u);
+                __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi16));
+                PACC_FMA(0) PACC_FMA(1) PACC_FMA(2) PACC_FMA(3) PACC_FMA(4) PACC_FMA(5)
+            }
+        }
+#pragma GCC unroll 4
+    for (; k < ks; k++, a += MR) {
+        __m256i v = _mm256_loadu_si256(w + k);
+        __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi16));
+        PACC_FMA(0) PACC_FMA(1) PACC_FMA(2) PACC_FMA(3) PACC_FMA(4) PACC_FMA(5)
+    }
+    __m256 c[MR][2];
+    PACC_OUT(0) PACC_OUT(1) PACC_OUT(2) PACC_OUT(3) PACC_OUT(4) PACC_OUT(5)
+    for (int i = 0; i < R; i++) {
+        float *ci = C + i * ldc;
+        if (acc) {
+            c[i][0] = _mm256_add_ps(c[i][0], _mm256_loadu_ps(ci));
+            c[i][1] = _mm256_add_ps(c[i][1], _mm256_loadu_ps(ci + 8));
+        }
+        _mm256_storeu_ps(ci, c[i][0]);
+        _mm256_storeu_ps(ci + 8, c[i][1]);
+    }
+}
+static void ukernel_pbf16(int ks, const void *Ap, const void *panel, uintptr_t next, float *C, long ldc, int mr,
+                          int acc) {
+    switch (mr) {
+    case 6: ukernel_pbf16_r(6, ks, Ap, panel, next, C, ldc, acc); break;
+    case 5: ukernel_pbf16_r(5, ks, Ap, panel, next, C, ldc, acc); break;
+    case 4: ukernel_pbf16_r(4, ks, Ap, panel, next, C, ldc, acc); break;
+    case 3: ukernel_pbf16_r(3, ks, Ap, panel, next, C, ldc, acc); break;
+    case 2: ukernel_pbf16_r(2, ks, Ap, panel, next, C, ldc, acc); break;
+    default: ukernel_pbf16_r(1, ks, Ap, panel, next, C, ldc, acc); break;
+    }
+}
+
 /* ---- packers */
 
 /* r[t] <- column t of the 8x8 block r (rows r[0..7]). */
@@ -636,6 +700,7 @@ void rmu_gemm_isa_avx2(rmu_gemm_isa *isa) {
     isa->rows_max = 8;
     isa->panels = 1u << RMU_DT_F8_E4M3 | 1u << RMU_DT_BF16;
     isa->ukernel = ukernel;
+    isa->ukernel_pbf16 = ukernel_pbf16;
     isa->pack_a = pack_a;
     isa->type[RMU_DT_F32] = (rmu_gemm_type){4, to_f32_f32, pack_b_f32, rmu_gemm_pack_b2_generic, rows_f32};
     isa->type[RMU_DT_F16] = (rmu_gemm_type){2, to_f32_f16, pack_b_f16, rmu_gemm_pack_b2_generic, rows_f16};

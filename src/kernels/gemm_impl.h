@@ -76,6 +76,11 @@ typedef struct rmu_gemm_isa {
     unsigned panels; /* bit dt set: its dtype-dt rows kernel and B packer read rmu_gemm_b.panels */
     /* C[0..mr, 0..nr) (+)= Ap * Bp over ks k slots (acc 0: overwrite, 1: add) */
     void (*ukernel)(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc);
+    /* Optional (kp = 1, NR = 16): as ukernel with nr = 16, but B read from a BF16 panel at
+     * its first k (gemm.h) instead of a packed micro-panel; next: an address to prefetch a
+     * later panel's slice from (0: none) */
+    void (*ukernel_pbf16)(int ks, const void *Ap, const void *panel, uintptr_t next, float *C, long ldc, int mr,
+                          int acc);
     /* A(0..mr, 0..kc) (mr <= MR) -> the MR-row micro-panel Ap (rows mr..MR zero); kp = 1:
      * fp32 (rnd: rounded to bf16), kp = 2: bf16 pairs (always rounded) */
     void (*pack_a)(int mr, int kc, const float *A, long rsa, long csa, int MR, int rnd, void *Ap);
