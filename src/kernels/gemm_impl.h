@@ -7,7 +7,9 @@
  * and per kc-deep slice of K, B's kc x nt block is packed once (converted from its dtype,
  * zero padded to NR-wide micro-panels), then for each mc-row block of A, A is packed into
  * MR-row micro-panels and the micro-kernel runs over every (micro-panel of A, micro-panel of
- * B) pair. A B micro-panel (kc x NR) stays in L1, the A block (mc x kc) in L2.
+ * B) pair. A B micro-panel (kc x NR) stays in L1, the A block (mc x kc) in L2. When a tile's
+ * rows fit one A block each B micro-panel is packed right before its use, or (ukernel_pbf16)
+ * not packed at all: read from the BF16 panels as they are.
  *
  * Packed layouts use "k slots" of kp consecutive k values: kp = 1 for fp32 panels, kp = 2
  * for bf16 pair panels (vdpbf16ps: one u32 = two bf16 of consecutive k). A slot of an A
