@@ -105,7 +105,6 @@ static int is_loopback(const char *host) {
            !strncmp(host, "127.", 4);
 }
 
-/* Waits for SIGINT/SIGTERM for up to ms milliseconds: 1 when one came. */
 /* The model is loaded (its weight panels made with OpenMP) on a thread that then exits, and
  * libgomp frees that thread's workers: the engine's team is then the only one. With a second,
  * idle team libgomp counts more threads than cores and stops spin-waiting between parallel
@@ -130,6 +129,7 @@ static int load_model(rmu_model *m, const char *dir, rmu_err *e) {
     return j.rc;
 }
 
+/* Waits for SIGINT/SIGTERM for up to ms milliseconds: 1 when one came. */
 static int got_signal(const sigset_t *set, long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     return sigtimedwait(set, NULL, &ts) > 0;

@@ -111,20 +111,12 @@ AI void ukernel_pbf16_r(const int R, int ks, const void *Ap, const void *panel, 
     const __m256i *w = panel;
     const __m256i hi16 = _mm256_set1_epi32((int)0xffff0000u);
     PACC_DECL(0) PACC_DECL(1) PACC_DECL(2) PACC_DECL(3) PACC_DECL(4) PACC_DECL(5)
-    int k = 0;
-    if (next)
-        for (; k + 2 <= ks; k += 2) {
-            _mm_prefetch((const char *)(next + (size_t)k * 32), _MM_HINT_T1);
-            for (int u = 0; u < 2; u++, a += MR) {
-                __m256i v = _mm256_loadu_si256(w + k + u);
-                __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi16));
-                PACC_FMA(0) PACC_FMA(1) PACC_FMA(2) PACC_FMA(3) PACC_FMA(4) PACC_FMA(5)
-            }
-        }
 #pragma GCC unroll 4
-    for (; k < ks; k++, a += MR) {
+    for (int k = 0; k < ks; k++, a += MR) {
+        if (next && !(k & 1)) _mm_prefetch((const char *)(next + (size_t)k * 32), _MM_HINT_T1); /* a line per 2 k */
         __m256i v = _mm256_loadu_si256(w + k);
-        __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi16));
+        __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi16));
         PACC_FMA(0) PACC_FMA(1) PACC_FMA(2) PACC_FMA(3) PACC_FMA(4) PACC_FMA(5)
     }
     __m256 c[MR][2];
