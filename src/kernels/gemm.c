@@ -276,10 +276,9 @@ static int blocked(const rmu_gemm_isa *isa, int nth, int M, int N, int K, const 
     /* Rows of a tile in one A block: each B micro-panel is used once, so it is packed right
      * before use and stays in L1 (reading the weights overlaps the arithmetic). */
     int fused = MT <= MC;
-    /* BF16 panels, kp = 1 and NR = 16: full micro-panels of B are read from the panels
-     * themselves, no packing (partial last panels are packed) */
-    const int direct = fused && isa->ukernel_pbf16 && kp == 1 && NR == 16 && B->dtype == RMU_DT_BF16 && B->trans &&
-                       B->panels && (isa->panels >> RMU_DT_BF16 & 1);
+    /* BF16 panels on a path with ukernel_pbf16: full micro-panels of B are read from the
+     * panels themselves, no packing (partial last panels are packed) */
+    const int direct = fused && isa->ukernel_pbf16 && B->dtype == RMU_DT_BF16 && B->trans && B->panels;
     size_t slots = (size_t)(KC / kp);
     size_t abytes = round64(slots * MC * 4), bbytes = round64(slots * (fused ? NR : imin(NT, npan * NR)) * 4);
     size_t per = abytes + bbytes;

@@ -38,23 +38,8 @@ AI __m256 round_bf16(__m256 v) {
     }
 #define ACC_OUT(i) c[i][0] = c##i##0, c[i][1] = c##i##1;
 
-AI void ukernel_r(const int R, int ks, const void *Ap, const void *Bp, float *C, long ldc, int nr, int acc) {
-    const float *a = Ap, *b = Bp;
-    /* C comes from L3 (each tile of C is revisited once per kc slice): start it early */
-    for (int i = 0; i < R; i++) {
-        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
-    }
-    ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5)
-#pragma GCC unroll 4
-    for (int k = 0; k < ks; k++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5)
-        a += MR;
-        b += NR;
-    }
-    __m256 c[MR][2];
-    ACC_OUT(0) ACC_OUT(1) ACC_OUT(2) ACC_OUT(3) ACC_OUT(4) ACC_OUT(5)
+/* C[R, nr] (+)= the accumulators c (a full 16-wide tile straight, a partial one through t) */
+AI void store_tile(const int R, __m256 c[MR][2], float *C, long ldc, int nr, int acc) {
     if (nr == NR) {
         for (int i = 0; i < R; i++) {
             float *ci = C + i * ldc;
@@ -76,15 +61,40 @@ AI void ukernel_r(const int R, int ks, const void *Ap, const void *Bp, float *C,
         for (int j = 0; j < nr; j++) C[i * ldc + j] = acc ? C[i * ldc + j] + t[i][j] : t[i][j];
 }
 
-static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
-    switch (mr) {
-    case 6: ukernel_r(6, ks, Ap, Bp, C, ldc, nr, acc); break;
-    case 5: ukernel_r(5, ks, Ap, Bp, C, ldc, nr, acc); break;
-    case 4: ukernel_r(4, ks, Ap, Bp, C, ldc, nr, acc); break;
-    case 3: ukernel_r(3, ks, Ap, Bp, C, ldc, nr, acc); break;
-    case 2: ukernel_r(2, ks, Ap, Bp, C, ldc, nr, acc); break;
-    default: ukernel_r(1, ks, Ap, Bp, C, ldc, nr, acc); break;
+AI void ukernel_r(const int R, int ks, const void *Ap, const void *Bp, float *C, long ldc, int nr, int acc) {
+    const float *a = Ap, *b = Bp;
+    /* C comes from L3 (each tile of C is revisited once per kc slice): start it early */
+    for (int i = 0; i < R; i++) {
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
     }
+    ACC_DECL(0) ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5)
+#pragma GCC unroll 4
+    for (int k = 0; k < ks; k++) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        ACC_FMA(0) ACC_FMA(1) ACC_FMA(2) ACC_FMA(3) ACC_FMA(4) ACC_FMA(5)
+        a += MR;
+        b += NR;
+    }
+    __m256 c[MR][2];
+    ACC_OUT(0) ACC_OUT(1) ACC_OUT(2) ACC_OUT(3) ACC_OUT(4) ACC_OUT(5)
+    store_tile(R, c, C, ldc, nr, acc);
+}
+
+/* mr (1..6) as a compile-time row count, so rows past it cost nothing */
+#define SWITCH_R(mr, CALL)                                                                                         \
+    switch (mr) {                                                                                                  \
+    case 6: CALL(6); break;                                                                                        \
+    case 5: CALL(5); break;                                                                                        \
+    case 4: CALL(4); break;                                                                                        \
+    case 3: CALL(3); break;                                                                                        \
+    case 2: CALL(2); break;                                                                                        \
+    default: CALL(1); break;                                                                                       \
+    }
+static void ukernel(int ks, const void *Ap, const void *Bp, float *C, long ldc, int mr, int nr, int acc) {
+#define UK(R) ukernel_r(R, ks, Ap, Bp, C, ldc, nr, acc)
+    SWITCH_R(mr, UK)
+#undef UK
 }
 
 /* C[mr, 16] (+)= Ap[ks][6] * W^T straight from a BF16 panel (gemm.h; no packed B): at k the
@@ -121,26 +131,13 @@ AI void ukernel_pbf16_r(const int R, int ks, const void *Ap, const void *panel, 
     }
     __m256 c[MR][2];
     PACC_OUT(0) PACC_OUT(1) PACC_OUT(2) PACC_OUT(3) PACC_OUT(4) PACC_OUT(5)
-    for (int i = 0; i < R; i++) {
-        float *ci = C + i * ldc;
-        if (acc) {
-            c[i][0] = _mm256_add_ps(c[i][0], _mm256_loadu_ps(ci));
-            c[i][1] = _mm256_add_ps(c[i][1], _mm256_loadu_ps(ci + 8));
-        }
-        _mm256_storeu_ps(ci, c[i][0]);
-        _mm256_storeu_ps(ci + 8, c[i][1]);
-    }
+    store_tile(R, c, C, ldc, NR, acc);
 }
 static void ukernel_pbf16(int ks, const void *Ap, const void *panel, uintptr_t next, float *C, long ldc, int mr,
                           int acc) {
-    switch (mr) {
-    case 6: ukernel_pbf16_r(6, ks, Ap, panel, next, C, ldc, acc); break;
-    case 5: ukernel_pbf16_r(5, ks, Ap, panel, next, C, ldc, acc); break;
-    case 4: ukernel_pbf16_r(4, ks, Ap, panel, next, C, ldc, acc); break;
-    case 3: ukernel_pbf16_r(3, ks, Ap, panel, next, C, ldc, acc); break;
-    case 2: ukernel_pbf16_r(2, ks, Ap, panel, next, C, ldc, acc); break;
-    default: ukernel_pbf16_r(1, ks, Ap, panel, next, C, ldc, acc); break;
-    }
+#define UKP(R) ukernel_pbf16_r(R, ks, Ap, panel, next, C, ldc, acc)
+    SWITCH_R(mr, UKP)
+#undef UKP
 }
 
 /* ---- packers */
