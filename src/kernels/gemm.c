@@ -86,29 +86,30 @@ int rmu_prec_parse(const char *s, rmu_prec *out, rmu_err *e) {
 const char *rmu_prec_name(rmu_prec p) { return p == RMU_PREC_BF16 ? "bf16" : p == RMU_PREC_FP32 ? "fp32" : "auto"; }
 
 size_t rmu_gemm_panels_bytes(rmu_dtype dt, long N, long ld) {
-    return (size_t)((N + 15) / 16) * (size_t)ld * 16 * rmu_dtype_size(dt);
+    return (size_t)((N + 15) / 16) * rmu_gemm_panel_bytes(dt, ld);
 }
 
 long rmu_gemm_panels(rmu_dtype dt, const void *w, long N, long K, long ld, void *out) {
     long np = (N + 15) / 16, nan = 0;
     const int f8 = dt == RMU_DT_F8_E4M3;
+    const size_t pb = rmu_gemm_panel_bytes(dt, ld);
     /* 64 columns of 16 rows at a time: 16 cache lines in, 16 (32) out */
 #pragma omp parallel for schedule(static) reduction(+ : nan)
     for (long p = 0; p < np; p++) {
-        unsigned char *o8 = (unsigned char *)out + (size_t)p * ld * 16;
-        uint16_t *o16 = (uint16_t *)out + (size_t)p * ld * 16;
-        if (f8) memset(o8 + (size_t)K * 16, 0, (size_t)(ld - K) * 16);
+        unsigned char *o8 = (unsigned char *)out + (size_t)p * pb;
+        uint16_t *o16 = (uint16_t *)o8;
+        if (f8) memset(o8 + (size_t)K / 4 * 64, 0, pb - (size_t)K / 4 * 64); /* from the group holding K */
         else memset(o16 + (size_t)K * 16, 0, (size_t)(ld - K) * 16 * 2);
         for (long k0 = 0; k0 < K; k0 += 64) {
             long kn = K - k0 < 64 ? K - k0 : 64;
             for (int r = 0; r < 16; r++) {
                 long n = p * 16 + r;
-                if (f8) {
+                if (f8) { /* k's code in byte k % 4 of row r's word of group k / 4 */
                     const unsigned char *src = (const unsigned char *)w + (size_t)n * ld + k0;
                     for (long k = 0; k < kn; k++) {
                         unsigned char c = n < N ? src[k] : 0;
                         nan += (c & 0x7f) == 0x7f;
-                        o8[(size_t)(k0 + k) * 16 + r] = c;
+                        o8[(size_t)(k0 + k) / 4 * 64 + r * 4 + (k0 + k) % 4] = c;
                     }
                 } else {
                     const uint16_t *src = (const uint16_t *)w + (size_t)n * ld + k0;

@@ -102,13 +102,17 @@ typedef struct rmu_gemm_job {
 } rmu_gemm_job;
 int rmu_gemm_multi(int M, int K, const float *A, long lda, const rmu_gemm_job *jobs, int njobs, rmu_err *e);
 
-/* Panels: an F8_E4M3 or BF16 weight [N,K] (row stride ld) laid out so that element k of rows
- * 16p .. 16p+15 is 16 consecutive elements: out[(p * ld + k) * 16 + r] = W[16p + r][k], rows
- * past N and columns past K zero (rmu_gemm_panels_bytes(dt, N, ld) bytes). On [N,K] storage
- * the kernels must transpose weight rows in registers, to keep each output's fixed summation
- * order in the rows kernels and to pack B for the blocked path; from panels one load gives
- * the 16 rows' element k. That makes FP8 decode ~1.8x faster per core (its transposes cost
- * more than the memory read) and BF16 products of 9-64 rows (batched serving) cheaper to pack.
+/* Panels: an F8_E4M3 or BF16 weight [N,K] (row stride ld) laid out so that rows 16p .. 16p+15
+ * at k are side by side. BF16: element k of the 16 rows is 16 consecutive elements,
+ * out[(p * ld + k) * 16 + r] = W[16p + r][k]. F8: 4 k per 32-bit word, one 64-byte line per
+ * 4 k of the 16 rows, out[p * L * 16 + k / 4 * 64 + r * 4 + k % 4] = W[16p + r][k] with L = ld
+ * rounded up to 4 (the AVX2 kernels decode a 32-byte load, 4 k of 8 rows, with 16-bit shifts:
+ * fewer shuffle-port operations than a byte per k). Rows past N and columns past K are zero
+ * (rmu_gemm_panels_bytes(dt, N, ld) bytes). On [N,K] storage the kernels must transpose
+ * weight rows in registers, to keep each output's fixed summation order in the rows kernels
+ * and to pack B for the blocked path; from panels one load gives the 16 rows' element k (F8:
+ * 4 k). That makes FP8 decode ~1.8x faster per core (its transposes cost more than the memory
+ * read) and BF16 products of 9-64 rows (batched serving) cheaper to pack.
  * F8 panels hold no NaN codes (0x7f, 0xff): their kernels decode without the NaN fix-up, so a
  * weight with NaN codes (a corrupt checkpoint; quantizers saturate at +-448) has no panel
  * form. Made once at load (rmu_model_load). Returns the number of NaN codes in an F8 w (0 for

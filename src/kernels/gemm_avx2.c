@@ -222,6 +222,33 @@ AI __m256i f8_nan16(__m256i h) {
 /* 8 FP8 codes (bytes) as fp32 times 2^-8, NaN codes included. */
 AI __m256 f8_to_ps(__m128i codes) { return _mm256_cvtph_ps(f8_nan8(f8_half8(_mm_cvtepi8_epi16(codes)))); }
 
+/* 4 k of 8 rows of an F8 panel (gemm.h: the 32 bytes at p, row t's 4 codes in word t, k in
+ * byte order; never NaN) as the fp32 patterns of e4m3(code) * 2^-120, in w[0..3] (k order):
+ * sign to bit 31, the 7 magnitude bits to bits 26..20, so the E4M3 exponent becomes the low
+ * bits of the fp32 exponent field and denormal codes fp32 denormals, exactly. A 16-bit
+ * arithmetic shift by 4 does that for the high byte of each 16-bit half (the word's top half
+ * is then in place, its low half is shifted up by 16); the low bytes are first moved up by 8.
+ * 5 shifts and 4 ands per 32 weights, where a byte per k costs a vpmovsxbd and a vpslld per 8
+ * (shuffle and shift pipes: what bounds one-row FP8 decode on Zen 3). */
+AI void f8q_tiny(const char *p, __m256 w[4]) {
+    const __m256i d = _mm256_loadu_si256((const __m256i *)p), m = _mm256_set1_epi32((int)0x87f00000);
+    const __m256i hi = _mm256_srai_epi16(d, 4), lo = _mm256_srai_epi16(_mm256_slli_epi16(d, 8), 4);
+    w[0] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(lo, 16), m));
+    w[1] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(hi, 16), m));
+    w[2] = _mm256_castsi256_ps(_mm256_and_si256(lo, m));
+    w[3] = _mm256_castsi256_ps(_mm256_and_si256(hi, m));
+}
+#define F8_X_SCALE 0x1p112f
+/* The same times 2^112: e4m3(code) * 2^-8, the values every path multiplies (gemm_impl.h). An
+ * FMA with -0 (exact, and zeros keep their sign): Zen 3 multiplies denormal inputs slowly,
+ * FMAs do not mind them. */
+AI void f8q_unit(const char *p, __m256 w[4]) {
+    const __m256 s = _mm256_set1_ps(F8_X_SCALE), z = _mm256_set1_ps(-0.0f);
+    f8q_tiny(p, w);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) w[j] = _mm256_fmadd_ps(w[j], s, z);
+}
+
 /* 8 elements of dtype dt at p as fp32 (F8: times 2^-8). */
 AI __m256 load8(rmu_dtype dt, const void *p) {
     if (dt == RMU_DT_F32) return _mm256_loadu_ps(p);
@@ -235,11 +262,8 @@ AI __m256 load8(rmu_dtype dt, const void *p) {
 #define VL 8
 typedef __m256 vf;
 #define vf_load load8
-/* 8 elements of a panel (gemm.h: F8 codes there are never NaN, so no fix-up) as fp32 (F8 x 2^-8) */
-AI __m256 vf_load_panel(const rmu_dtype dt, const void *p) {
-    if (dt == RMU_DT_F8_E4M3) return _mm256_cvtph_ps(f8_half8(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p))));
-    return load8(dt, p);
-}
+#define vf_load_panel load8 /* BF16: 8 elements of a panel */
+#define vf_f8q_unit f8q_unit /* F8: 4 k of 8 rows of a panel */
 #define vf_round round_bf16
 #define vf_store _mm256_store_ps
 #define vf_storeu _mm256_storeu_ps
@@ -493,18 +517,8 @@ AI void two_groups(const rmu_dtype dt, const int M, const int rnd, const char *c
     }
 }
 
-/* 8 FP8 codes (no NaN) as the fp32 patterns of e4m3(code) * 2^-120: sign to bit 31,
- * magnitude to bits 26..20, i.e. the E4M3 exponent becomes the fp32 exponent field (denormal
- * codes become fp32 denormals, exactly). Three integer operations instead of vcvtph2ps,
- * which Zen 3 issues once per two cycles: the limit of one-row FP8 decode. The x these meet
- * is scaled by 2^112, so each product is x * (e4m3 * 2^-8) exactly as on every other path. */
-AI __m256 f8_tiny8(const char *p) {
-    __m256i d = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(d, 20), _mm256_set1_epi32((int)0x87f00000)));
-}
-#define F8_X_SCALE 0x1p112f
-/* x * 2^112 stays finite: every |x| < 2^16 (NaN fails the test, so such rows take the
- * vcvtph2ps path, whose products are the same numbers) */
+/* x * 2^112 stays finite: every |x| < 2^16 (NaN fails the test, so such rows take f8q_unit,
+ * whose products are the same numbers) */
 AI int f8_x_fits(int M, int K, const float *x, long ldx) {
     const __m256 lim = _mm256_set1_ps(65536.0f), mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int m = 0; m < M; m++) {
@@ -520,23 +534,10 @@ AI int f8_x_fits(int M, int K, const float *x, long ldx) {
     }
     return 1;
 }
-/* F8 or BF16 from panels (gemm.h): the 16 rows' element k is one 16-byte (32-byte) load, two
- * lane vectors, no transposes and (F8) no NaN fix-up. Up to 4 rows of x take both halves at
- * once (8 accumulators); more rows take the halves one after the other (the slice's panel
- * elements are then in L1). The order per output is the groups' (k in order per slice, an F8
- * scale after the slice's sum). es: bytes per element.
- * dec16: 16 panel elements as fp32, F8 times 2^-8 or, with tiny, times 2^-120. */
-AI void dec16(const rmu_dtype dt, const char *p, __m256 *w0, __m256 *w1, const int tiny) {
-    if (dt == RMU_DT_F8_E4M3 && tiny) {
-        *w0 = f8_tiny8(p), *w1 = f8_tiny8(p + 8);
-    } else if (dt == RMU_DT_F8_E4M3) {
-        __m256i h = f8_half16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p)));
-        *w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h)), *w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-    } else {
-        *w0 = load8(dt, p), *w1 = load8(dt, p + 16);
-    }
-}
-AI __m256 scaled(const rmu_dtype dt, __m256 c, __m256 s) { return dt == RMU_DT_F8_E4M3 ? _mm256_mul_ps(c, s) : c; }
+/* BF16 from panels (gemm.h): the 16 rows' element k is one 32-byte load, two lane vectors, no
+ * transposes. Up to 4 rows of x take both halves at once (8 accumulators); more rows take the
+ * halves one after the other (the slice's panel elements are then in L1). The order per
+ * output is the groups' (k in order per slice). */
 #define P_DECL(m) __m256 a##m = _mm256_setzero_ps(), b##m = a##m;
 #define P_FMA(m)                                                                                                   \
     if (m < M) {                                                                                                   \
@@ -545,104 +546,205 @@ AI __m256 scaled(const rmu_dtype dt, __m256 c, __m256 s) { return dt == RMU_DT_F
     }
 #define P_STORE(m)                                                                                                 \
     if (m < M) {                                                                                                   \
-        store8(y + (m) * ldy, scaled(dt, a##m, s0), nr < 8 ? nr : 8, add);                                         \
-        if (nr > 8) store8(y + (m) * ldy + 8, scaled(dt, b##m, s1), nr - 8, add);                                 \
+        store8(y + (m) * ldy, dt == RMU_DT_F8_E4M3 ? _mm256_mul_ps(a##m, s0) : a##m, nr < 8 ? nr : 8, add);        \
+        if (nr > 8) store8(y + (m) * ldy + 8, dt == RMU_DT_F8_E4M3 ? _mm256_mul_ps(b##m, s1) : b##m, nr - 8, add); \
     }
 #define RACC4(X) X(0) X(1) X(2) X(3)
 /* 8 of a panel's rows (p: the first one's element 0, 16 elements per k) for up to 8 rows of x */
 AI void half_slice(const rmu_dtype dt, const int M, const char *p, __m256 sv, int nr, int k0, int kc, const float *x,
                    long ldx, float *y, long ldy, int add) {
-    const size_t es = ESIZE(dt);
     RACC(R_DECL)
     for (int kk = k0; kk < k0 + kc; kk++) {
-        __m256 w = vf_load_panel(dt, p + (size_t)kk * 16 * es);
+        __m256 w = load8(dt, p + (size_t)kk * 32);
         RACC(R_FMA)
     }
     RACC(R_STORE)
 }
-AI void panel_slice(const rmu_dtype dt, const int M, const char *p, __m256 s0, __m256 s1, int nr, int k0, int kc,
-                    const float *x, long ldx, float *y, long ldy, int add) {
-    const size_t es = ESIZE(dt);
+AI void panel_slice(const int M, const char *p, int nr, int k0, int kc, const float *x, long ldx, float *y, long ldy,
+                    int add) {
+    const rmu_dtype dt = RMU_DT_BF16;
+    const __m256 sv = _mm256_setzero_ps(), s0 = sv, s1 = sv; /* no scales (R_STORE, P_STORE) */
     if (M <= 4) {
         RACC4(P_DECL)
         for (int k = k0; k < k0 + kc; k++) {
-            __m256 w0, w1;
-            dec16(dt, p + (size_t)k * 16 * es, &w0, &w1, 0);
+            __m256 w0 = load8(dt, p + (size_t)k * 32), w1 = load8(dt, p + (size_t)k * 32 + 16);
             RACC4(P_FMA)
         }
         RACC4(P_STORE)
         return;
     }
     for (int half = 0; half < 2 && 8 * half < nr; half++)
-        half_slice(dt, M, p + 8 * half * es, half ? s1 : s0, half ? nr - 8 : nr < 8 ? nr : 8, k0, kc, x, ldx,
-                   y + 8 * half, ldy, add);
+        half_slice(dt, M, p + 16 * half, sv, half ? nr - 8 : nr < 8 ? nr : 8, k0, kc, x, ldx, y + 8 * half, ldy, add);
 }
 
-/* Two whole panels for one or two rows of x: with one panel a row of x is two FMA chains,
- * bound by the FMA latency; two panels give four (eight for two rows). tiny: F8 decoded by
- * f8_tiny8, x scaled by 2^112 (one multiply per k and row of x). */
-AI void panel2_slice(const rmu_dtype dt, const int M, const char *p, const char *q, const __m256 *s, int k0, int kc,
-                     const float *x, long ldx, float *y, long ldy, int add, const int tiny) {
-    const size_t es = ESIZE(dt);
-    const __m256 xs = _mm256_set1_ps(F8_X_SCALE);
+/* Two whole BF16 panels for one or two rows of x: with one panel a row of x is two FMA chains,
+ * bound by the FMA latency; two panels give four (eight for two rows). */
+AI void panel2_slice(const int M, const char *p, const char *q, int k0, int kc, const float *x, long ldx, float *y,
+                     long ldy, int add) {
+    const rmu_dtype dt = RMU_DT_BF16;
     __m256 a0 = _mm256_setzero_ps(), b0 = a0, c0 = a0, d0 = a0, a1 = a0, b1 = a0, c1 = a0, d1 = a0;
     for (int k = k0; k < k0 + kc; k++) {
-        __m256 w0, w1, w2, w3;
-        dec16(dt, p + (size_t)k * 16 * es, &w0, &w1, tiny);
-        dec16(dt, q + (size_t)k * 16 * es, &w2, &w3, tiny);
+        __m256 w0 = load8(dt, p + (size_t)k * 32), w1 = load8(dt, p + (size_t)k * 32 + 16);
+        __m256 w2 = load8(dt, q + (size_t)k * 32), w3 = load8(dt, q + (size_t)k * 32 + 16);
         __m256 x0 = _mm256_broadcast_ss(x + k);
-        if (tiny) x0 = _mm256_mul_ps(x0, xs);
         a0 = _mm256_fmadd_ps(x0, w0, a0), b0 = _mm256_fmadd_ps(x0, w1, b0);
         c0 = _mm256_fmadd_ps(x0, w2, c0), d0 = _mm256_fmadd_ps(x0, w3, d0);
         if (M > 1) {
             __m256 x1 = _mm256_broadcast_ss(x + ldx + k);
-            if (tiny) x1 = _mm256_mul_ps(x1, xs);
             a1 = _mm256_fmadd_ps(x1, w0, a1), b1 = _mm256_fmadd_ps(x1, w1, b1);
             c1 = _mm256_fmadd_ps(x1, w2, c1), d1 = _mm256_fmadd_ps(x1, w3, d1);
         }
     }
-    store8(y, scaled(dt, a0, s[0]), 8, add), store8(y + 8, scaled(dt, b0, s[1]), 8, add);
-    store8(y + 16, scaled(dt, c0, s[2]), 8, add), store8(y + 24, scaled(dt, d0, s[3]), 8, add);
+    store8(y, a0, 8, add), store8(y + 8, b0, 8, add), store8(y + 16, c0, 8, add), store8(y + 24, d0, 8, add);
     if (M > 1) {
-        store8(y + ldy, scaled(dt, a1, s[0]), 8, add), store8(y + ldy + 8, scaled(dt, b1, s[1]), 8, add);
-        store8(y + ldy + 16, scaled(dt, c1, s[2]), 8, add), store8(y + ldy + 24, scaled(dt, d1, s[3]), 8, add);
+        store8(y + ldy, a1, 8, add), store8(y + ldy + 8, b1, 8, add);
+        store8(y + ldy + 16, c1, 8, add), store8(y + ldy + 24, d1, 8, add);
     }
 }
 
-/* F8: the rows' scales x 2^8 (gemm_impl.h); BF16 has none (scaled() ignores sc) */
-AI void panel_scales(const rmu_dtype dt, const rmu_gemm_b *B, int n, int nr, float *sc) {
-    if (dt == RMU_DT_F8_E4M3)
-        for (int t = 0; t < nr; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
+/* F8 from panels (gemm.h: 4 k of 8 rows per 32-byte load). The order per output is the
+ * groups' (k in order per slice, the scale x 2^8 after the slice's sum), so a slice is groups
+ * of 4 k in order and then the K % 4 left (the panel's zero padding is not multiplied: x has
+ * no elements there).
+ * One row of x against NP whole panels (4: eight FMA chains, which one row's decode needs to
+ * run at its pipes' rate rather than the FMA latency; 2 for the chunk's rest). tiny: the
+ * weights as f8q_tiny and x scaled by 2^112 (one multiply per k), so each product is
+ * x * (e4m3 * 2^-8) exactly as on every other path; else f8q_unit. Accumulator 2q + h: panel
+ * q, rows 8h..8h+7. */
+#define F8_ACC(i) __m256 a##i = _mm256_setzero_ps();
+#define F8_GRP(i)                                                                                                  \
+    if ((i) < 2 * NP) {                                                                                            \
+        __m256 w[4];                                                                                               \
+        if (tiny) f8q_tiny(p + (size_t)((i) / 2) * ps + (i) % 2 * 32 + g, w);                                     \
+        else f8q_unit(p + (size_t)((i) / 2) * ps + (i) % 2 * 32 + g, w);                                          \
+        _Pragma("GCC unroll 4") for (int j = 0; j < nk; j++) a##i = _mm256_fmadd_ps(xv[j], w[j], a##i);          \
+    }
+#define F8_STORE(i)                                                                                                \
+    if ((i) < 2 * NP) store8(y + 8 * (i), _mm256_mul_ps(a##i, _mm256_loadu_ps(sc + 8 * (i))), 8, add);
+#define F8_8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+/* nk (<= 4) k at k of one row of x (tiny: times 2^112) */
+AI void f8_x4(const int nk, const float *x, int k, const int tiny, __m256 xv[4]) {
+#pragma GCC unroll 4
+    for (int j = 0; j < nk; j++) {
+        xv[j] = _mm256_broadcast_ss(x + k + j);
+        if (tiny) xv[j] = _mm256_mul_ps(xv[j], _mm256_set1_ps(F8_X_SCALE));
+    }
+}
+AI void f8_panels_slice(const int NP, const char *p, size_t ps, const float *sc, int k0, int kc, const float *x,
+                        float *y, int add, const int tiny) {
+    F8_8(F8_ACC)
+    for (int k = k0; k < k0 + kc; k += 4) {
+        __m256 xv[4];
+        const size_t g = (size_t)k * 16;
+        if (k0 + kc - k >= 4) {
+            const int nk = 4;
+            f8_x4(nk, x, k, tiny, xv);
+            F8_8(F8_GRP)
+        } else { /* the slice's last k, K % 4 of them */
+            const int nk = k0 + kc - k;
+            f8_x4(nk, x, k, tiny, xv);
+            F8_8(F8_GRP)
+        }
+    }
+    F8_8(F8_STORE)
+}
+
+/* An F8 panel (p: its slice's first group) for 3 or 4 rows of x, both halves per group (eight
+ * FMA chains; x broadcast from memory twice), or 8 of its rows (p: their first word) for up
+ * to 8 rows of x. More rows share each decode, so the weights are decoded to their unit
+ * values (f8q_unit). */
+#define F8_FMA2(m)                                                                                                 \
+    if (m < M) {                                                                                                   \
+        __m256 xm = _mm256_broadcast_ss(x + (m) * ldx + k + j);                                                    \
+        a##m = _mm256_fmadd_ps(xm, v[j], a##m), b##m = _mm256_fmadd_ps(xm, u[j], b##m);                           \
+    }
+AI void f8_panel_slice4(const int M, const char *p, const float *sc, int k0, int kc, const float *x, long ldx,
+                        float *y, long ldy, int add) {
+    const int nr = 16; /* P_STORE: whole panels only */
+    const rmu_dtype dt = RMU_DT_F8_E4M3;
+    const __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
+    RACC4(P_DECL)
+    for (int k = k0; k < k0 + kc; k += 4) {
+        __m256 v[4], u[4];
+        f8q_unit(p + (size_t)k * 16, v), f8q_unit(p + (size_t)k * 16 + 32, u);
+        const int nk = k0 + kc - k < 4 ? k0 + kc - k : 4;
+#pragma GCC unroll 4
+        for (int j = 0; j < nk; j++) {
+            RACC4(F8_FMA2)
+        }
+    }
+    RACC4(P_STORE)
+}
+AI void f8_half_slice(const int M, const char *p, __m256 sv, int nr, int k0, int kc, const float *x, long ldx,
+                      float *y, long ldy, int add) {
+    const rmu_dtype dt = RMU_DT_F8_E4M3; /* R_STORE applies the scales */
+    RACC(R_DECL)
+    for (int k = k0; k < k0 + kc; k += 4) {
+        __m256 v[4];
+        f8q_unit(p + (size_t)k * 16, v);
+        const int nk = k0 + kc - k < 4 ? k0 + kc - k : 4;
+#pragma GCC unroll 4
+        for (int j = 0; j < nk; j++) {
+            __m256 w = v[j];
+            int kk = k + j;
+            RACC(R_FMA)
+        }
+    }
+    RACC(R_STORE)
+}
+
+/* F8: the rows' scales x 2^8 (gemm_impl.h) */
+AI void panel_scales(const rmu_gemm_b *B, int n, int nr, float *sc) {
+    for (int t = 0; t < nr; t++) sc[t] = rmu_gemm_f8_scale(B, n + t) * RMU_GEMM_F8_UNIT;
 }
 
 AI void rows_panels(const rmu_dtype dt, const int M, int n0, int n1, int K, const float *x, long ldx,
                     const rmu_gemm_b *B, float *y, long ldy, int acc) {
-    const size_t ps = (size_t)B->ld * 16 * ESIZE(dt); /* bytes per panel */
+    const size_t ps = rmu_gemm_panel_bytes(dt, B->ld);
     int n = n0;
-    const int tiny = dt == RMU_DT_F8_E4M3 && M <= 2 && f8_x_fits(M, K, x, ldx);
+    if (dt == RMU_DT_F8_E4M3) {
+        const int tiny = M == 1 && f8_x_fits(M, K, x, ldx);
+        for (int np = 4; np >= 2 && M == 1; np -= 2)
+            for (; n + 16 * np <= n1; n += 16 * np) {
+                const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
+                float sc[64];
+                panel_scales(B, n, 16 * np, sc);
+                for (int k0 = 0; k0 < K; k0 += KC) {
+                    int kc = K - k0 < KC ? K - k0 : KC, add = acc || k0 > 0;
+                    if (np == 4 && tiny) f8_panels_slice(4, p, ps, sc, k0, kc, x, y + n, add, 1);
+                    else if (np == 4) f8_panels_slice(4, p, ps, sc, k0, kc, x, y + n, add, 0);
+                    else if (tiny) f8_panels_slice(2, p, ps, sc, k0, kc, x, y + n, add, 1);
+                    else f8_panels_slice(2, p, ps, sc, k0, kc, x, y + n, add, 0);
+                }
+            }
+        for (; n < n1; n += 16) {
+            const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
+            int nr = n1 - n < 16 ? n1 - n : 16;
+            float sc[16] = {0};
+            panel_scales(B, n, nr, sc);
+            if (M <= 4 && nr == 16) {
+                for (int k0 = 0; k0 < K; k0 += KC)
+                    f8_panel_slice4(M, p, sc, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+                continue;
+            }
+            for (int k0 = 0; k0 < K; k0 += KC)
+                for (int h = 0; h < 2 && 8 * h < nr; h++)
+                    f8_half_slice(M, p + 32 * h, _mm256_loadu_ps(sc + 8 * h), h ? nr - 8 : nr < 8 ? nr : 8, k0,
+                                  K - k0 < KC ? K - k0 : KC, x, ldx, y + n + 8 * h, ldy, acc || k0 > 0);
+        }
+        return;
+    }
     if (M <= 2)
         for (; n + 32 <= n1; n += 32) {
             const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
-            float sc[32] = {0};
-            panel_scales(dt, B, n, 32, sc);
-            __m256 s[4] = {_mm256_loadu_ps(sc), _mm256_loadu_ps(sc + 8), _mm256_loadu_ps(sc + 16),
-                           _mm256_loadu_ps(sc + 24)};
-            for (int k0 = 0; k0 < K; k0 += KC) {
-                int kc = K - k0 < KC ? K - k0 : KC;
-                if (tiny)
-                    panel2_slice(dt, M, p, p + ps, s, k0, kc, x, ldx, y + n, ldy, acc || k0 > 0, 1);
-                else
-                    panel2_slice(dt, M, p, p + ps, s, k0, kc, x, ldx, y + n, ldy, acc || k0 > 0, 0);
-            }
+            for (int k0 = 0; k0 < K; k0 += KC)
+                panel2_slice(M, p, p + ps, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
         }
     for (; n < n1; n += 16) {
         const char *p = (const char *)B->panels + (size_t)(n / 16) * ps;
         int nr = n1 - n < 16 ? n1 - n : 16;
-        float sc[16] = {0};
-        panel_scales(dt, B, n, nr, sc);
-        __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
         for (int k0 = 0; k0 < K; k0 += KC)
-            panel_slice(dt, M, p, s0, s1, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
+            panel_slice(M, p, nr, k0, K - k0 < KC ? K - k0 : KC, x, ldx, y + n, ldy, acc || k0 > 0);
     }
 }
 

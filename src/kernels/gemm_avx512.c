@@ -288,11 +288,21 @@ AI __m512 load16(rmu_dtype dt, const void *p) {
 #define VL 16
 typedef __m512 vf;
 #define vf_load load16
-/* 16 elements of a panel (gemm.h: F8 codes there are never NaN, so no fix-up) as fp32 (F8 x 2^-8) */
-AI __m512 vf_load_panel(const rmu_dtype dt, const void *p) {
-    if (dt == RMU_DT_F8_E4M3) return _mm512_cvtph_ps(f8_half16(_mm_loadu_si128((const __m128i *)p)));
-    return load16(dt, p);
+#define vf_load_panel load16 /* BF16: 16 elements of a panel */
+/* 4 k of an F8 panel's 16 rows (gemm.h: the 64 bytes at p, row t's codes in word t; never
+ * NaN) as fp32 e4m3(code) * 2^-8, in w[0..3] (k order). As the AVX2 file's f8q_tiny and
+ * f8q_unit: 16-bit arithmetic shifts put each code's sign at bit 31 and its magnitude at bits
+ * 26..20 (e4m3 * 2^-120, denormal codes fp32 denormals), then an FMA scales by 2^112 exactly
+ * (with -0: zeros keep their sign). */
+AI void f8q_unit(const char *p, __m512 w[4]) {
+    const __m512i d = _mm512_loadu_si512(p), m = _mm512_set1_epi32((int)0x87f00000);
+    const __m512i hi = _mm512_srai_epi16(d, 4), lo = _mm512_srai_epi16(_mm512_slli_epi16(d, 8), 4);
+    const __m512i t[4] = {_mm512_slli_epi32(lo, 16), _mm512_slli_epi32(hi, 16), lo, hi};
+    const __m512 s = _mm512_set1_ps(0x1p112f), z = _mm512_set1_ps(-0.0f);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) w[j] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(t[j], m)), s, z);
 }
+#define vf_f8q_unit f8q_unit
 #define vf_round round_bf16
 #define vf_store _mm512_store_ps
 #define vf_storeu _mm512_storeu_ps
@@ -550,10 +560,23 @@ AI void panel_slice(const rmu_dtype dt, const int M, const char *p, const float 
     const size_t es = ESIZE(dt);
     (void)xp;
     RACC(R_DECL)
-    for (int kk = k0; kk < k0 + kc; kk++) {
-        __m512 w = vf_load_panel(dt, p + (size_t)kk * 16 * es);
-        RACC(R_OP)
-    }
+    if (dt == RMU_DT_F8_E4M3) /* 4 k per decode; the slice's K % 4 last k from its last one */
+        for (int k = k0; k < k0 + kc; k += 4) {
+            __m512 v[4];
+            f8q_unit(p + (size_t)k * 16, v);
+            const int nk = k0 + kc - k < 4 ? k0 + kc - k : 4;
+#pragma GCC unroll 4
+            for (int j = 0; j < nk; j++) {
+                __m512 w = v[j];
+                int kk = k + j;
+                RACC(R_OP)
+            }
+        }
+    else
+        for (int kk = k0; kk < k0 + kc; kk++) {
+            __m512 w = load16(dt, p + (size_t)kk * 16 * es);
+            RACC(R_OP)
+        }
     RACC(R_STORE)
 }
 
@@ -571,7 +594,7 @@ AI void rows_dt(const rmu_dtype dt, const int M, const int rnd, const int pairs,
             if (dt == RMU_DT_F8_E4M3) su[t] = rmu_gemm_f8_scale(B, i) * RMU_GEMM_F8_UNIT;
         }
         if ((dt == RMU_DT_F8_E4M3 || dt == RMU_DT_BF16) && B->panels && !pairs && n0 % 16 == 0) {
-            const char *p = (const char *)B->panels + (size_t)(n / 16) * (size_t)B->ld * 16 * ESIZE(dt);
+            const char *p = (const char *)B->panels + (size_t)(n / 16) * rmu_gemm_panel_bytes(dt, B->ld);
             for (int k0 = 0; k0 < K; k0 += KCS)
                 panel_slice(dt, M, p, su, nr, k0, K - k0 < KCS ? K - k0 : KCS, x, ldx, y + n, ldy, acc || k0 > 0);
             continue;

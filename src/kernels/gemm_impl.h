@@ -115,6 +115,12 @@ static inline float rmu_gemm_load_f32(const void *p, rmu_dtype dt, size_t i) {
     return rmu_f16_to_f32(((const uint16_t *)p)[i]);
 }
 
+/* Bytes per 16-row panel (gemm.h): F8 panels keep 4 k per 32-bit word, so their depth is ld
+ * rounded up to 4 (the extra k zero). */
+static inline size_t rmu_gemm_panel_bytes(rmu_dtype dt, long ld) {
+    return dt == RMU_DT_F8_E4M3 ? (size_t)(ld + 3) / 4 * 64 : (size_t)ld * 32;
+}
+
 /* Scale of stored row r of an F8 B (per row, or the one per-tensor scale). */
 static inline float rmu_gemm_f8_scale(const rmu_gemm_b *B, long r) { return B->scale[B->nscale == 1 ? 0 : r]; }
 

@@ -4,7 +4,8 @@
  *   NR           the B panel width (two vectors)
  *   VL           lanes per vector; vf the fp32 vector type
  *   vf_load(dt, p)        VL elements of dtype dt at p as fp32 (F8: times 2^-8)
- *   vf_load_panel(dt, p)  VL elements of a panel (F8 or BF16; F8 codes not NaN) as fp32
+ *   vf_load_panel(dt, p)  VL elements of a BF16 panel (gemm.h) as fp32
+ *   vf_f8q_unit(p, w)     4 k of VL rows of an F8 panel (VL 4-code words at p) as fp32 x 2^-8
  *   vf_round(v)           fp32 lanes rounded to bf16 values
  *   vf_store(p, v), vf_storeu(p, v), vf_mul(a, b), vf_set1(x)
  * and, for the rows entry points, rows_dt() and ROWS_AT(MM) (its call with MM rows). */
@@ -33,22 +34,38 @@ AI int pack_b_kn(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0
 }
 
 /* F8 or BF16 stored [N,K] with panels (gemm.h), a full NR-wide panel starting on a panel row:
- * each k slot of Bp is the converted 16 elements of k of NR / 16 panels, no transpose. Returns 1
+ * each k slot of Bp is the converted 16 elements of k of NR / 16 panels, no transpose (F8: 4 k
+ * per decode; slices start on a multiple of 4, the blocked path's kc being one). Returns 1
  * when it packed, 0 when this B or block has no panel form (pack_b_dt then reads data). */
 AI int pack_b_panels(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0, int nr, float *Bp) {
     if ((dt != RMU_DT_F8_E4M3 && dt != RMU_DT_BF16) || !B->panels || !B->trans || nr != NR || n0 % 16) return 0;
-    const size_t es = ESIZE(dt);
+    if (dt == RMU_DT_F8_E4M3 && k0 % 4) return 0;
+    const size_t pb = rmu_gemm_panel_bytes(dt, B->ld);
     for (int jb = 0; jb < NR; jb += 16) {
-        const char *p = (const char *)B->panels + ((size_t)(n0 + jb) / 16 * (size_t)B->ld + (size_t)k0) * 16 * es;
+        /* the slice: 16 (F8: 64 / 4) bytes per k either way */
+        const char *p = (const char *)B->panels + (size_t)(n0 + jb) / 16 * pb + (size_t)k0 * 16 * ESIZE(dt);
         /* The next panel's slice, packed next (gemm.c's column loop), is pulled into L2
          * meanwhile: otherwise each pack starts a cold DRAM stream and waits on it (16 rows of
          * the 4-layer model: +14% tok/s). An integer address: past the last panel it is outside
          * the weights, fine for a prefetch (it never faults), not for pointer arithmetic. */
-        const uintptr_t next = (uintptr_t)p + (uintptr_t)B->ld * 16 * es;
+        const uintptr_t next = (uintptr_t)p + pb;
+        const size_t kb = 16 * ESIZE(dt); /* bytes per k */
+        if (dt == RMU_DT_F8_E4M3) {
+            for (int k = 0; k < kc; k += 4) {
+                _mm_prefetch((const char *)(next + (size_t)k * kb), _MM_HINT_T1);
+                for (int v = 0; v < 16; v += VL) {
+                    vf w[4];
+                    vf_f8q_unit(p + (size_t)k * kb + v * 4, w);
+                    const int nk = kc - k < 4 ? kc - k : 4;
+#pragma GCC unroll 4
+                    for (int j = 0; j < nk; j++) vf_store(Bp + (size_t)(k + j) * NR + jb + v, w[j]);
+                }
+            }
+            continue;
+        }
         for (int k = 0; k < kc; k++) {
-            if ((k * 16 * es) % 64 == 0) _mm_prefetch((const char *)(next + (size_t)k * 16 * es), _MM_HINT_T1);
-            for (int v = 0; v < 16; v += VL)
-                vf_store(Bp + (size_t)k * NR + jb + v, vf_load_panel(dt, p + ((size_t)k * 16 + v) * es));
+            if ((k * kb) % 64 == 0) _mm_prefetch((const char *)(next + (size_t)k * kb), _MM_HINT_T1);
+            for (int v = 0; v < 16; v += VL) vf_store(Bp + (size_t)k * NR + jb + v, vf_load_panel(dt, p + k * kb + v * 2));
         }
     }
     return 1;

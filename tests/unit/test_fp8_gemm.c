@@ -261,12 +261,16 @@ static void test_panels(void **st) {
         for (int i = 0; i < 40 * K; i++) A[i] = tu_frand(&seed);
         memset(P, 0xaa, rmu_gemm_panels_bytes(RMU_DT_F8_E4M3, N, ld));
         assert_int_equal(rmu_gemm_panels(RMU_DT_F8_E4M3, W, N, K, ld, P), 0);
+        /* 4 k per word of a row, rows side by side; depth ld rounded up to 4 */
+        const long L = (ld + 3) / 4 * 4;
+        assert_int_equal(rmu_gemm_panels_bytes(RMU_DT_F8_E4M3, N, ld), (size_t)(N + 15) / 16 * 16 * L);
         for (int p = 0; p < (N + 15) / 16; p++)
-            for (long k = 0; k < ld; k++)
+            for (long k = 0; k < L; k++)
                 for (int r = 0; r < 16; r++) {
                     int n = p * 16 + r;
                     uint8_t want = n < N && k < K ? W[(size_t)n * ld + k] : 0;
-                    if (P[((size_t)p * ld + k) * 16 + r] != want) fail_msg("panel %d k %ld row %d", p, k, r);
+                    if (P[(size_t)p * L * 16 + (size_t)k / 4 * 64 + r * 4 + k % 4] != want)
+                        fail_msg("panel %d k %ld row %d", p, k, r);
                 }
         rmu_err e;
         static const float xscale[] = {1.0f, 1e-36f, 9e4f};
