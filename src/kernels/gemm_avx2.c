@@ -649,10 +649,11 @@ AI void f8_panels_slice(const int NP, const char *p, size_t ps, const float *sc,
     F8_8(F8_STORE)
 }
 
-/* An F8 panel (p: its slice's first group) for 3 or 4 rows of x, both halves per group (eight
- * FMA chains; x broadcast from memory twice), or 8 of its rows (p: their first word) for up
- * to 8 rows of x. More rows share each decode, so the weights are decoded to their unit
- * values (f8q_unit). */
+/* An F8 panel (p: its slice's first group) for up to 4 rows of x, both halves per group (x
+ * broadcast from memory twice; one row takes this for a chunk's last panel), or 8 of its rows
+ * (p: their first word) for up to 8 rows of x. More rows share each decode, so the weights are
+ * decoded to their unit values (f8q_unit); the two-row panel2 layout of BF16 measured no faster
+ * here. */
 #define F8_FMA2(m)                                                                                                 \
     if (m < M) {                                                                                                   \
         __m256 xm = _mm256_broadcast_ss(x + (m) * ldx + k + j);                                                    \

@@ -124,10 +124,13 @@ static inline size_t rmu_gemm_panel_bytes(rmu_dtype dt, long ld) {
 /* Scale of stored row r of an F8 B (per row, or the one per-tensor scale). */
 static inline float rmu_gemm_f8_scale(const rmu_gemm_b *B, long r) { return B->scale[B->nscale == 1 ? 0 : r]; }
 
-/* The SIMD paths decode FP8 through the FP16 converter: code c (sign s, 7 magnitude bits m)
- * as the fp16 bit pattern s << 15 | m << 7 is exactly e4m3(c) * 2^-8, subnormals included
- * (the 4-bit exponent sits in fp16's 5-bit field, bias 15 instead of 7); 0x7f gets fp16's
- * NaN exponent. The 2^8 is folded into the scale (RMU_GEMM_F8_UNIT), so no extra multiply. */
+/* The SIMD paths decode FP8 from [N,K] storage through the FP16 converter: code c (sign s, 7
+ * magnitude bits m) as the fp16 bit pattern s << 15 | m << 7 is exactly e4m3(c) * 2^-8,
+ * subnormals included (the 4-bit exponent sits in fp16's 5-bit field, bias 15 instead of 7);
+ * 0x7f gets fp16's NaN exponent. From panels (no NaN there) they build the fp32 pattern
+ * s << 31 | m << 20 = e4m3(c) * 2^-120 with integer shifts and scale x or the weight by 2^112
+ * (gemm_avx2.c, f8q_tiny). Either way the weight is e4m3(c) * 2^-8 and the 2^8 is folded into
+ * the scale (RMU_GEMM_F8_UNIT), so no extra multiply per weight. */
 #define RMU_GEMM_F8_UNIT 256.0f
 
 #endif
