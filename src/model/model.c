@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "core/util.h"
@@ -197,10 +198,17 @@ static int make_panels(rmu_model *m, rmu_err *e) {
     size_t total = 0;
     for (int i = 0; i < ns; i++)
         if (wants_panels(m, &s[i])) total += rmu_gemm_panels_bytes(s[i].w->dtype, (long)s[i].rows, (long)s[i].cols);
-    if (total && !(m->panels = aligned_alloc(64, (total + 63) & ~(size_t)63))) {
+    /* 2 MiB aligned and, where the kernel gives them on request (THP "madvise"), in huge
+     * pages: decode streams the panels, and with 4 KiB pages every page is a TLB miss and a
+     * stop for the hardware prefetcher (not fatal when refused: 4 KiB pages then) */
+    const size_t huge = (size_t)2 << 20;
+    if (total && !(m->panels = aligned_alloc(huge, (total + huge - 1) & ~(huge - 1)))) {
         rmu_errf(e, "%s: out of memory (%zu bytes for the weight panels)", m->dir, total);
         goto out;
     }
+#ifdef MADV_HUGEPAGE
+    if (total) madvise(m->panels, (total + huge - 1) & ~(huge - 1), MADV_HUGEPAGE);
+#endif
     unsigned char *p = m->panels;
     for (int i = 0; i < ns; i++) {
         rmu_weight *w = s[i].w;
