@@ -680,17 +680,7 @@ AI void f8_half_slice(const int M, const char *p, __m256 sv, int nr, int k0, int
                       float *y, long ldy, int add) {
     const rmu_dtype dt = RMU_DT_F8_E4M3; /* R_STORE applies the scales */
     RACC(R_DECL)
-    for (int k = k0; k < k0 + kc; k += 4) {
-        __m256 v[4];
-        f8q_unit(p + (size_t)k * 16, v);
-        const int nk = k0 + kc - k < 4 ? k0 + kc - k : 4;
-#pragma GCC unroll 4
-        for (int j = 0; j < nk; j++) {
-            __m256 w = v[j];
-            int kk = k + j;
-            RACC(R_FMA)
-        }
-    }
+    F8Q_FOR_K(p, k0, kc, RACC(R_FMA))
     RACC(R_STORE)
 }
 

@@ -560,18 +560,8 @@ AI void panel_slice(const rmu_dtype dt, const int M, const char *p, const float 
     const size_t es = ESIZE(dt);
     (void)xp;
     RACC(R_DECL)
-    if (dt == RMU_DT_F8_E4M3) /* 4 k per decode; the slice's K % 4 last k from its last one */
-        for (int k = k0; k < k0 + kc; k += 4) {
-            __m512 v[4];
-            f8q_unit(p + (size_t)k * 16, v);
-            const int nk = k0 + kc - k < 4 ? k0 + kc - k : 4;
-#pragma GCC unroll 4
-            for (int j = 0; j < nk; j++) {
-                __m512 w = v[j];
-                int kk = k + j;
-                RACC(R_OP)
-            }
-        }
+    if (dt == RMU_DT_F8_E4M3)
+        F8Q_FOR_K(p, k0, kc, RACC(R_OP))
     else
         for (int kk = k0; kk < k0 + kc; kk++) {
             __m512 w = load16(dt, p + (size_t)kk * 16 * es);

@@ -33,6 +33,22 @@ AI int pack_b_kn(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, int n0
     return kc;
 }
 
+/* The rows kernels' k loop over a slice [k0, k0 + kc) of VL rows of an F8 panel (gemm.h; p: the
+ * rows' first word, k0 % 4 == 0): 4 k per vf_f8q_unit, the slice's K % 4 last k from its last group (the
+ * panel's zero padding is never used: x has no elements there). BODY runs once per k, in
+ * order, with w (the VL rows' element kk as fp32 x 2^-8). */
+#define F8Q_FOR_K(p, k0, kc, BODY)                                                                                 \
+    for (int k_ = (k0); k_ < (k0) + (kc); k_ += 4) {                                                               \
+        vf v_[4];                                                                                                  \
+        vf_f8q_unit((p) + (size_t)k_ * 16, v_);                                                                    \
+        const int nk_ = (k0) + (kc) - k_ < 4 ? (k0) + (kc) - k_ : 4;                                               \
+        _Pragma("GCC unroll 4") for (int j_ = 0; j_ < nk_; j_++) {                                                 \
+            const vf w = v_[j_];                                                                                   \
+            const int kk = k_ + j_;                                                                                \
+            BODY                                                                                                   \
+        }                                                                                                          \
+    }
+
 /* F8 or BF16 stored [N,K] with panels (gemm.h), a full NR-wide panel starting on a panel row:
  * each k slot of Bp is the converted 16 elements of k of NR / 16 panels, no transpose (F8: 4 k
  * per decode; slices start on a multiple of 4, the blocked path's kc being one). Returns 1
@@ -50,7 +66,7 @@ AI int pack_b_panels(const rmu_dtype dt, const rmu_gemm_b *B, int k0, int kc, in
          * the weights, fine for a prefetch (it never faults), not for pointer arithmetic. */
         const uintptr_t next = (uintptr_t)p + pb;
         const size_t kb = 16 * ESIZE(dt); /* bytes per k */
-        if (dt == RMU_DT_F8_E4M3) {
+        if (dt == RMU_DT_F8_E4M3) { /* k outer: both of AVX2's 8-row halves from one line */
             for (int k = 0; k < kc; k += 4) {
                 _mm_prefetch((const char *)(next + (size_t)k * kb), _MM_HINT_T1);
                 for (int v = 0; v < 16; v += VL) {
